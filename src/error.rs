@@ -1,0 +1,415 @@
+//! Every error type of the crate, one per operation (std/crossbeam style).
+//!
+//! None of them prints a user's `T`: the ones that carry a guard implement `Debug` by
+//! hand, as `std::sync::PoisonError` does.
+
+use std::fmt;
+use std::io;
+
+/// The crate-wide result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a shared region could not be opened or trusted.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionError {
+    /// The mapping is smaller than its header claims, or smaller than a header.
+    Truncated {
+        /// Bytes actually present.
+        actual: u64,
+        /// Bytes the header (or the caller) requires.
+        expected: u64,
+    },
+    /// The magic number is not shmproc's: this is not a shmproc region.
+    Foreign,
+    /// A shmproc region of another layout version.
+    Version {
+        /// Version found in the header.
+        found: u32,
+        /// Version this build understands.
+        expected: u32,
+    },
+    /// The header checksum does not match its fields: the header was corrupted.
+    Corrupt,
+    /// The region holds another kind of object than the one asked for.
+    WrongKind {
+        /// Kind found in the header.
+        found: u32,
+        /// Kind asked for.
+        expected: u32,
+    },
+    /// A memfd without the seals that stop a peer from shrinking it under us.
+    Unsealed,
+    /// A named segment that is not ours: wrong owner or a mode wider than 0600.
+    Untrusted,
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegionError::Truncated { actual, expected } => {
+                write!(f, "shared region truncated: {actual} bytes, {expected} expected")
+            }
+            RegionError::Foreign => f.write_str("not a shmproc region (bad magic)"),
+            RegionError::Version { found, expected } => {
+                write!(f, "shmproc region layout version {found}, this build reads {expected}")
+            }
+            RegionError::Corrupt => f.write_str("shmproc region header is corrupt (checksum mismatch)"),
+            RegionError::WrongKind { found, expected } => {
+                write!(f, "shmproc region holds object kind {found}, expected {expected}")
+            }
+            RegionError::Unsealed => f.write_str("memfd region is not sealed against resizing"),
+            RegionError::Untrusted => {
+                f.write_str("named segment has a foreign owner or a mode wider than 0600")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RegionError {}
+
+/// A violation of the wire protocol read from shared memory written by another process.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A record header claims a length over the channel's `max_message`.
+    TooLarge {
+        /// Length claimed.
+        len: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// A record header or index points outside the ring, or is otherwise impossible.
+    BadRecord,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::TooLarge { len, max } => {
+                write!(f, "message of {len} bytes exceeds the limit of {max} bytes")
+            }
+            ProtocolError::BadRecord => f.write_str("corrupt record in shared ring"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// The crate-wide error.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Error {
+    /// The queue, pool or object was closed.
+    Closed,
+    /// A deadline passed.
+    Timeout,
+    /// The peer is gone: every end on the other side was dropped or its process died.
+    Disconnected,
+    /// A worker process died while it held a task.
+    WorkerDied {
+        /// Its process id.
+        pid: u32,
+        /// The signal that killed it, if it was killed by one.
+        signal: Option<i32>,
+        /// Its exit code, if it exited.
+        code: Option<i32>,
+    },
+    /// A task panicked; the panic message.
+    TaskPanicked(String),
+    /// A shared region is foreign, truncated, of another version or corrupt.
+    Region(RegionError),
+    /// Shared memory written by a peer broke the protocol.
+    Protocol(ProtocolError),
+    /// A message is larger than the configured maximum.
+    TooLarge {
+        /// The message's size in bytes.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Encoding or decoding a value failed.
+    Codec(String),
+    /// A handle was serialized outside a process hand-off, or a hand-off failed.
+    Handle(&'static str),
+    /// The operation is not valid in this state (start twice, join before start, ...).
+    InvalidState(&'static str),
+    /// An operating-system error.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Closed => f.write_str("closed"),
+            Error::Timeout => f.write_str("timed out"),
+            Error::Disconnected => f.write_str("peer disconnected"),
+            Error::WorkerDied { pid, signal, code } => match (signal, code) {
+                (Some(s), _) => write!(f, "worker process {pid} was killed by signal {s}"),
+                (None, Some(c)) => write!(f, "worker process {pid} exited with code {c}"),
+                (None, None) => write!(f, "worker process {pid} died"),
+            },
+            Error::TaskPanicked(msg) => write!(f, "task panicked: {msg}"),
+            Error::Region(e) => e.fmt(f),
+            Error::Protocol(e) => e.fmt(f),
+            Error::TooLarge { len, max } => {
+                write!(f, "message of {len} bytes exceeds the limit of {max} bytes")
+            }
+            Error::Codec(e) => write!(f, "codec error: {e}"),
+            Error::Handle(e) => write!(f, "handle passing: {e}"),
+            Error::InvalidState(e) => write!(f, "invalid state: {e}"),
+            Error::Io(e) => write!(f, "OS error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Region(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<nix::Error> for Error {
+    fn from(e: nix::Error) -> Self {
+        Error::Io(io::Error::from(e))
+    }
+}
+
+impl From<RegionError> for Error {
+    fn from(e: RegionError) -> Self {
+        Error::Region(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+macro_rules! simple_error {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident => $msg:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[non_exhaustive]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vm])* $var),+ }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $($name::$var => $msg),+ })
+            }
+        }
+        impl std::error::Error for $name {}
+    };
+}
+
+simple_error!(
+    /// Why `try_put` failed.
+    TryPutError {
+        /// The queue holds its capacity of items.
+        Full => "queue is full",
+        /// The queue was closed.
+        Closed => "queue is closed",
+    }
+);
+simple_error!(
+    /// Why `try_get` failed.
+    TryGetError {
+        /// No item is ready.
+        Empty => "queue is empty",
+        /// The queue was closed and is drained.
+        Closed => "queue is closed",
+    }
+);
+
+/// Why `send` failed. Carries no message: the caller still owns it (`send` takes `&T`).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Every reader end is gone: dropped, or its process died.
+    Disconnected,
+    /// The message is larger than the channel's `max_message`.
+    TooLarge {
+        /// Encoded size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The value could not be encoded.
+    Codec(String),
+    /// The ring's shared state is corrupt, or an OS call failed.
+    Broken(String),
+}
+
+/// Why `try_send` failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrySendError {
+    /// The ring has no room for the message now.
+    Full,
+    /// Every reader end is gone.
+    Disconnected,
+    /// The message is larger than `max_message`.
+    TooLarge {
+        /// Encoded size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The value could not be encoded.
+    Codec(String),
+    /// The ring's shared state is corrupt, or an OS call failed.
+    Broken(String),
+}
+
+/// Why `send_timeout` failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendTimeoutError {
+    /// The deadline passed while the ring was full.
+    Timeout,
+    /// Every reader end is gone.
+    Disconnected,
+    /// The message is larger than `max_message`.
+    TooLarge {
+        /// Encoded size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The value could not be encoded.
+    Codec(String),
+    /// The ring's shared state is corrupt, or an OS call failed.
+    Broken(String),
+}
+
+/// Why `recv` failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecvError {
+    /// Every writer end is gone and the ring is drained.
+    Disconnected,
+    /// A record read from the ring breaks the protocol (the message is skipped).
+    Protocol(ProtocolError),
+    /// The bytes did not decode as `T` (the message is consumed).
+    Codec(String),
+    /// An OS call failed.
+    Broken(String),
+}
+
+/// Why `try_recv` failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// No message is ready.
+    Empty,
+    /// Every writer end is gone and the ring is drained.
+    Disconnected,
+    /// A record breaks the protocol.
+    Protocol(ProtocolError),
+    /// The bytes did not decode as `T`.
+    Codec(String),
+    /// An OS call failed.
+    Broken(String),
+}
+
+/// Why `recv_timeout` failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// The deadline passed with no message.
+    Timeout,
+    /// Every writer end is gone and the ring is drained.
+    Disconnected,
+    /// A record breaks the protocol.
+    Protocol(ProtocolError),
+    /// The bytes did not decode as `T`.
+    Codec(String),
+    /// An OS call failed.
+    Broken(String),
+}
+
+/// `Display` for the channel errors: the variants each enum has, written once.
+macro_rules! chan_error_display {
+    ($name:ident, $what:literal) => {
+        impl fmt::Display for $name {
+            #[allow(unreachable_patterns)]
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                chan_error_display!(@arms self, f, $name, $what)
+            }
+        }
+        impl std::error::Error for $name {}
+    };
+    (@arms $s:ident, $f:ident, $name:ident, $what:literal) => {{
+        let text = format!("{:?}", $s);
+        match text.as_str() {
+            "Disconnected" => write!($f, "{} on a disconnected channel", $what),
+            "Full" => $f.write_str("channel is full"),
+            "Empty" => $f.write_str("channel is empty"),
+            "Timeout" => write!($f, "timed out {}", $what),
+            _ => $f.write_str(&text),
+        }
+    }};
+}
+
+chan_error_display!(SendError, "sending");
+chan_error_display!(TrySendError, "sending");
+chan_error_display!(SendTimeoutError, "sending");
+chan_error_display!(RecvError, "receiving");
+chan_error_display!(TryRecvError, "receiving");
+chan_error_display!(RecvTimeoutError, "receiving");
+
+/// Why a lock operation did not simply succeed.
+///
+/// `OwnerDied` still carries the guard: the caller holds the lock, and the lock works
+/// normally afterwards (the guarantee of a robust mutex).
+pub enum LockError<G> {
+    /// The previous holder died holding the lock; you hold it now.
+    OwnerDied(G),
+    /// `try_lock` only: somebody else holds it.
+    WouldBlock,
+    /// `lock_timeout` only: the deadline passed.
+    Timeout,
+}
+
+impl<G> LockError<G> {
+    /// The guard, if this is `OwnerDied`.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockError::WouldBlock => f.write_str("WouldBlock"),
+            LockError::Timeout => f.write_str("Timeout"),
+        }
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("the previous holder died holding the lock"),
+            LockError::WouldBlock => f.write_str("the lock is held"),
+            LockError::Timeout => f.write_str("timed out waiting for the lock"),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {}

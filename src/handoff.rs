@@ -1,0 +1,1 @@
+//! Passing handles to child processes (under construction).
