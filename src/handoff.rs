@@ -1,1 +1,193 @@
-//! Passing handles to child processes (under construction).
+//! Handing shared objects (pipe ends, queues, locks, values) to child processes.
+//!
+//! Two start methods, two mechanisms:
+//!
+//! * **Fork.** The child inherits every handle by memory, and every file descriptor.
+//!   Objects whose file descriptors keep a peer "alive" (pipe ends: see
+//!   `channel`) register here. After `fork`, the parent drops its copy of what it
+//!   moved into the child (the args or closure) inside [`record_drops`], which notes
+//!   every registered object that payload held; it sends the ids to the child, and the
+//!   child calls [`ForkGuard::release_inherited_except`], which releases the liveness
+//!   tokens of every other inherited object. So an end that the child inherits but
+//!   never received does not keep the channel open (fork hygiene), and an end it did
+//!   receive is held without a gap.
+//! * **Spawn.** The parent serializes the args with [`encode_for_spawn`]: each handle's
+//!   `Serialize` calls [`pass_fd`] for its descriptors, which records them so the child
+//!   keeps them across `execve` (everything else is close-on-exec). The spawned child
+//!   decodes the args with [`decode_in_child`]; each handle's `Deserialize` calls
+//!   [`adopt_fd`]. Outside these two calls, serializing a handle is an error
+//!   ([`Error::Handle`]), never a handle that silently points nowhere.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard, Weak};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A per-process object whose file descriptors tell peers this process holds an end.
+pub(crate) trait Inherited: Send + Sync {
+    /// Closes this process's liveness descriptors. Called in a freshly forked child
+    /// (one thread) for objects the child was not handed.
+    fn release_in_child(&self);
+}
+
+struct Registry {
+    next: u64,
+    objects: BTreeMap<u64, Weak<dyn Inherited>>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { next: 1, objects: BTreeMap::new() });
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Registers an object; returns its id, to pass to [`note_drop`] and [`unregister`].
+pub(crate) fn register(obj: Weak<dyn Inherited>) -> u64 {
+    let mut reg = registry();
+    let id = reg.next;
+    reg.next += 1;
+    reg.objects.insert(id, obj);
+    id
+}
+
+/// Removes an object (from its `Drop`).
+pub(crate) fn unregister(id: u64) {
+    registry().objects.remove(&id);
+}
+
+thread_local! {
+    static RECORDING: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
+}
+
+/// Called by every handle's `Drop` with the id of the registered object it refers to.
+pub(crate) fn note_drop(id: u64) {
+    let _ = RECORDING.try_with(|r| {
+        if let Some(ids) = r.borrow_mut().as_mut() {
+            ids.push(id);
+        }
+    });
+}
+
+/// Drops `payload` (the parent's copy of what a forked child received), returning the
+/// ids of the registered objects it held.
+pub(crate) fn record_drops<T>(payload: T) -> Vec<u64> {
+    RECORDING.with(|r| *r.borrow_mut() = Some(Vec::new()));
+    drop(payload);
+    let mut ids = RECORDING.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Holds the registry locked across `fork`, so the child never finds it locked by a
+/// thread that does not exist there.
+pub(crate) struct ForkGuard(MutexGuard<'static, Registry>);
+
+impl ForkGuard {
+    /// Locks the registry. Take it right before `fork`; drop it in the parent after.
+    pub(crate) fn acquire() -> ForkGuard {
+        ForkGuard(registry())
+    }
+
+    /// In the forked child: releases the liveness descriptors of every inherited object
+    /// not listed in `keep`, then unlocks the registry.
+    pub(crate) fn release_inherited_except(self, keep: &[u64]) {
+        let reg = self.0;
+        for (id, obj) in reg.objects.iter() {
+            if keep.binary_search(id).is_ok() {
+                continue;
+            }
+            if let Some(obj) = obj.upgrade() {
+                obj.release_in_child();
+            }
+        }
+    }
+}
+
+enum Ctx {
+    /// Parent: collecting descriptors to keep across exec.
+    Encode(Vec<RawFd>),
+    /// Spawned child: descriptors inherited, and which were adopted already.
+    Decode { inherited: Vec<RawFd>, adopted: Vec<RawFd> },
+}
+
+thread_local! {
+    static CTX: RefCell<Option<Ctx>> = const { RefCell::new(None) };
+}
+
+/// Serializes `args` for a spawned child. Returns the bytes and the descriptors the child
+/// must inherit (clear `FD_CLOEXEC` on them between fork and exec).
+pub(crate) fn encode_for_spawn<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<RawFd>)> {
+    CTX.with(|c| *c.borrow_mut() = Some(Ctx::Encode(Vec::new())));
+    let res = postcard::to_stdvec(args);
+    let ctx = CTX.with(|c| c.borrow_mut().take());
+    let bytes = res.map_err(|e| match e {
+        postcard::Error::SerdeSerCustom => Error::Handle("a handle could not be passed to the child"),
+        e => Error::Codec(e.to_string()),
+    })?;
+    let fds = match ctx {
+        Some(Ctx::Encode(fds)) => fds,
+        _ => Vec::new(),
+    };
+    Ok((bytes, fds))
+}
+
+/// Decodes args in a spawned child; `inherited` lists the descriptors the parent passed.
+pub(crate) fn decode_in_child<A: DeserializeOwned>(bytes: &[u8], inherited: &[RawFd]) -> Result<A> {
+    CTX.with(|c| {
+        *c.borrow_mut() = Some(Ctx::Decode { inherited: inherited.to_vec(), adopted: Vec::new() })
+    });
+    let res = postcard::from_bytes(bytes);
+    let ctx = CTX.with(|c| c.borrow_mut().take());
+    // Inherited descriptors that no handle adopted are closed, so they hold nothing open.
+    if let Some(Ctx::Decode { inherited, adopted }) = ctx {
+        for fd in inherited {
+            if !adopted.contains(&fd) {
+                crate::sys::close_raw(fd);
+            }
+        }
+    }
+    res.map_err(|e| Error::Codec(format!("decoding process arguments: {e}")))
+}
+
+/// From a handle's `Serialize`: records `fd` for the spawned child and returns the
+/// number under which the child will find it. Fails outside [`encode_for_spawn`].
+pub(crate) fn pass_fd(fd: BorrowedFd<'_>) -> Result<i32> {
+    CTX.with(|c| match c.borrow_mut().as_mut() {
+        Some(Ctx::Encode(fds)) => {
+            let raw = fd.as_raw_fd();
+            if !fds.contains(&raw) {
+                fds.push(raw);
+            }
+            Ok(raw)
+        }
+        _ => Err(Error::Handle(
+            "shmproc handles can only be serialized as the args of a Process (or Pool task) they are handed to",
+        )),
+    })
+}
+
+/// From a handle's `Deserialize` in a spawned child: takes ownership of inherited
+/// descriptor `n` (a duplicate when it was adopted before). Fails for a number the
+/// parent did not pass, and outside [`decode_in_child`].
+pub(crate) fn adopt_fd(n: i32) -> Result<OwnedFd> {
+    CTX.with(|c| match c.borrow_mut().as_mut() {
+        Some(Ctx::Decode { inherited, adopted }) => {
+            if !inherited.contains(&n) || !crate::sys::fd_is_open(n) {
+                return Err(Error::Handle("descriptor was not passed by the parent"));
+            }
+            if adopted.contains(&n) {
+                // Borrow the already-adopted descriptor only to duplicate it.
+                let fd = crate::sys::borrow_raw_checked(n)?;
+                return Ok(crate::sys::dup_cloexec(fd)?);
+            }
+            adopted.push(n);
+            crate::sys::own_inherited(n).map_err(Error::from)
+        }
+        _ => Err(Error::Handle("a shmproc handle can only be deserialized by shmproc::init()")),
+    })
+}
