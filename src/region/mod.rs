@@ -1,1 +1,358 @@
-//! region (under construction)
+//! Shared regions: creation, sizing, mapping and validation of the memory that
+//! processes share.
+//!
+//! A region is an anonymous `memfd` by default: it has no name anywhere, is inherited
+//! across `fork`, reaches a spawned child as an inherited descriptor, and is freed by
+//! the kernel when the last descriptor and mapping go, so nothing can leak after a
+//! crash. Its size is reserved up front with `fallocate` (a full tmpfs or memory cgroup
+//! is an error at creation, never a SIGBUS later) and sealed against shrinking, growing
+//! and resealing, so a peer cannot truncate it under a reader.
+//!
+//! The named form (`shm_open`) serves unrelated processes: created with
+//! `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, under a 128-bit random name, and
+//! unlinked when its creator drops it.
+//!
+//! Every region starts with a [`Header`] (magic, layout version, object kind, total
+//! size, four object parameters, checksum). Opening validates all of it; a foreign,
+//! truncated, other-version, wrong-kind or corrupt region is a [`RegionError`].
+//!
+//! Like memmap2's `MmapRaw`, a [`Region`] hands out raw pointers only, never references
+//! into memory that another process can write.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use crate::error::{Error, RegionError, Result};
+use crate::sys;
+
+/// "SHMPROC\x01" read as a little-endian u64.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
+/// Layout version of this build.
+pub(crate) const VERSION: u32 = 1;
+/// Bytes reserved for the header; the payload starts here (keeps it cache-line aligned).
+pub(crate) const HEADER_LEN: usize = 128;
+
+/// What a region holds; part of the header so a pipe is never opened as a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Kind {
+    /// A simplex pipe: one SPSC ring.
+    Pipe = 1,
+    /// A duplex pipe: two SPSC rings.
+    Duplex = 2,
+    /// A bounded MPMC queue.
+    Queue = 3,
+    /// A synchronization primitive or shared value.
+    Sync = 4,
+    /// Free for tests and tools.
+    Test = 0xFF,
+}
+
+/// The region header, at offset 0 of every region. Written once by the creator before
+/// the region is shared; read-only afterwards.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: u64,
+    /// [`VERSION`].
+    pub version: u32,
+    /// The object kind.
+    pub kind: u32,
+    /// Total bytes of the region, header included.
+    pub total_len: u64,
+    /// Object parameters (capacity, limits), covered by the checksum.
+    pub params: [u64; 4],
+    /// FNV-1a of every field above.
+    pub checksum: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_LEN);
+
+impl Header {
+    fn new(kind: Kind, total_len: u64, params: [u64; 4]) -> Header {
+        let mut h = Header { magic: MAGIC, version: VERSION, kind: kind as u32, total_len, params, checksum: 0 };
+        h.checksum = h.compute_checksum();
+        h
+    }
+
+    fn compute_checksum(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |v: u64| {
+            for b in v.to_le_bytes() {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        feed(self.magic);
+        feed(u64::from(self.version) | (u64::from(self.kind) << 32));
+        feed(self.total_len);
+        self.params.iter().for_each(|p| feed(*p));
+        hash
+    }
+
+    /// Reads a header from the first bytes of `bytes` (little-endian, as written).
+    pub fn parse(bytes: &[u8]) -> Result<Header, RegionError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(RegionError::Truncated { actual: bytes.len() as u64, expected: HEADER_LEN as u64 });
+        }
+        let u64_at = |o: usize| u64::from_ne_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
+        let u32_at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+        Ok(Header {
+            magic: u64_at(0),
+            version: u32_at(8),
+            kind: u32_at(12),
+            total_len: u64_at(16),
+            params: [u64_at(24), u64_at(32), u64_at(40), u64_at(48)],
+            checksum: u64_at(56),
+        })
+    }
+
+    /// Checks the header against the region's real size and the kind expected.
+    pub fn validate(&self, actual_len: u64, kind: Option<u32>) -> Result<(), RegionError> {
+        if self.magic != MAGIC {
+            return Err(RegionError::Foreign);
+        }
+        if self.version != VERSION {
+            return Err(RegionError::Version { found: self.version, expected: VERSION });
+        }
+        if self.checksum != self.compute_checksum() {
+            return Err(RegionError::Corrupt);
+        }
+        if self.total_len < HEADER_LEN as u64 || self.total_len > actual_len {
+            return Err(RegionError::Truncated { actual: actual_len, expected: self.total_len });
+        }
+        if let Some(k) = kind {
+            if self.kind != k {
+                return Err(RegionError::WrongKind { found: self.kind, expected: k });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses and validates a region image held in local memory (for tools and fuzzing).
+pub fn validate_image(bytes: &[u8]) -> Result<Header, RegionError> {
+    let h = Header::parse(bytes)?;
+    h.validate(bytes.len() as u64, None)?;
+    Ok(h)
+}
+
+/// A mapped shared region.
+pub(crate) struct Region {
+    map: memmap2::MmapRaw,
+    fd: OwnedFd,
+    header: Header,
+    name: Option<CString>,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region").field("len", &self.map.len()).field("kind", &self.header.kind).finish()
+    }
+}
+
+impl Region {
+    /// Creates an anonymous (memfd) region with `payload_len` bytes after the header.
+    /// The payload is zero-filled.
+    pub(crate) fn create(kind: Kind, payload_len: usize, params: [u64; 4]) -> Result<Region> {
+        let fd = sys::memfd_create(c"shmproc")?;
+        Self::init(fd, kind, payload_len, params, None, true)
+    }
+
+    /// Creates a named (`shm_open`) region under a fresh unguessable name; it is
+    /// unlinked when this `Region` is dropped.
+    #[allow(dead_code)]
+    pub(crate) fn create_named(kind: Kind, payload_len: usize, params: [u64; 4]) -> Result<Region> {
+        let name = CString::new(format!("/shmproc-{:032x}", sys::random_u128()?))
+            .map_err(|_| Error::InvalidState("name contains NUL"))?;
+        let fd = sys::shm_create_excl(&name)?;
+        match Self::init(fd, kind, payload_len, params, Some(name.clone()), false) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let _ = sys::shm_unlink(&name);
+                Err(e)
+            }
+        }
+    }
+
+    fn init(
+        fd: OwnedFd,
+        kind: Kind,
+        payload_len: usize,
+        params: [u64; 4],
+        name: Option<CString>,
+        seal: bool,
+    ) -> Result<Region> {
+        let total = HEADER_LEN.checked_add(payload_len).ok_or(Error::TooLarge { len: payload_len as u64, max: isize::MAX as u64 })?;
+        sys::fallocate(fd.as_fd(), total as u64)?;
+        if seal {
+            sys::seal_size(fd.as_fd())?;
+        }
+        let map = memmap2::MmapOptions::new().len(total).map_raw(fd.as_raw_fd())?;
+        let header = Header::new(kind, total as u64, params);
+        // SAFETY: the mapping is `total >= HEADER_LEN` bytes, page aligned, and private
+        // to this process until the region is handed out, so nobody races this write.
+        unsafe { map.as_mut_ptr().cast::<Header>().write(header) };
+        Ok(Region { map, fd, header, name })
+    }
+
+    /// Maps and validates a region received as a descriptor (memfd or shm).
+    pub(crate) fn open_fd(fd: OwnedFd, kind: Kind) -> Result<Region> {
+        let (size, _uid, _mode) = sys::fstat(fd.as_fd())?;
+        if let Some(seals) = sys::get_seals(fd.as_fd()) {
+            // A memfd must be sealed against shrinking, or a peer could truncate it under us.
+            if seals & libc::F_SEAL_SHRINK == 0 {
+                return Err(RegionError::Unsealed.into());
+            }
+        }
+        Self::map_validated(fd, size, kind, None)
+    }
+
+    /// Opens a named region created by [`Region::create_named`] in another process.
+    #[allow(dead_code)]
+    pub(crate) fn open_named(name: &CStr, kind: Kind) -> Result<Region> {
+        let fd = sys::shm_open_existing(name)?;
+        let (size, uid, mode) = sys::fstat(fd.as_fd())?;
+        if uid != sys::geteuid() || mode & 0o077 != 0 {
+            return Err(RegionError::Untrusted.into());
+        }
+        Self::map_validated(fd, size, kind, None)
+    }
+
+    fn map_validated(fd: OwnedFd, size: u64, kind: Kind, name: Option<CString>) -> Result<Region> {
+        if size < HEADER_LEN as u64 {
+            return Err(RegionError::Truncated { actual: size, expected: HEADER_LEN as u64 }.into());
+        }
+        let len = usize::try_from(size).map_err(|_| RegionError::Corrupt)?;
+        let map = memmap2::MmapOptions::new().len(len).map_raw(fd.as_raw_fd())?;
+        let mut raw = [0u8; HEADER_LEN];
+        // SAFETY: the mapping has at least HEADER_LEN bytes (checked above, and the memfd
+        // is sealed against shrinking); we copy them out without forming a reference, so
+        // a concurrent writer can only make us read garbage, which validation rejects.
+        unsafe { std::ptr::copy_nonoverlapping(map.as_ptr(), raw.as_mut_ptr(), HEADER_LEN) };
+        let header = Header::parse(&raw)?;
+        header.validate(size, Some(kind as u32))?;
+        Ok(Region { map, fd, header, name })
+    }
+
+    /// Start of the payload (right after the header), 128-byte aligned.
+    pub(crate) fn payload(&self) -> NonNull<u8> {
+        // SAFETY: HEADER_LEN <= total length (validated), so the offset stays in the mapping.
+        let p = unsafe { self.map.as_mut_ptr().add(HEADER_LEN) };
+        NonNull::new(p).expect("mmap never returns null")
+    }
+
+    /// Payload length in bytes, as the validated header says (never more than is mapped).
+    pub(crate) fn payload_len(&self) -> usize {
+        self.header.total_len as usize - HEADER_LEN
+    }
+
+    /// The object parameters stored in the header.
+    pub(crate) fn params(&self) -> [u64; 4] {
+        self.header.params
+    }
+
+    /// The region's descriptor, to pass to a child.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The `shm_open` name of a named region.
+    #[allow(dead_code)]
+    pub(crate) fn name(&self) -> Option<&CStr> {
+        self.name.as_deref()
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Some(name) = &self.name {
+            let _ = sys::shm_unlink(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memfd_region_round_trips_through_its_descriptor() {
+        let r = Region::create(Kind::Test, 4096, [1, 2, 3, 4]).unwrap();
+        let fd = sys::dup_cloexec(r.fd()).unwrap();
+        let o = Region::open_fd(fd, Kind::Test).unwrap();
+        assert_eq!(o.params(), [1, 2, 3, 4]);
+        assert_eq!(o.payload_len(), 4096);
+    }
+
+    #[test]
+    fn wrong_kind_is_rejected() {
+        let r = Region::create(Kind::Pipe, 64, [0; 4]).unwrap();
+        let fd = sys::dup_cloexec(r.fd()).unwrap();
+        let e = Region::open_fd(fd, Kind::Queue).unwrap_err();
+        assert!(matches!(e, Error::Region(RegionError::WrongKind { found: 1, expected: 3 })), "{e:?}");
+    }
+
+    #[test]
+    fn unsealed_memfd_is_rejected() {
+        let fd = sys::memfd_create(c"foreign").unwrap();
+        sys::fallocate(fd.as_fd(), 4096).unwrap();
+        let e = Region::open_fd(fd, Kind::Test).unwrap_err();
+        assert!(matches!(e, Error::Region(RegionError::Unsealed)), "{e:?}");
+    }
+
+    #[test]
+    fn foreign_truncated_versioned_and_corrupt_images_are_rejected() {
+        let h = Header::new(Kind::Test, 4096, [7, 0, 0, 0]);
+        let mut img = vec![0u8; 4096];
+        let bytes: [u8; 64] = {
+            let mut b = [0u8; 64];
+            b[0..8].copy_from_slice(&h.magic.to_ne_bytes());
+            b[8..12].copy_from_slice(&h.version.to_ne_bytes());
+            b[12..16].copy_from_slice(&h.kind.to_ne_bytes());
+            b[16..24].copy_from_slice(&h.total_len.to_ne_bytes());
+            for (i, p) in h.params.iter().enumerate() {
+                b[24 + 8 * i..32 + 8 * i].copy_from_slice(&p.to_ne_bytes());
+            }
+            b[56..64].copy_from_slice(&h.checksum.to_ne_bytes());
+            b
+        };
+        img[..64].copy_from_slice(&bytes);
+        assert_eq!(validate_image(&img).unwrap(), h);
+        assert!(matches!(validate_image(&img[..2048]), Err(RegionError::Truncated { .. })));
+        assert!(matches!(validate_image(&img[..100]), Err(RegionError::Truncated { .. })));
+        let mut bad = img.clone();
+        bad[0] ^= 1;
+        assert_eq!(validate_image(&bad), Err(RegionError::Foreign));
+        let mut bad = img.clone();
+        bad[8] = 2;
+        assert!(matches!(validate_image(&bad), Err(RegionError::Version { found: 2, .. })));
+        let mut bad = img.clone();
+        bad[30] ^= 0x40;
+        assert_eq!(validate_image(&bad), Err(RegionError::Corrupt));
+    }
+
+    #[test]
+    fn named_region_is_private_and_unlinked_on_drop() {
+        let r = Region::create_named(Kind::Test, 4096, [0; 4]).unwrap();
+        let name = r.name().unwrap().to_owned();
+        let path = format!("/dev/shm{}", name.to_str().unwrap());
+        let meta = std::fs::metadata(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let o = Region::open_named(&name, Kind::Test).unwrap();
+        assert_eq!(o.payload_len(), 4096);
+        drop(o);
+        drop(r);
+        assert!(std::fs::metadata(&path).is_err(), "segment left behind");
+    }
+
+    #[test]
+    fn named_create_never_reuses_an_existing_name() {
+        let r = Region::create_named(Kind::Test, 64, [0; 4]).unwrap();
+        let e = sys::shm_create_excl(r.name().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+    }
+}
