@@ -293,3 +293,21 @@ pub(crate) fn own_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     // parent for this purpose, and the hand-off context adopts each number only once.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ATFORK: std::sync::Once = std::sync::Once::new();
+
+extern "C" fn bump_fork_generation() {
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A number that changes in a child after every `fork` (through `pthread_atfork`), so
+/// per-thread caches of the pid and tid can tell they were inherited.
+#[inline]
+pub(crate) fn fork_generation() -> u64 {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic (async-signal-safe).
+        unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) };
+    });
+    FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -1,0 +1,700 @@
+//! A lock-free single-producer single-consumer byte ring with variable-length framed
+//! records, living in shared memory.
+//!
+//! # Layout
+//!
+//! ```text
+//! [ writer line: tail, cached_head, in_send ][ reader line: head, cached_tail ]
+//! [ readable waiter ][ writable waiter ][ ownership: owner, lock, lock waiter ]
+//! [ data: capacity bytes (a power of two) ]
+//! ```
+//!
+//! `tail` and `head` are monotonic byte counters; a position in `data` is the counter
+//! modulo the capacity. Each side keeps a cached copy of the other's counter (on its
+//! own cache line) and reloads it only when the cache says full (writer) or empty
+//! (reader), so in steady state the two processes exchange only the data lines.
+//!
+//! # Records
+//!
+//! Every record starts with an 8-byte header `len: u32, tag: u32` and is padded to a
+//! multiple of 8 bytes; records never wrap. Kinds: `MSG` (a whole message), `BEGIN`
+//! (first piece of a message streamed in pieces: an 8-byte total length, then bytes),
+//! `CHUNK` (a further piece), `PAD` (skip to the end of the ring). A message larger
+//! than a quarter of the ring is streamed, so there is no size cap. The reader checks
+//! every header against the ring's bounds and the published range before it touches
+//! the bytes; a bad header is a [`ProtocolError`], never an out-of-bounds read.
+//!
+//! # One writer at a time
+//!
+//! The ring has one producer, but a `Sender` may be shared by threads and copied into
+//! processes. Writers are serialized by a *biased* lock: the first writer thread owns
+//! the ring and sends with two plain stores and two loads (`in_send = 1`, compiler
+//! fence, re-read `owner`). Another writer revokes the bias by switching `owner` to
+//! `SHARED`, issuing `membarrier` (a full fence on the owner's CPU), and waiting for
+//! `in_send == 0` — the asymmetric Dekker handshake. From then on every writer takes a
+//! futex lock around each message. A dead owner (bias or lock) is detected through its
+//! pid and bypassed; whatever it had not published is simply not there.
+
+use std::cell::Cell;
+use std::ptr::NonNull;
+use std::time::Instant;
+
+use crate::error::ProtocolError;
+use crate::sync::atomic::{light_fence, AtomicU32, AtomicU64, CachePadded, Ordering};
+use crate::sync::waiter::{Wait, Waiter};
+
+/// Record header size; also the alignment of every record.
+pub(crate) const REC_HDR: u64 = 8;
+const TAG_MAGIC: u32 = 0x00A5_C3_00;
+const TAG_MASK: u32 = 0xFFFF_FF00;
+
+/// The kinds of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum RecKind {
+    /// A whole message.
+    Msg = 1,
+    /// The first piece of a streamed message; the payload starts with the u64 total.
+    Begin = 2,
+    /// A further piece of a streamed message.
+    Chunk = 3,
+    /// Skip to the end of the ring.
+    Pad = 4,
+}
+
+impl RecKind {
+    fn from_tag(tag: u32) -> Option<RecKind> {
+        if tag & TAG_MASK != TAG_MAGIC {
+            return None;
+        }
+        match tag & 0xFF {
+            1 => Some(RecKind::Msg),
+            2 => Some(RecKind::Begin),
+            3 => Some(RecKind::Chunk),
+            4 => Some(RecKind::Pad),
+            _ => None,
+        }
+    }
+
+    fn tag(self) -> u32 {
+        TAG_MAGIC | self as u32
+    }
+}
+
+#[inline(always)]
+const fn align8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+/// Space a record with `len` payload bytes occupies.
+#[inline(always)]
+pub(crate) const fn record_size(len: u64) -> u64 {
+    REC_HDR + align8(len)
+}
+
+/// Decodes a record header word (the fuzzable part of the reader).
+#[inline]
+pub(crate) fn parse_header(word: u64) -> Option<(RecKind, u64)> {
+    let len = word & 0xFFFF_FFFF;
+    let kind = RecKind::from_tag((word >> 32) as u32)?;
+    Some((kind, len))
+}
+
+#[inline(always)]
+fn header_word(kind: RecKind, len: u64) -> u64 {
+    debug_assert!(len <= u64::from(u32::MAX));
+    (u64::from(kind.tag()) << 32) | len
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct WriterLine {
+    tail: AtomicU64,
+    cached_head: AtomicU64,
+    in_send: AtomicU32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ReaderLine {
+    head: AtomicU64,
+    cached_tail: AtomicU64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Ownership {
+    /// 0: free; a token (pid << 32 | tid): biased to that thread; `SHARED`: use `lock`.
+    owner: AtomicU64,
+    /// Shared mode: 0 free, else the holder's pid.
+    lock: AtomicU32,
+    lock_wait: Waiter,
+}
+
+const SHARED: u64 = 1 << 63;
+
+/// The ring's control block, at the start of its memory. Zeroed memory is a valid,
+/// empty ring.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct SpscHeader {
+    w: CachePadded<WriterLine>,
+    r: CachePadded<ReaderLine>,
+    readable: CachePadded<Waiter>,
+    writable: CachePadded<Waiter>,
+    own: CachePadded<Ownership>,
+}
+
+/// Size of the control block; the data follows it.
+pub(crate) const CONTROL_SIZE: usize = std::mem::size_of::<SpscHeader>();
+
+/// A validated header of a record ready to read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record {
+    pub(crate) kind: RecKind,
+    /// Payload bytes.
+    pub(crate) len: u64,
+    off: u64,
+    head: u64,
+}
+
+/// Handle to a ring in memory that outlives it (a mapped region, or the heap in tests).
+pub(crate) struct Spsc {
+    hdr: NonNull<SpscHeader>,
+    data: NonNull<u8>,
+    cap: u64,
+}
+
+// SAFETY: the ring is designed for concurrent use from many threads and processes: all
+// shared state is atomics, and data bytes are accessed only inside the ranges the
+// protocol gives each side exclusively.
+unsafe impl Send for Spsc {}
+// SAFETY: as above.
+unsafe impl Sync for Spsc {}
+
+/// Which writer path a [`WriteGuard`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Biased,
+    Shared,
+}
+
+/// Proof that this thread is the ring's one writer until dropped.
+pub(crate) struct WriteGuard<'a> {
+    ring: &'a Spsc,
+    mode: Mode,
+}
+
+impl Drop for WriteGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let own = &self.ring.hdr().own;
+        match self.mode {
+            // Pairs with the revoker's Acquire load of `in_send`.
+            Mode::Biased => self.ring.hdr().w.in_send.store(0, Ordering::Release),
+            Mode::Shared => {
+                own.lock.store(0, Ordering::Release);
+                own.lock_wait.wake_all();
+            }
+        }
+    }
+}
+
+thread_local! {
+    static TOKEN: Cell<(u64, u64)> = const { Cell::new((u64::MAX, 0)) };
+}
+
+/// This thread's writer token: pid << 32 | tid, recomputed after a fork.
+#[inline]
+fn my_token() -> u64 {
+    let gen = crate::sys::fork_generation();
+    TOKEN.with(|t| {
+        let (g, tok) = t.get();
+        if g == gen {
+            tok
+        } else {
+            let tok = (u64::from(crate::sys::getpid()) << 32) | u64::from(crate::sys::gettid());
+            t.set((gen, tok));
+            tok
+        }
+    })
+}
+
+impl Spsc {
+    /// Bytes needed for a ring of `cap` data bytes.
+    pub(crate) const fn memory_size(cap: u64) -> usize {
+        CONTROL_SIZE + cap as usize
+    }
+
+    /// Whether `cap` is a usable capacity.
+    pub(crate) fn valid_capacity(cap: u64) -> bool {
+        cap.is_power_of_two() && (64..=1 << 40).contains(&cap)
+    }
+
+    /// # Safety
+    ///
+    /// `base` must be 128-byte aligned and point to [`Spsc::memory_size`]`(cap)` bytes
+    /// that stay mapped for the life of the returned value, holding either zeroes or a
+    /// ring of the same capacity; `cap` must satisfy [`Spsc::valid_capacity`].
+    pub(crate) unsafe fn from_raw(base: NonNull<u8>, cap: u64) -> Spsc {
+        debug_assert!(Self::valid_capacity(cap));
+        debug_assert_eq!(base.as_ptr() as usize % 128, 0);
+        // SAFETY: the caller guarantees CONTROL_SIZE + cap bytes at `base`.
+        let data = unsafe { base.add(CONTROL_SIZE) };
+        Spsc { hdr: base.cast(), data, cap }
+    }
+
+    #[inline(always)]
+    fn hdr(&self) -> &SpscHeader {
+        // SAFETY: `from_raw`'s contract: the control block is mapped for our lifetime and
+        // consists of atomics only, so shared references to it are sound even while
+        // other processes modify it.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    /// Data capacity in bytes.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    /// Largest record (header included) written whole; larger messages are streamed.
+    #[inline(always)]
+    pub(crate) fn max_record(&self) -> u64 {
+        self.cap / 4
+    }
+
+    // ------------------------------------------------------------------ writer side
+
+    /// Becomes the ring's writer: the biased fast path, else the slow path (revoking a
+    /// bias, or taking the shared lock). `abort` is consulted while waiting.
+    #[inline]
+    pub(crate) fn acquire_writer(
+        &self,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<WriteGuard<'_>, Wait> {
+        let me = my_token();
+        let own = &self.hdr().own;
+        if own.owner.load(Ordering::Relaxed) == me {
+            let w = &self.hdr().w;
+            w.in_send.store(1, Ordering::Relaxed);
+            // Fast side of the asymmetric barrier; the revoker issues membarrier.
+            light_fence();
+            if own.owner.load(Ordering::Acquire) == me {
+                return Ok(WriteGuard { ring: self, mode: Mode::Biased });
+            }
+            w.in_send.store(0, Ordering::Release);
+        }
+        self.acquire_writer_slow(me, deadline, abort)
+    }
+
+    #[cold]
+    fn acquire_writer_slow(
+        &self,
+        me: u64,
+        deadline: Option<Instant>,
+        mut abort: impl FnMut() -> bool,
+    ) -> Result<WriteGuard<'_>, Wait> {
+        let own = &self.hdr().own;
+        let w = &self.hdr().w;
+        let my_pid = (me >> 32) as u32;
+        loop {
+            let o = own.owner.load(Ordering::Acquire);
+            if o == 0 {
+                if own.owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    w.in_send.store(1, Ordering::Relaxed);
+                    light_fence();
+                    if own.owner.load(Ordering::Acquire) == me {
+                        return Ok(WriteGuard { ring: self, mode: Mode::Biased });
+                    }
+                    w.in_send.store(0, Ordering::Release);
+                }
+                continue;
+            }
+            if o == me {
+                w.in_send.store(1, Ordering::Relaxed);
+                light_fence();
+                if own.owner.load(Ordering::Acquire) == me {
+                    return Ok(WriteGuard { ring: self, mode: Mode::Biased });
+                }
+                w.in_send.store(0, Ordering::Release);
+                continue;
+            }
+            if o & SHARED == 0 {
+                // Biased to another thread: revoke, then wait for its send in flight.
+                if own.owner.compare_exchange(o, SHARED, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    crate::sys::membarrier_global();
+                    crate::sync::atomic::fence(Ordering::SeqCst);
+                    let holder = (o >> 32) as u32;
+                    let mut spins = 0u32;
+                    // Pairs with the Release store of `in_send = 0` in WriteGuard::drop.
+                    while w.in_send.load(Ordering::Acquire) != 0 {
+                        if !crate::sys::pid_alive(holder) {
+                            w.in_send.store(0, Ordering::Release);
+                            break;
+                        }
+                        spins += 1;
+                        if spins < 100 {
+                            std::thread::yield_now();
+                        } else {
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                        }
+                    }
+                }
+                continue;
+            }
+            // Shared mode: a futex lock holding the owner's pid.
+            if own.lock.compare_exchange(0, my_pid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return Ok(WriteGuard { ring: self, mode: Mode::Shared });
+            }
+            let mut stolen = false;
+            let r = own.lock_wait.wait_until(
+                deadline,
+                || own.lock.load(Ordering::Relaxed) == 0,
+                || {
+                    let holder = own.lock.load(Ordering::Relaxed);
+                    if holder != 0 && !crate::sys::pid_alive(holder) {
+                        stolen = own
+                            .lock
+                            .compare_exchange(holder, my_pid, Ordering::Acquire, Ordering::Relaxed)
+                            .is_ok();
+                        return stolen;
+                    }
+                    abort()
+                },
+            );
+            if stolen {
+                return Ok(WriteGuard { ring: self, mode: Mode::Shared });
+            }
+            if r != Wait::Ready {
+                return Err(r);
+            }
+        }
+    }
+
+    /// Contiguous free bytes at the tail (padding over the end of the ring first when
+    /// `need` does not fit before it), or `None` when fewer than `need` are free now.
+    /// `need` is a multiple of 8 and at most [`Spsc::max_record`].
+    #[inline]
+    pub(crate) fn reserve(&self, _g: &WriteGuard<'_>, need: u64) -> Option<(u64, u64)> {
+        debug_assert!(need % 8 == 0 && need <= self.max_record());
+        let w = &self.hdr().w;
+        let mut tail = w.tail.load(Ordering::Relaxed);
+        let mut head = w.cached_head.load(Ordering::Relaxed);
+        let mut off = tail & (self.cap - 1);
+        let mut to_end = self.cap - off;
+        let total = if need <= to_end { need } else { to_end + need };
+        if tail.wrapping_add(total).wrapping_sub(head) > self.cap {
+            // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
+            head = self.hdr().r.head.load(Ordering::Acquire);
+            w.cached_head.store(head, Ordering::Relaxed);
+            if tail.wrapping_add(total).wrapping_sub(head) > self.cap {
+                return None;
+            }
+        }
+        if need > to_end {
+            // SAFETY: [off, cap) is free (checked above) and in bounds; 8-aligned.
+            unsafe { self.write_header(off, RecKind::Pad, to_end - REC_HDR) };
+            tail += to_end;
+            // Publish the pad; pairs with the reader's Acquire load of `tail`.
+            w.tail.store(tail, Ordering::Release);
+            off = 0;
+            to_end = self.cap;
+        }
+        let free = self.cap - tail.wrapping_sub(head);
+        Some((off, free.min(to_end)))
+    }
+
+    /// Refreshes the cached head (when a guess of the free space was too small).
+    pub(crate) fn refresh_head(&self, _g: &WriteGuard<'_>) {
+        let head = self.hdr().r.head.load(Ordering::Acquire);
+        self.hdr().w.cached_head.store(head, Ordering::Relaxed);
+    }
+
+    /// Raw pointer to data offset `off`, for an encoder writing a record's payload at
+    /// `off + REC_HDR` within a window returned by [`Spsc::reserve`].
+    #[inline(always)]
+    pub(crate) fn data_ptr(&self, _g: &WriteGuard<'_>, off: u64) -> *mut u8 {
+        debug_assert!(off <= self.cap);
+        // SAFETY: off <= cap, so the pointer is within (or one past) the data area.
+        unsafe { self.data.as_ptr().add(off as usize) }
+    }
+
+    /// # Safety
+    /// `off` is 8-aligned, `off + 8 <= cap`, and the range is free for the writer.
+    #[inline(always)]
+    unsafe fn write_header(&self, off: u64, kind: RecKind, len: u64) {
+        // SAFETY: caller's contract; the data area is 128-aligned so `off` 8-aligned
+        // gives an aligned u64.
+        unsafe { self.data.as_ptr().add(off as usize).cast::<u64>().write(header_word(kind, len)) };
+    }
+
+    /// Publishes a record whose payload (`len` bytes) was already written at
+    /// `off + REC_HDR`, within a window from [`Spsc::reserve`], and wakes the reader if
+    /// it sleeps.
+    #[inline(always)]
+    pub(crate) fn commit(&self, _g: &WriteGuard<'_>, off: u64, kind: RecKind, len: u64) {
+        let w = &self.hdr().w;
+        let tail = w.tail.load(Ordering::Relaxed);
+        debug_assert_eq!(tail & (self.cap - 1), off);
+        // SAFETY: `reserve` returned `off` with at least `record_size(len)` free bytes
+        // (the caller wrote no more than the window), so the header slot is ours.
+        unsafe { self.write_header(off, kind, len) };
+        // Pairs with the reader's Acquire load of `tail`: header and payload are visible.
+        w.tail.store(tail + record_size(len), Ordering::Release);
+        self.hdr().readable.wake_all();
+    }
+
+    /// Copies `parts` (concatenated, `len` bytes in all) as one record of `kind`,
+    /// waiting for room until `deadline`. `len + REC_HDR` fits in a max record.
+    pub(crate) fn write_record(
+        &self,
+        g: &WriteGuard<'_>,
+        kind: RecKind,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+        mut abort: impl FnMut() -> bool,
+    ) -> Result<(), Wait> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let need = record_size(len);
+        let mut slot = self.reserve(g, need);
+        if slot.is_none() {
+            let r = self.hdr().writable.wait_until(deadline, || {
+                slot = self.reserve(g, need);
+                slot.is_some()
+            }, &mut abort);
+            if r != Wait::Ready {
+                return Err(r);
+            }
+        }
+        let (off, _) = slot.expect("reserved");
+        let mut p = self.data_ptr(g, off + REC_HDR);
+        for part in parts {
+            // SAFETY: the reserved window holds `need >= REC_HDR + len` bytes from `off`;
+            // the source is a local slice that cannot overlap shared memory we own.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), p, part.len());
+                p = p.add(part.len());
+            }
+        }
+        self.commit(g, off, kind, len);
+        Ok(())
+    }
+
+    /// Waits until `need` bytes can be reserved (for encoders that reserve themselves).
+    pub(crate) fn wait_writable(
+        &self,
+        g: &WriteGuard<'_>,
+        need: u64,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<(u64, u64), Wait> {
+        let mut slot = None;
+        let r = self.hdr().writable.wait_until(deadline, || {
+            slot = self.reserve(g, need);
+            slot.is_some()
+        }, abort);
+        match (r, slot) {
+            (Wait::Ready, Some(s)) => Ok(s),
+            (Wait::Ready, None) => Err(Wait::Aborted),
+            (r, _) => Err(r),
+        }
+    }
+
+    /// Bytes free for the writer right now (reloads the reader's counter).
+    pub(crate) fn free_bytes(&self) -> u64 {
+        let tail = self.hdr().w.tail.load(Ordering::Acquire);
+        let head = self.hdr().r.head.load(Ordering::Acquire);
+        self.cap.saturating_sub(tail.wrapping_sub(head))
+    }
+
+    /// Wakes the reader unconditionally (when the writer side goes away).
+    pub(crate) fn wake_reader(&self) {
+        crate::sync::atomic::fence(Ordering::SeqCst);
+        self.hdr().readable.wake_all();
+    }
+
+    /// Wakes a writer waiting for room (when the reader side goes away).
+    pub(crate) fn wake_writer(&self) {
+        crate::sync::atomic::fence(Ordering::SeqCst);
+        self.hdr().writable.wake_all();
+        self.hdr().own.lock_wait.wake_all();
+    }
+
+    /// Waits for room for `need` bytes without holding the writer role (try/timeout
+    /// paths use it before acquiring).
+    pub(crate) fn writable_waiter(&self) -> &Waiter {
+        &self.hdr().writable
+    }
+
+    // ------------------------------------------------------------------ reader side
+
+    /// The next record, skipping padding; `Ok(None)` when the ring is empty. The header
+    /// is validated against the ring's bounds and the published range.
+    #[inline]
+    pub(crate) fn peek(&self) -> Result<Option<Record>, ProtocolError> {
+        let r = &self.hdr().r;
+        loop {
+            let head = r.head.load(Ordering::Relaxed);
+            let mut tail = r.cached_tail.load(Ordering::Relaxed);
+            if head == tail {
+                // Pairs with the writer's Release store of `tail`.
+                tail = self.hdr().w.tail.load(Ordering::Acquire);
+                r.cached_tail.store(tail, Ordering::Relaxed);
+                if head == tail {
+                    return Ok(None);
+                }
+            }
+            let avail = tail.wrapping_sub(head);
+            if avail > self.cap || avail % 8 != 0 || head % 8 != 0 {
+                return Err(ProtocolError::BadRecord);
+            }
+            let off = head & (self.cap - 1);
+            // SAFETY: off is 8-aligned and off + 8 <= cap (cap is a multiple of 8); the
+            // bytes are published (head < tail). A hostile peer can only make the value
+            // wrong, which the checks below catch.
+            let word = unsafe { self.data.as_ptr().add(off as usize).cast::<u64>().read() };
+            let (kind, len) = parse_header(word).ok_or(ProtocolError::BadRecord)?;
+            let to_end = self.cap - off;
+            if kind == RecKind::Pad {
+                if len != to_end - REC_HDR || avail < to_end {
+                    return Err(ProtocolError::BadRecord);
+                }
+                // Pairs with the writer's Acquire load of `head` in `reserve`.
+                r.head.store(head + to_end, Ordering::Release);
+                continue;
+            }
+            let size = record_size(len);
+            if size > to_end || size > avail || size > self.max_record().max(REC_HDR * 2) {
+                return Err(ProtocolError::BadRecord);
+            }
+            return Ok(Some(Record { kind, len, off, head }));
+        }
+    }
+
+    /// Appends bytes `[from, from + n)` of the record's payload to `out`.
+    pub(crate) fn read_into(&self, rec: &Record, from: u64, n: u64, out: &mut Vec<u8>) {
+        assert!(from + n <= rec.len, "read past the record");
+        out.reserve(n as usize);
+        let dst_len = out.len();
+        // SAFETY: the record was validated by `peek`: [off+8, off+8+len) lies inside the
+        // data area and in the published range the reader owns until `consume`. The
+        // destination has `n` bytes of spare capacity (reserved above).
+        unsafe {
+            let src = self.data.as_ptr().add((rec.off + REC_HDR + from) as usize);
+            std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().add(dst_len), n as usize);
+            out.set_len(dst_len + n as usize);
+        }
+    }
+
+    /// Reads the first 8 payload bytes of a record as a u64 (a `BEGIN`'s total).
+    pub(crate) fn read_u64(&self, rec: &Record) -> Option<u64> {
+        if rec.len < 8 {
+            return None;
+        }
+        // SAFETY: validated record with at least 8 payload bytes, 8-aligned.
+        Some(unsafe { self.data.as_ptr().add((rec.off + REC_HDR) as usize).cast::<u64>().read() })
+    }
+
+    /// Releases a record's space to the writer, waking it if it waits for room.
+    #[inline]
+    pub(crate) fn consume(&self, rec: &Record) {
+        // Pairs with the writer's Acquire load of `head` in `reserve`.
+        self.hdr().r.head.store(rec.head + record_size(rec.len), Ordering::Release);
+        self.hdr().writable.wake_all();
+    }
+
+    /// Waits until a record (or padding) is published, `deadline` passes or `abort`.
+    pub(crate) fn wait_readable(&self, deadline: Option<Instant>, abort: impl FnMut() -> bool) -> Wait {
+        let r = &self.hdr().r;
+        let w = &self.hdr().w;
+        self.hdr().readable.wait_until(
+            deadline,
+            || w.tail.load(Ordering::Acquire) != r.head.load(Ordering::Relaxed),
+            abort,
+        )
+    }
+
+    /// Whether anything is published and unread.
+    pub(crate) fn has_data(&self) -> bool {
+        self.hdr().w.tail.load(Ordering::Acquire) != self.hdr().r.head.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[repr(C, align(128))]
+    struct Mem([u8; CONTROL_SIZE + 1024]);
+
+    fn ring() -> (Box<Mem>, Spsc) {
+        let mut m = Box::new(Mem([0; CONTROL_SIZE + 1024]));
+        let base = NonNull::new(m.0.as_mut_ptr()).unwrap();
+        // SAFETY: the boxed memory is aligned, zeroed, large enough and outlives the ring
+        // (returned together; the test drops the ring first).
+        let r = unsafe { Spsc::from_raw(base, 1024) };
+        (m, r)
+    }
+
+    fn recv_all(r: &Spsc) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(rec) = r.peek().unwrap() {
+            let mut v = Vec::new();
+            r.read_into(&rec, 0, rec.len, &mut v);
+            r.consume(&rec);
+            out.push(v);
+        }
+        out
+    }
+
+    #[test]
+    fn records_round_trip_across_the_wrap() {
+        let (_m, r) = ring();
+        let mut expect = Vec::new();
+        for round in 0..200u32 {
+            let msg: Vec<u8> = (0..(round % 61) as u8).collect();
+            let g = r.acquire_writer(None, || false).unwrap();
+            r.write_record(&g, RecKind::Msg, &[&msg], None, || false).unwrap();
+            drop(g);
+            expect.push(msg);
+            if round % 3 == 0 {
+                assert_eq!(recv_all(&r), std::mem::take(&mut expect));
+            }
+        }
+        assert_eq!(recv_all(&r), expect);
+    }
+
+    #[test]
+    fn full_ring_refuses_without_losing() {
+        let (_m, r) = ring();
+        let g = r.acquire_writer(None, || false).unwrap();
+        let msg = [7u8; 100];
+        let mut sent = 0;
+        while r.reserve(&g, record_size(100)).is_some() {
+            r.write_record(&g, RecKind::Msg, &[&msg], None, || false).unwrap();
+            sent += 1;
+        }
+        let err = r.write_record(&g, RecKind::Msg, &[&msg], Some(Instant::now()), || false);
+        assert_eq!(err, Err(Wait::TimedOut));
+        drop(g);
+        let got = recv_all(&r);
+        assert_eq!(got.len(), sent);
+        assert!(got.iter().all(|m| m == &msg));
+    }
+
+    #[test]
+    fn corrupt_header_is_a_protocol_error() {
+        let (mut m, r) = ring();
+        let g = r.acquire_writer(None, || false).unwrap();
+        r.write_record(&g, RecKind::Msg, &[b"hello"], None, || false).unwrap();
+        drop(g);
+        // A hostile peer claims a huge length.
+        m.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
+        // ... or a bad tag.
+        m.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&5u32.to_ne_bytes());
+        m.0[CONTROL_SIZE + 4] = 0x99;
+        assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
+    }
+}
