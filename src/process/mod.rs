@@ -1,1 +1,523 @@
-//! process (under construction)
+//! Processes: Python's `multiprocessing.Process` for Rust.
+//!
+//! ```no_run
+//! use shmproc::Process;
+//!
+//! fn f(name: String) {
+//!     println!("hello {name}");
+//! }
+//!
+//! fn main() {
+//!     shmproc::init(); // first statement: a spawned child runs its target here
+//!     let mut p = Process::new(f, "bob".to_string());
+//!     p.start().unwrap();
+//!     p.join().unwrap();
+//!     assert_eq!(p.exitcode(), Some(0));
+//! }
+//! ```
+//!
+//! # Start methods
+//!
+//! As in Python, spawn = fork + execve:
+//!
+//! * [`StartMethod::Fork`] — the child is a copy of the parent (`fork(2)`). The target
+//!   and its args reach the child by memory, nothing is serialized, and start-up is a
+//!   fraction of a millisecond. **This is the default** of [`Process::new`]: it is the
+//!   fastest, it needs no [`init`](crate::init) call, it works in any test harness, and
+//!   it is what Python used on Linux for decades. Prefer `Spawn` in a program with many
+//!   threads (see below).
+//! * [`StartMethod::Spawn`] — the child re-executes the current binary
+//!   (`/proc/self/exe`) with the parent's command line and environment, plus one
+//!   variable, `SHMPROC_CHILD`, that names an inherited descriptor holding the job. The
+//!   args are serialized (serde); shared handles (pipe ends, queues, locks) pass their
+//!   file descriptors, which the child inherits. `main` must call
+//!   [`shmproc::init()`](crate::init) **first**: in a spawned child it runs the target and
+//!   exits, in any other process it returns at once (it is the counterpart of Python's
+//!   `if __name__ == '__main__':`). Starting a process from a spawned child that has not
+//!   called `init()` is an error, so a forgotten `init()` cannot multiply processes.
+//!
+//! The target is a plain `fn(A) -> R` (a non-capturing closure coerces); its return value
+//! is dropped, as in Python. A spawned child finds it again without any registry: the
+//! parent sends the offset of the function (and of a trampoline monomorphized for `A` and
+//! `R`) from a fixed point in the executable, together with the executable's identity
+//! (device, inode, size, mtime of `/proc/self/exe`); the child refuses a job made by
+//! another executable. The target must live in the executable itself, not in a shared
+//! library loaded separately.
+//!
+//! # Spawned children inside `cargo test`
+//!
+//! A spawned child re-runs the test binary, so the binary's `main` must call `init()`.
+//! The default libtest harness has no such hook: put spawn tests in an integration test
+//! with its own `main`:
+//!
+//! ```toml
+//! [[test]]
+//! name = "my_spawn_tests"
+//! harness = false
+//! ```
+//!
+//! ```no_run
+//! // tests/my_spawn_tests.rs
+//! fn work(n: u32) { assert_eq!(n, 7) }
+//!
+//! fn main() {
+//!     shmproc::init();
+//!     let mut p = shmproc::get_context(shmproc::StartMethod::Spawn).process(work, 7);
+//!     p.start().unwrap();
+//!     p.join().unwrap();
+//!     assert_eq!(p.exitcode(), Some(0));
+//! }
+//! ```
+//!
+//! Fork works under the normal harness, with one caveat: libtest captures `print!` per
+//! test in memory, so a forked child's `println!` goes to the child's copy of that buffer
+//! and is lost. Run with `--nocapture`, or use a `harness = false` test, to see it.
+//!
+//! # What is safe in a forked child
+//!
+//! Only the thread that called `fork` exists in the child (the seed's caution). Every
+//! lock that another thread held at that instant stays locked forever in the child, and
+//! the child blocks if it takes it. So, in a `Fork` child of a multi-threaded program:
+//!
+//! * memory allocation is fine (glibc's `malloc` re-initialises its locks at fork);
+//! * shmproc's own hand-off registry is locked across the fork, so it is consistent;
+//! * `println!` takes std's stdout lock: if another thread was printing at the moment of
+//!   the fork, the child blocks on its first `println!` (and on the final flush). The
+//!   same holds for any `Mutex` of your own, for `std::env` (its lock), for loggers, and
+//!   for runtimes whose worker threads are gone (tokio, rayon: do not use them in the
+//!   child; start a new one);
+//! * a single-threaded parent, or one whose other threads only wait on channels and
+//!   futexes, is safe.
+//!
+//! When in doubt, use [`StartMethod::Spawn`]: the child starts from a fresh image.
+//!
+//! A forked child ends with `_exit` after flushing stdout and stderr: the parent's
+//! `atexit` handlers and the destructors of the parent's stack frames never run in it.
+//!
+//! # Exit codes
+//!
+//! [`Process::exitcode`] follows Python: `None` while the child runs, `0` when the target
+//! returned, `1` when it panicked (the default panic hook prints the message on the
+//! child's stderr; with `panic = "abort"` the child dies of SIGABRT instead, `-6`), `n`
+//! after `std::process::exit(n)`, and `-N` when a signal `N` killed it
+//! ([`terminate`](Process::terminate): `-15`; [`kill`](Process::kill): `-9`). The child
+//! restores SIGTERM's default action, so it cannot catch it by accident of inheritance.
+//!
+//! # Daemons, zombies and the end of the parent
+//!
+//! A daemon child ([`Process::daemon`]) dies with its parent, even when the parent is
+//! killed with SIGKILL: right after the fork the child sets `PR_SET_PDEATHSIG(SIGKILL)`
+//! and then checks that its parent is still the process that forked it (it may have died
+//! before the signal was armed). Linux sends the death signal when the **thread** that
+//! forked the child exits, not the whole process: start daemons from a thread that lives
+//! as long as they should (the main thread, typically).
+//!
+//! No zombie is ever left: [`join`](Process::join) reaps the child; dropping a started,
+//! unjoined `Process` kills and reaps a daemon, and lets a non-daemon run on, reaped by a
+//! small thread that waits for that one pid. shmproc waits only for the pids it forked,
+//! never for "any child", so children that the program created by other means are left
+//! to their owners. Unlike Python, a program that returns from `main` does not wait for
+//! non-daemon children it did not join.
+
+mod fork;
+mod spawn;
+
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sys::proc::{self, EntryPoint, Signal};
+
+/// How a [`Process`] is started. See the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StartMethod {
+    /// `fork(2)`: the child is a copy of the parent. Fast; read the module docs about
+    /// threads. The default.
+    #[default]
+    Fork,
+    /// `fork(2)` + `execve(2)` of the current binary: a fresh image that runs the target
+    /// from [`init`](crate::init). Needs `shmproc::init()` first in `main`.
+    Spawn,
+}
+
+/// A start method to create processes with, as Python's `multiprocessing.get_context`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Context {
+    method: StartMethod,
+}
+
+/// The context for a start method: `get_context(StartMethod::Spawn).process(f, args)`.
+pub fn get_context(method: StartMethod) -> Context {
+    Context { method }
+}
+
+impl Context {
+    /// This context's start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// A process (not started yet) that will run `target(args)` with this context's
+    /// start method. `R`'s value is dropped, as in Python.
+    pub fn process<A, R>(&self, target: fn(A) -> R, args: A) -> Process
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: 'static,
+    {
+        Process::with_job(self.method, Box::new(TargetJob { target, args }))
+    }
+}
+
+/// What a child runs.
+trait Job: Send {
+    /// Runs in a forked child (may panic; the caller catches it).
+    fn run(self: Box<Self>);
+    /// For spawn: the entry point, the encoded args and the descriptors they pass.
+    fn spawn_parts(&self) -> Result<(EntryPoint, Vec<u8>, Vec<std::os::fd::RawFd>)>;
+}
+
+struct TargetJob<A, R> {
+    target: fn(A) -> R,
+    args: A,
+}
+
+impl<A, R> Job for TargetJob<A, R>
+where
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: 'static,
+{
+    fn run(self: Box<Self>) {
+        drop((self.target)(self.args));
+    }
+
+    fn spawn_parts(&self) -> Result<(EntryPoint, Vec<u8>, Vec<std::os::fd::RawFd>)> {
+        let entry = EntryPoint::new::<A, R, spawn::SpawnRunner>(self.target)?;
+        let (bytes, fds) = crate::handoff::encode_for_spawn(&self.args)?;
+        Ok((entry, bytes, fds))
+    }
+}
+
+struct ClosureJob<F>(F);
+
+impl<F: FnOnce() + Send + 'static> Job for ClosureJob<F> {
+    fn run(self: Box<Self>) {
+        (self.0)()
+    }
+
+    fn spawn_parts(&self) -> Result<(EntryPoint, Vec<u8>, Vec<std::os::fd::RawFd>)> {
+        Err(Error::InvalidState(
+            "a Process::fork closure can only be started by fork",
+        ))
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    New,
+    Running { pid: u32, pidfd: Option<OwnedFd> },
+    Exited { pid: u32, code: i32 },
+}
+
+/// A child process running a function: Python's `multiprocessing.Process`.
+///
+/// Create it with [`Process::new`] (the default start method, [`StartMethod::Fork`]),
+/// [`Context::process`] (a chosen start method) or [`Process::fork`] (a capturing
+/// closure); then [`start`](Process::start) it and [`join`](Process::join) it. `start`
+/// hands the args to the child and drops the parent's copy, as Python's `start()` deletes
+/// `_args`. The [module docs](self) cover start methods, fork safety, exit codes and
+/// daemons.
+///
+/// # Examples
+///
+/// ```
+/// use shmproc::Process;
+///
+/// fn square_and_exit(x: i32) {
+///     std::process::exit(x * x);
+/// }
+///
+/// let mut p = Process::new(square_and_exit, 3);
+/// p.start().unwrap();
+/// p.join().unwrap();
+/// assert_eq!(p.exitcode(), Some(9));
+///
+/// let mut q = Process::fork(|| panic!("boom"));
+/// q.start().unwrap();
+/// q.join().unwrap();
+/// assert_eq!(q.exitcode(), Some(1));
+/// ```
+pub struct Process {
+    job: Option<Box<dyn Job>>,
+    method: StartMethod,
+    daemon: bool,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("method", &self.method)
+            .field("daemon", &self.daemon)
+            .field("pid", &self.pid())
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
+
+impl Process {
+    /// A process (not started yet) that will run `target(args)` with the default start
+    /// method, [`StartMethod::Fork`] (fast, no `init()` needed; see the
+    /// [module docs](self) for when to choose `Spawn` with [`get_context`]).
+    pub fn new<A, R>(target: fn(A) -> R, args: A) -> Process
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: 'static,
+    {
+        get_context(StartMethod::default()).process(target, args)
+    }
+
+    /// A process (not started yet) that will run the closure `f` in a forked child. The
+    /// closure may capture anything; it reaches the child by memory, so this is for the
+    /// fork start method only.
+    pub fn fork<F: FnOnce() + Send + 'static>(f: F) -> Process {
+        Process::with_job(StartMethod::Fork, Box::new(ClosureJob(f)))
+    }
+
+    fn with_job(method: StartMethod, job: Box<dyn Job>) -> Process {
+        Process {
+            job: Some(job),
+            method,
+            daemon: false,
+            state: Mutex::new(State::New),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the child a daemon (or not): it dies when the parent dies, even by SIGKILL,
+    /// and a dropped unjoined daemon is killed. Call before [`start`](Process::start);
+    /// later calls have no effect on the running child. Start daemons from a long-lived
+    /// thread: Linux delivers the death signal when the *thread* that forked exits.
+    pub fn daemon(&mut self, daemon: bool) -> &mut Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Whether this process is (or will be started as) a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The start method this process uses.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// Starts the child. It hands the args (or the closure) to the child and drops the
+    /// parent's copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when called a second time, or in a spawned child whose
+    /// `main` did not call [`init`](crate::init) first; [`Error::Handle`] or
+    /// [`Error::Codec`] when spawn cannot serialize the args; [`Error::Io`] when `fork`,
+    /// `execve` or a pipe fails. After an error the process can be started again.
+    pub fn start(&mut self) -> Result<()> {
+        if !matches!(*self.state(), State::New) {
+            return Err(Error::InvalidState("a process can be started only once"));
+        }
+        if spawn::uninitialised_child() {
+            return Err(Error::InvalidState(
+                "this is a spawned child whose main() did not call shmproc::init() first",
+            ));
+        }
+        let pid = match self.method {
+            StartMethod::Fork => fork::start(&mut self.job, self.daemon)?,
+            StartMethod::Spawn => spawn::start(&mut self.job, self.daemon)?,
+        };
+        // None only on kernels older than 5.3; join_timeout then falls back to polling.
+        let pidfd = proc::pidfd_open(pid).ok();
+        *self.state() = State::Running { pid, pidfd };
+        Ok(())
+    }
+
+    /// Waits until the child exits, then reaps it. Returns within a millisecond of the
+    /// exit (it blocks in `waitpid`). `Ok(())` whatever the child did: read the outcome
+    /// from [`exitcode`](Process::exitcode).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] before `start`; [`Error::Io`] when `waitpid` fails (for
+    /// example another part of the program reaped the child with `waitpid(-1)`).
+    pub fn join(&mut self) -> Result<()> {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        match *state {
+            State::New => Err(Error::InvalidState("join() before start()")),
+            State::Exited { .. } => Ok(()),
+            State::Running { pid, .. } => {
+                if let Some(code) = proc::wait_exitcode(pid, true)? {
+                    *state = State::Exited { pid, code };
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the child to exit (a `poll` on its pidfd), reaping it
+    /// if it did. `Ok(())` also when the time passes and the child still runs;
+    /// [`exitcode`](Process::exitcode) is `None` then.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Process::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<()> {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let pid = match state {
+            State::New => return Err(Error::InvalidState("join_timeout() before start()")),
+            State::Exited { .. } => return Ok(()),
+            State::Running {
+                pid,
+                pidfd: Some(fd),
+            } => {
+                let pid = *pid;
+                proc::poll_readable(std::os::fd::AsFd::as_fd(fd), Some(timeout))?;
+                pid
+            }
+            State::Running { pid, pidfd: None } => {
+                // Kernels without pidfd: poll the status with a short sleep.
+                let pid = *pid;
+                let deadline = Instant::now() + timeout;
+                while proc::wait_exitcode(pid, false)?.is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                pid
+            }
+        };
+        if let Some(code) = proc::wait_exitcode(pid, false)? {
+            *state = State::Exited { pid, code };
+        }
+        Ok(())
+    }
+
+    /// The child's exit code, Python's convention: `None` before start and while it
+    /// runs, `0` when the target returned, `1` when it panicked, `n` after
+    /// `std::process::exit(n)`, `-N` when signal `N` killed it.
+    pub fn exitcode(&self) -> Option<i32> {
+        let mut state = self.state();
+        match *state {
+            State::New => None,
+            State::Exited { code, .. } => Some(code),
+            State::Running { pid, .. } => match proc::wait_exitcode(pid, false) {
+                Ok(Some(code)) => {
+                    *state = State::Exited { pid, code };
+                    Some(code)
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether the child was started and has not exited yet.
+    pub fn is_alive(&self) -> bool {
+        matches!(*self.state(), State::Running { .. }) && self.exitcode().is_none()
+    }
+
+    /// The child's process id, once started (it stays available after the exit).
+    pub fn pid(&self) -> Option<u32> {
+        match *self.state() {
+            State::New => None,
+            State::Running { pid, .. } | State::Exited { pid, .. } => Some(pid),
+        }
+    }
+
+    /// Sends SIGTERM. The child does not catch it, so it dies and
+    /// [`exitcode`](Process::exitcode) becomes `Some(-15)` (unless the target installed
+    /// its own handler). Nothing happens when the child has already exited and was
+    /// reaped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] before `start`; [`Error::Io`] when `kill` fails.
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(Signal::Term)
+    }
+
+    /// Sends SIGKILL: [`exitcode`](Process::exitcode) becomes `Some(-9)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`terminate`](Process::terminate).
+    pub fn kill(&self) -> Result<()> {
+        self.signal(Signal::Kill)
+    }
+
+    fn signal(&self, sig: Signal) -> Result<()> {
+        // The state lock is held across kill(): the child cannot be reaped meanwhile, and
+        // an unreaped child (even a zombie) keeps its pid, so the signal cannot reach a
+        // process that reused the number.
+        let state = self.state();
+        match *state {
+            State::New => Err(Error::InvalidState("the process was not started")),
+            State::Exited { .. } => Ok(()),
+            State::Running { pid, .. } => Ok(proc::send_signal(pid, sig)?),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let daemon = self.daemon;
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let State::Running { pid, .. } = *state {
+            if daemon {
+                let _ = proc::send_signal(pid, Signal::Kill);
+                let _ = proc::wait_exitcode(pid, true);
+            } else if let Ok(None) = proc::wait_exitcode(pid, false) {
+                reap_later(pid);
+            }
+        }
+    }
+}
+
+/// Reaps a still-running child when it exits, from a small thread blocked in
+/// `waitpid(pid)` (that pid only). If no thread can be created, the zombie stays until
+/// this process exits.
+fn reap_later(pid: u32) {
+    let _ = std::thread::Builder::new()
+        .name(format!("shmproc-reap-{pid}"))
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = proc::wait_exitcode(pid, true);
+        });
+}
+
+/// Runs a job, turning a panic into exit code 1 (the panic hook has printed the message).
+fn run_catching(f: impl FnOnce()) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => 0,
+        Err(payload) => {
+            // Dropping a payload can panic again; the process is about to exit anyway.
+            std::mem::forget(payload);
+            1
+        }
+    }
+}
+
+/// Flushes the child's stdout and stderr before it exits.
+fn flush_stdio() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+/// The crate root's [`init`](crate::init).
+pub(crate) fn init() {
+    spawn::run_if_child();
+}

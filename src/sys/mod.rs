@@ -10,6 +10,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+pub(crate) mod proc;
+
 fn cvt(res: libc::c_int) -> io::Result<libc::c_int> {
     if res == -1 {
         Err(io::Error::last_os_error())

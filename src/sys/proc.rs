@@ -1,0 +1,748 @@
+//! Process control: `fork`, `fork` + `execve` of the current binary, `waitpid`, pidfds,
+//! signals, `prctl(PR_SET_PDEATHSIG)`, and finding a function again in a re-executed
+//! image.
+//!
+//! Everything here is a safe function; the `unsafe` blocks and their reasoning stay in
+//! this file. The `process` module above builds `Process` from these pieces.
+//!
+//! # Finding a target in a spawned child
+//!
+//! A spawned child is a fresh `execve` of `/proc/self/exe`, so code addresses differ from
+//! the parent's only by the load address (ASLR moves the whole image). The parent records
+//! the offsets, from a fixed anchor function, of a monomorphized trampoline
+//! (`trampoline::<A, R, X>`) and of the target `fn(A) -> R`; the child adds its own
+//! anchor address back. The job also carries the identity of the executable (device,
+//! inode, size, modification time of `/proc/self/exe`) and a checksum; the child refuses
+//! a job for another executable, so a mismatch is an error, never a jump into garbage.
+
+use std::ffi::{CString, OsString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::cvt;
+
+/// Which side of a `fork` we are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forked {
+    /// The new process. Only the thread that called `fork` exists here.
+    Child,
+    /// The calling process; the child's pid.
+    Parent(u32),
+}
+
+/// `fork()`.
+///
+/// In the child only the calling thread exists: a lock that another thread held at the
+/// moment of the fork stays locked forever there. Callers keep the child's own work to
+/// what is safe in that state (see the `process` module docs), and end the child with
+/// [`exit_now`].
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no memory-safety preconditions of its own. What makes it hazardous
+    // in a multi-threaded program is that the child has one thread and may find locks held
+    // forever; that is a liveness hazard (a deadlock), not undefined behaviour, for locks
+    // written in Rust. glibc's malloc and stdio re-initialise their locks in the child
+    // (atfork handlers). The callers in this crate document the remaining hazards and
+    // do only the documented work in the child.
+    let res = unsafe { libc::fork() };
+    match res {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// `_exit(code)`: ends the process at once, without running `atexit` handlers, C stdio
+/// flushing or any destructor. The way a forked child ends, so it never runs the
+/// parent's clean-up code a second time. Flush what must be flushed first.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns; nothing is left half-done
+    // that the process could observe afterwards.
+    unsafe { libc::_exit(code) }
+}
+
+/// The parent's process id.
+pub(crate) fn getppid() -> u32 {
+    // SAFETY: getppid has no arguments and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// In a freshly forked child: asks the kernel to SIGKILL this process when the *thread*
+/// that forked it exits, then checks that the parent (`parent`, recorded before the fork)
+/// is still there; if it already died, kills itself at once. Async-signal-safe.
+pub(crate) fn die_with_parent(parent: u32) {
+    // SAFETY: prctl with integer arguments only.
+    let res = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if res == -1 || getppid() != parent {
+        // The parent died before the death signal was armed (or it could not be armed):
+        // die now, as the death signal would have made us.
+        // SAFETY: kill with integer arguments; signalling ourselves.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        exit_now(137);
+    }
+}
+
+/// In a freshly forked child: restores the default action of SIGTERM and unblocks it, so
+/// that `Process::terminate` ends the child with signal 15 whatever the parent did with
+/// the signal. Async-signal-safe.
+pub(crate) fn reset_child_signals() {
+    // SAFETY: a zeroed sigaction with SIG_DFL and an empty mask is a valid argument;
+    // sigaction and sigprocmask are async-signal-safe and only read our stack values.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(libc::SIGTERM, &act, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// `waitpid(pid)` on one specific child (never `-1`: children the program forked itself
+/// are not ours to reap). Returns `None` when `block` is false and the child still runs,
+/// otherwise the exit code in Python's convention: `n` after `exit(n)`, `-N` after death
+/// by signal `N`.
+pub(crate) fn wait_exitcode(pid: u32, block: bool) -> io::Result<Option<i32>> {
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `status` is a valid out-pointer for the duration of the call.
+        let res = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) };
+        if res == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if res == 0 {
+            return Ok(None);
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(Some(libc::WEXITSTATUS(status)));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Some(-libc::WTERMSIG(status)));
+        }
+        // Stopped or continued (not requested, but be safe): keep waiting.
+        if !block {
+            return Ok(None);
+        }
+    }
+}
+
+/// `pidfd_open(pid, 0)` (Linux 5.3+): a descriptor that becomes readable when the child
+/// exits, so waiting with a timeout is one `poll`.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let res = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if res < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; pidfds are close-on-exec.
+    Ok(unsafe { OwnedFd::from_raw_fd(res as RawFd) })
+}
+
+/// Waits until `fd` is readable (or hung up), for at most `timeout` (`None`: forever).
+/// Returns whether it became ready. Retries on `EINTR` with the remaining time.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts;
+        let ts_ptr = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                ts = libc::timespec {
+                    tv_sec: left.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
+                    tv_nsec: left.subsec_nanos() as libc::c_long,
+                };
+                &ts as *const libc::timespec
+            }
+            None => std::ptr::null(),
+        };
+        // SAFETY: one valid pollfd; `ts_ptr` is null or points to `ts`, alive for the
+        // call; a null signal mask leaves the mask unchanged.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+        match n {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            0 => return Ok(false),
+            _ => return Ok(true),
+        }
+    }
+}
+
+/// The two signals `Process` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// SIGTERM (15).
+    Term,
+    /// SIGKILL (9).
+    Kill,
+}
+
+/// `kill(pid, sig)`. The caller guarantees `pid` is its own child not yet reaped (a
+/// zombie keeps its pid, so the number cannot have been reused).
+pub(crate) fn send_signal(pid: u32, sig: Signal) -> io::Result<()> {
+    let sig = match sig {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(drop)
+}
+
+/// Reads exactly `buf.len()` bytes from a pipe, waiting at most `timeout` for each piece.
+/// `UnexpectedEof` when the writer closed early, `TimedOut` when it stalled.
+pub(crate) fn read_exact_timeout(
+    fd: &OwnedFd,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut file = std::fs::File::from(fd.try_clone()?);
+    let mut done = 0;
+    while done < buf.len() {
+        if !poll_readable(fd.as_fd(), Some(timeout))? {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        match file.read(&mut buf[done..]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` to a pipe.
+pub(crate) fn write_all(fd: &OwnedFd, bytes: &[u8]) -> io::Result<()> {
+    std::fs::File::from(fd.try_clone()?).write_all(bytes)
+}
+
+// ---------------------------------------------------------------------------------------
+// fork + execve of the current binary
+// ---------------------------------------------------------------------------------------
+
+/// Everything `execve` needs, prepared in the parent, so that the child between `fork`
+/// and `execve` only makes async-signal-safe system calls (no allocation, no locks).
+pub(crate) struct ExecPlan {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    keep_fds: Vec<RawFd>,
+}
+
+impl ExecPlan {
+    /// Plans `execve("/proc/self/exe", argv, env)`, keeping `keep_fds` open across it
+    /// (their close-on-exec flag is cleared in the child only). Entries containing a NUL
+    /// byte are an `InvalidInput` error.
+    pub(crate) fn current_exe(
+        argv: Vec<OsString>,
+        env: Vec<(OsString, OsString)>,
+        keep_fds: Vec<RawFd>,
+    ) -> io::Result<ExecPlan> {
+        let cstr = |v: Vec<u8>| {
+            CString::new(v)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argv or env"))
+        };
+        let path = cstr(b"/proc/self/exe".to_vec())?;
+        let argv = argv
+            .into_iter()
+            .map(|a| cstr(a.into_vec()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let envp = env
+            .into_iter()
+            .map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(&v.into_vec());
+                cstr(kv)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<_> = envp.iter().map(|a| a.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(ExecPlan {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+            keep_fds,
+        })
+    }
+}
+
+/// A child forked by [`spawn_fork`] that may still be on its way to `execve`.
+pub(crate) struct PendingExec {
+    pid: u32,
+    err_r: OwnedFd,
+}
+
+/// Forks a child that immediately `execve`s `plan`. Between the two it only: arms the
+/// parent-death signal when `daemon_parent` is given ([`die_with_parent`]), restores
+/// SIGTERM ([`reset_child_signals`]), clears close-on-exec on the descriptors to keep,
+/// and on failure reports `errno` through a close-on-exec pipe and `_exit(127)`s.
+///
+/// Take the process-wide fork lock around this call, so that no other child of ours is
+/// forked while the error pipe's write end exists in the parent; then call
+/// [`PendingExec::wait_exec`] after releasing the lock.
+pub(crate) fn spawn_fork(plan: &ExecPlan, daemon_parent: Option<u32>) -> io::Result<PendingExec> {
+    let (err_r, err_w) = super::pipe()?;
+    match fork()? {
+        Forked::Child => {
+            // Only async-signal-safe calls from here to execve/_exit: no allocation.
+            if let Some(parent) = daemon_parent {
+                die_with_parent(parent);
+            }
+            reset_child_signals();
+            let mut errno = 0;
+            for &fd in &plan.keep_fds {
+                if super::set_cloexec(fd, false).is_err() {
+                    errno = errno_now();
+                    break;
+                }
+            }
+            if errno == 0 {
+                // SAFETY: path, argv and envp are NUL-terminated strings in arrays ending
+                // with a null pointer, prepared by ExecPlan and alive (owned by `plan`).
+                unsafe {
+                    libc::execve(
+                        plan.path.as_ptr(),
+                        plan.argv_ptrs.as_ptr(),
+                        plan.envp_ptrs.as_ptr(),
+                    )
+                };
+                errno = errno_now();
+            }
+            let bytes = errno.to_ne_bytes();
+            // SAFETY: writes 4 bytes from a live stack buffer; write is async-signal-safe.
+            unsafe { libc::write(err_w.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+            exit_now(127)
+        }
+        Forked::Parent(pid) => {
+            drop(err_w);
+            Ok(PendingExec { pid, err_r })
+        }
+    }
+}
+
+fn errno_now() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+impl PendingExec {
+    /// Waits until the child has called `execve` (the error pipe closes) and returns its
+    /// pid; when `execve` failed, reaps the child and returns the error.
+    pub(crate) fn wait_exec(self) -> io::Result<u32> {
+        let mut buf = [0u8; 4];
+        let mut file = std::fs::File::from(self.err_r);
+        let mut got = 0;
+        loop {
+            match file.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got += n;
+                    if got == buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got == 0 {
+            return Ok(self.pid);
+        }
+        let _ = wait_exitcode(self.pid, true);
+        if got == buf.len() {
+            Err(io::Error::from_raw_os_error(i32::from_ne_bytes(buf)))
+        } else {
+            Err(io::Error::other("spawned child failed before execve"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Finding a function again in a re-executed image
+// ---------------------------------------------------------------------------------------
+
+/// Identity of the running executable: device, inode, size and modification time of
+/// `/proc/self/exe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ImageId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+fn image_id() -> io::Result<ImageId> {
+    static ID: OnceLock<ImageId> = OnceLock::new();
+    if let Some(id) = ID.get() {
+        return Ok(*id);
+    }
+    let m = std::fs::metadata("/proc/self/exe")?;
+    let id = ImageId {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
+    };
+    Ok(*ID.get_or_init(|| id))
+}
+
+/// The fixed point code offsets are measured from.
+#[inline(never)]
+fn anchor() -> u64 {
+    0x5348_4d50_524f_4321
+}
+
+fn anchor_addr() -> usize {
+    anchor as fn() -> u64 as usize
+}
+
+/// The base address of the loaded object (executable or shared library) containing
+/// `addr`, or `None` when the dynamic loader does not know (a static executable).
+fn object_base(addr: usize) -> Option<usize> {
+    // SAFETY: Dl_info is plain data; all-zero is a valid value for its pointer fields.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables and writes `info`, a valid out-pointer.
+    let ok = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
+    (ok != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
+}
+
+/// The type of every trampoline: (target address, encoded args, inherited fds) → exit code.
+type Trampoline = fn(usize, &[u8], &[RawFd]) -> i32;
+
+/// What runs a target in a spawned child, given the decoded pieces. Implemented by the
+/// `process` module (decoding args, catching panics); generic so that the trampoline that
+/// calls it is monomorphized for the target's types.
+pub(crate) trait Runner<A, R> {
+    /// Decodes the args from `args` and `fds`, runs `target`, returns the exit code.
+    fn run(target: fn(A) -> R, args: &[u8], fds: &[RawFd]) -> i32;
+}
+
+fn trampoline<A, R, X: Runner<A, R>>(target: usize, args: &[u8], fds: &[RawFd]) -> i32 {
+    // SAFETY: this trampoline is only ever named by `EntryPoint::new::<A, R, X>`, which
+    // records it together with the address (as an offset) of a `fn(A) -> R`. `run_job`
+    // calls it only after checking that the job was made for this very executable, so
+    // `target` is that function's address relocated into this image; a fn pointer and a
+    // usize have the same size and `target` is non-null.
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    X::run(f, args, fds)
+}
+
+/// A target and its trampoline, as offsets from the anchor, valid in any process running
+/// the same executable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryPoint {
+    trampoline: i64,
+    target: i64,
+}
+
+impl EntryPoint {
+    /// Records `target` with the trampoline for its types. Fails when the target does not
+    /// live in the same loaded object as this crate (a function in another shared library
+    /// cannot be found by offset).
+    pub(crate) fn new<A, R, X: Runner<A, R>>(target: fn(A) -> R) -> io::Result<EntryPoint> {
+        let anchor = anchor_addr();
+        let tramp = trampoline::<A, R, X> as Trampoline as usize;
+        let target = target as usize;
+        let base = object_base(anchor);
+        if object_base(target) != base || object_base(tramp) != base {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the target function is not in the same executable as shmproc; spawn cannot find it",
+            ));
+        }
+        let off = |a: usize| (a as i64).wrapping_sub(anchor as i64);
+        Ok(EntryPoint {
+            trampoline: off(tramp),
+            target: off(target),
+        })
+    }
+}
+
+const JOB_MAGIC: [u8; 8] = *b"SHMPJOB\x01";
+const JOB_VERSION: u32 = 1;
+const MAX_JOB_FDS: usize = 1 << 16;
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Writes a spawn job into a new memfd (close-on-exec; the caller keeps it open across
+/// `execve` and passes its number to the child): magic, version, executable identity,
+/// entry point, the descriptors to adopt, the encoded args, and a checksum.
+pub(crate) fn write_job(entry: &EntryPoint, fds: &[RawFd], args: &[u8]) -> io::Result<OwnedFd> {
+    if fds.len() > MAX_JOB_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors to pass",
+        ));
+    }
+    let id = image_id()?;
+    let mut buf = Vec::with_capacity(96 + fds.len() * 4 + args.len());
+    buf.extend_from_slice(&JOB_MAGIC);
+    buf.extend_from_slice(&JOB_VERSION.to_le_bytes());
+    for v in [id.dev, id.ino, id.size] {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [id.mtime, id.mtime_nsec, entry.trampoline, entry.target] {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+    buf.extend_from_slice(&(fds.len() as u32).to_le_bytes());
+    for fd in fds {
+        buf.extend_from_slice(&fd.to_le_bytes());
+    }
+    buf.extend_from_slice(&(args.len() as u64).to_le_bytes());
+    buf.extend_from_slice(args);
+    let sum = fnv1a(&buf);
+    buf.extend_from_slice(&sum.to_le_bytes());
+    let fd = super::memfd_create(c"shmproc-job")?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&buf)?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Why a spawn job could not be run.
+#[derive(Debug)]
+pub(crate) enum JobError {
+    /// The job descriptor could not be read.
+    Io(io::Error),
+    /// Bad magic, version, length or checksum.
+    Malformed(&'static str),
+    /// The job was written by another executable.
+    OtherExecutable,
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Io(e) => write!(f, "reading the spawn job: {e}"),
+            JobError::Malformed(what) => write!(f, "malformed spawn job: {what}"),
+            JobError::OtherExecutable => {
+                f.write_str("the spawn job was made by another executable than this one")
+            }
+        }
+    }
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], JobError> {
+        if self.0.len() < n {
+            return Err(JobError::Malformed("truncated"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u32(&mut self) -> Result<u32, JobError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, JobError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn i64(&mut self) -> Result<i64, JobError> {
+        Ok(self.u64()? as i64)
+    }
+}
+
+/// A validated job read in the spawned child.
+struct Job {
+    id: ImageId,
+    entry: EntryPoint,
+    fds: Vec<RawFd>,
+    args: Vec<u8>,
+}
+
+fn parse_job(bytes: &[u8]) -> Result<Job, JobError> {
+    if bytes.len() < 8 + 8 {
+        return Err(JobError::Malformed("truncated"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    if fnv1a(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+        return Err(JobError::Malformed("checksum mismatch"));
+    }
+    let mut c = Cursor(body);
+    if c.take(8)? != JOB_MAGIC {
+        return Err(JobError::Malformed("bad magic"));
+    }
+    if c.u32()? != JOB_VERSION {
+        return Err(JobError::Malformed("unknown version"));
+    }
+    let id = ImageId {
+        dev: c.u64()?,
+        ino: c.u64()?,
+        size: c.u64()?,
+        mtime: c.i64()?,
+        mtime_nsec: c.i64()?,
+    };
+    let entry = EntryPoint {
+        trampoline: c.i64()?,
+        target: c.i64()?,
+    };
+    let nfds = c.u32()? as usize;
+    if nfds > MAX_JOB_FDS {
+        return Err(JobError::Malformed("too many descriptors"));
+    }
+    let fds = (0..nfds)
+        .map(|_| c.u32().map(|v| v as i32))
+        .collect::<Result<Vec<_>, _>>()?;
+    let len = usize::try_from(c.u64()?).map_err(|_| JobError::Malformed("args too long"))?;
+    let args = c.take(len)?.to_vec();
+    if !c.0.is_empty() {
+        return Err(JobError::Malformed("trailing bytes"));
+    }
+    Ok(Job {
+        id,
+        entry,
+        fds,
+        args,
+    })
+}
+
+/// Takes ownership of the job descriptor whose number the parent put in the environment.
+/// Numbers 0–2 (the standard streams) and closed numbers are refused.
+pub(crate) fn adopt_job_fd(n: RawFd) -> Result<OwnedFd, JobError> {
+    if n < 3 || !super::fd_is_open(n) {
+        return Err(JobError::Malformed("job descriptor is not open"));
+    }
+    super::own_inherited(n).map_err(JobError::Io)
+}
+
+/// In a spawned child: reads the job from its memfd, checks it was made by this
+/// executable, and runs it through its trampoline. Returns the exit code the runner chose.
+pub(crate) fn run_job(fd: OwnedFd) -> Result<i32, JobError> {
+    let file = std::fs::File::from(fd);
+    let len = file.metadata().map_err(JobError::Io)?.len();
+    let len = usize::try_from(len).map_err(|_| JobError::Malformed("too long"))?;
+    let mut bytes = vec![0u8; len];
+    // The parent's write left the shared file offset at the end: read by position.
+    file.read_exact_at(&mut bytes, 0).map_err(JobError::Io)?;
+    drop(file);
+    let job = parse_job(&bytes)?;
+    drop(bytes);
+    if job.id != image_id().map_err(JobError::Io)? {
+        return Err(JobError::OtherExecutable);
+    }
+    let anchor = anchor_addr();
+    let tramp = (anchor as i64).wrapping_add(job.entry.trampoline) as usize;
+    let target = (anchor as i64).wrapping_add(job.entry.target) as usize;
+    let base = object_base(anchor);
+    if object_base(tramp) != base || object_base(target) != base {
+        return Err(JobError::Malformed("entry point outside the executable"));
+    }
+    // SAFETY: `tramp` is the address of a `trampoline::<A, R, X>` instance, whose type
+    // is `Trampoline`: the job was written by `write_job` from an `EntryPoint::new` in a
+    // process running this same executable (same device, inode, size and mtime of
+    // /proc/self/exe, checked above, with the checksum guarding against corruption), and
+    // offsets from the anchor do not change when the loader moves the image.
+    let f = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+    Ok(f(target, &job.args, &job.fds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    impl Runner<u32, u32> for Echo {
+        fn run(target: fn(u32) -> u32, args: &[u8], _fds: &[RawFd]) -> i32 {
+            target(u32::from_le_bytes(args.try_into().unwrap())) as i32
+        }
+    }
+
+    fn plus_one(x: u32) -> u32 {
+        x + 1
+    }
+
+    #[test]
+    fn job_round_trips_through_a_memfd_and_runs() {
+        let entry = EntryPoint::new::<u32, u32, Echo>(plus_one).unwrap();
+        let fd = write_job(&entry, &[], &41u32.to_le_bytes()).unwrap();
+        assert_eq!(run_job(fd).unwrap(), 42);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_jobs_are_refused() {
+        let entry = EntryPoint::new::<u32, u32, Echo>(plus_one).unwrap();
+        let fd = write_job(&entry, &[7], &41u32.to_le_bytes()).unwrap();
+        let file = std::fs::File::from(fd);
+        let mut bytes = vec![0u8; file.metadata().unwrap().len() as usize];
+        file.read_exact_at(&mut bytes, 0).unwrap();
+        let job = parse_job(&bytes).unwrap();
+        assert_eq!(job.fds, vec![7]);
+        assert_eq!(job.entry, entry);
+        // Any flipped byte is caught by the checksum (or the length checks).
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(parse_job(&b).is_err(), "byte {i}");
+        }
+        assert!(parse_job(&bytes[..bytes.len() - 1]).is_err());
+        // A job from another executable is refused before anything runs.
+        let mut other = bytes[..bytes.len() - 8].to_vec();
+        other[12] ^= 1; // device id
+        let sum = fnv1a(&other);
+        other.extend_from_slice(&sum.to_le_bytes());
+        let mut mfd = std::fs::File::from(crate::sys::memfd_create(c"t").unwrap());
+        mfd.write_all(&other).unwrap();
+        assert!(matches!(
+            run_job(OwnedFd::from(mfd)),
+            Err(JobError::OtherExecutable)
+        ));
+    }
+
+    #[test]
+    fn exit_codes_follow_pythons_convention() {
+        for (code, expect) in [(0, 0), (3, 3)] {
+            match fork().unwrap() {
+                Forked::Child => exit_now(code),
+                Forked::Parent(pid) => assert_eq!(wait_exitcode(pid, true).unwrap(), Some(expect)),
+            }
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! Process tests under both start methods, with real child processes.
+//!
+//! This is a `harness = false` test (see Cargo.toml): spawned children re-execute this
+//! binary, so `main` calls `shmproc::init()` first, as every program using spawn must.
+//! Tests run one at a time on the main thread (forking beside other test threads is
+//! risky); a watchdog thread aborts the binary if anything hangs. Scenarios that need
+//! their own process (capturing a child's stdout, a parent to SIGKILL) re-run this binary
+//! with `--scenario NAME METHOD`.
+//!
+//! Filter: `cargo test --test process_spawn -- SUBSTRING`.
+
+use std::io::{BufRead, BufReader};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use shmproc::{get_context, Process, StartMethod};
+
+const WATCHDOG: Duration = Duration::from_secs(240);
+const METHODS: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
+
+// ---------------------------------------------------------------------------------------
+// targets
+// ---------------------------------------------------------------------------------------
+
+fn hello(name: String) {
+    println!("hello {name}");
+}
+
+fn nothing(_: ()) {}
+
+fn panics(msg: String) {
+    panic!("{msg}");
+}
+
+fn exits_with(code: i32) {
+    std::process::exit(code);
+}
+
+fn dies_by_sigusr1(_: ()) {
+    signal::raise(Signal::SIGUSR1).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+}
+
+fn sleeps_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Args {
+    name: String,
+    values: Vec<u64>,
+    nested: Option<(i8, bool)>,
+}
+
+fn checks_args(a: Args) -> Args {
+    let expected = Args {
+        name: "ünïcode".into(),
+        values: (0..1000).collect(),
+        nested: Some((-3, true)),
+    };
+    if a != expected {
+        std::process::exit(3);
+    }
+    a
+}
+
+// ---------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------
+
+fn method_name(m: StartMethod) -> &'static str {
+    match m {
+        StartMethod::Fork => "fork",
+        StartMethod::Spawn => "spawn",
+    }
+}
+
+fn parse_method(s: &str) -> StartMethod {
+    match s {
+        "fork" => StartMethod::Fork,
+        "spawn" => StartMethod::Spawn,
+        other => panic!("unknown start method {other}"),
+    }
+}
+
+/// Runs this binary as `--scenario name method`, with stdout and stderr captured.
+fn scenario(name: &str, m: StartMethod) -> std::process::Output {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--scenario", name, method_name(m)])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    out
+}
+
+/// State letter of a process from /proc (R, S, Z, ...), `None` once it is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Waits until `pid` no longer runs (gone, or a zombie: then reaps it when it is ours,
+/// e.g. an orphan reparented to this subreaper). Returns how long it took, or `None`.
+fn wait_dead(pid: u32, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        match proc_state(pid) {
+            None => return Some(start.elapsed()),
+            Some('Z') | Some('X') => {
+                let t = start.elapsed();
+                let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+                return Some(t);
+            }
+            _ => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    None
+}
+
+/// Waits until `/proc/pid` is gone entirely (reaped by its parent).
+fn wait_reaped(pid: u32, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if proc_state(pid).is_none() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+fn run<A, R>(m: StartMethod, f: fn(A) -> R, args: A) -> Process
+where
+    A: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    R: 'static,
+{
+    let mut p = get_context(m).process(f, args);
+    p.start().unwrap();
+    p.join_timeout(Duration::from_secs(30)).unwrap();
+    if p.exitcode().is_none() {
+        let _ = p.kill();
+        let _ = p.join();
+        panic!("child did not exit within 30 s");
+    }
+    p
+}
+
+// ---------------------------------------------------------------------------------------
+// tests
+// ---------------------------------------------------------------------------------------
+
+fn hello_bob_prints_in_the_child(m: StartMethod) {
+    let out = scenario("hello", m);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello bob\n");
+    assert!(
+        out.status.success(),
+        "scenario failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn exit_code_zero_when_the_target_returns(m: StartMethod) {
+    assert_eq!(run(m, nothing, ()).exitcode(), Some(0));
+}
+
+fn exit_code_one_and_message_on_stderr_when_the_target_panics(m: StartMethod) {
+    let out = scenario("panic", m);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the child's own panic message"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the scenario exits with the child's exitcode"
+    );
+}
+
+fn exit_code_n_after_process_exit_n(m: StartMethod) {
+    assert_eq!(run(m, exits_with, 7).exitcode(), Some(7));
+    assert_eq!(run(m, exits_with, 255).exitcode(), Some(255));
+}
+
+fn exit_code_minus_signal_when_killed_by_a_signal(m: StartMethod) {
+    assert_eq!(
+        run(m, dies_by_sigusr1, ()).exitcode(),
+        Some(-(Signal::SIGUSR1 as i32))
+    );
+}
+
+fn args_reach_the_child_intact(m: StartMethod) {
+    let args = Args {
+        name: "ünïcode".into(),
+        values: (0..1000).collect(),
+        nested: Some((-3, true)),
+    };
+    assert_eq!(run(m, checks_args, args).exitcode(), Some(0));
+}
+
+fn terminate_gives_minus_15(m: StartMethod) {
+    let mut p = get_context(m).process(sleeps_ms, 30_000);
+    p.start().unwrap();
+    assert!(p.is_alive());
+    p.terminate().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(-15));
+    assert!(!p.is_alive());
+    // Signalling an exited, reaped child does nothing.
+    p.terminate().unwrap();
+    p.kill().unwrap();
+}
+
+fn terminate_works_even_when_the_parent_blocks_sigterm(m: StartMethod) {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).unwrap();
+    let mut p = get_context(m).process(sleeps_ms, 30_000);
+    let started = p.start();
+    signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None).unwrap();
+    started.unwrap();
+    // Give a forked child the time to reach its target (the reset happens before).
+    std::thread::sleep(Duration::from_millis(50));
+    p.terminate().unwrap();
+    p.join_timeout(Duration::from_secs(10)).unwrap();
+    if p.exitcode().is_none() {
+        p.kill().unwrap();
+        p.join().unwrap();
+    }
+    assert_eq!(p.exitcode(), Some(-15));
+}
+
+fn kill_gives_minus_9(m: StartMethod) {
+    let mut p = get_context(m).process(sleeps_ms, 30_000);
+    p.start().unwrap();
+    p.kill().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(-9));
+}
+
+fn join_timeout_on_a_running_child_returns_with_no_exitcode(m: StartMethod) {
+    let mut p = get_context(m).process(sleeps_ms, 30_000);
+    p.start().unwrap();
+    let t = Instant::now();
+    p.join_timeout(Duration::from_millis(200)).unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    assert_eq!(p.exitcode(), None);
+    assert!(p.is_alive());
+    p.kill().unwrap();
+    p.join_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(p.exitcode(), Some(-9));
+}
+
+fn join_returns_promptly_after_the_child_exits(m: StartMethod) {
+    let mut p = get_context(m).process(sleeps_ms, 300);
+    p.start().unwrap();
+    p.join_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    p.join().unwrap(); // again: a no-op
+}
+
+fn daemon_dies_soon_after_its_parent_is_sigkilled(m: StartMethod) {
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args(["--scenario", "daemon-parent", method_name(m)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let daemon: u32 = line.trim().parse().unwrap_or_else(|_| {
+        let _ = parent.kill();
+        let _ = parent.wait();
+        panic!("no daemon pid from the parent: {line:?}")
+    });
+    assert!(
+        proc_state(daemon).is_some_and(|s| s != 'Z'),
+        "the daemon runs"
+    );
+    parent.kill().unwrap(); // SIGKILL
+    parent.wait().unwrap();
+    let took = wait_dead(daemon, Duration::from_secs(2));
+    if took.is_none() {
+        let _ = signal::kill(Pid::from_raw(daemon as i32), Signal::SIGKILL);
+        let _ = wait_dead(daemon, Duration::from_secs(2));
+    }
+    let took = took.expect("the daemon outlived its SIGKILLed parent by more than 2 s");
+    eprintln!("    daemon died {took:?} after its parent");
+}
+
+fn dropping_an_unjoined_child_leaves_no_zombie(m: StartMethod) {
+    let mut p = get_context(m).process(sleeps_ms, 300);
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    drop(p);
+    assert!(proc_state(pid).is_some(), "a dropped non-daemon runs on");
+    assert!(
+        wait_reaped(pid, Duration::from_secs(10)),
+        "the child is reaped after it exits"
+    );
+}
+
+fn dropping_an_unjoined_daemon_kills_and_reaps_it(m: StartMethod) {
+    let mut p = get_context(m).process(sleeps_ms, 30_000);
+    p.daemon(true);
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    drop(p);
+    assert_eq!(proc_state(pid), None, "killed and reaped by drop");
+}
+
+fn lifecycle_errors(m: StartMethod) {
+    let mut p = get_context(m).process(nothing, ());
+    assert!(p.join().is_err(), "join before start");
+    assert!(p.join_timeout(Duration::from_millis(1)).is_err());
+    assert!(p.terminate().is_err());
+    assert!(p.kill().is_err());
+    assert_eq!(p.exitcode(), None);
+    assert_eq!(p.pid(), None);
+    assert!(!p.is_alive());
+    p.start().unwrap();
+    assert!(p.pid().is_some());
+    assert!(p.start().is_err(), "start twice");
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert!(p.pid().is_some());
+}
+
+fn many_children_in_a_row(m: StartMethod) {
+    let mut ps: Vec<Process> = (0..8)
+        .map(|i| get_context(m).process(exits_with, i))
+        .collect();
+    for p in &mut ps {
+        p.start().unwrap();
+    }
+    for (i, p) in ps.iter_mut().enumerate() {
+        p.join().unwrap();
+        assert_eq!(p.exitcode(), Some(i as i32));
+    }
+}
+
+fn fork_closure_captures_state(m: StartMethod) {
+    if m != StartMethod::Fork {
+        return;
+    }
+    let data: Vec<i32> = (1..=10).collect();
+    let mut p = Process::fork(move || std::process::exit(data.iter().sum()));
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(55));
+}
+
+// ---------------------------------------------------------------------------------------
+// scenarios: run in a process of their own
+// ---------------------------------------------------------------------------------------
+
+fn run_scenario(name: &str, m: StartMethod) -> ! {
+    let code = match name {
+        "hello" => {
+            let mut p = get_context(m).process(hello, "bob".to_string());
+            p.start().unwrap();
+            p.join().unwrap();
+            p.exitcode()
+        }
+        "panic" => {
+            let mut p = get_context(m).process(panics, "the child's own panic message".to_string());
+            p.start().unwrap();
+            p.join().unwrap();
+            p.exitcode()
+        }
+        "daemon-parent" => {
+            let mut p = get_context(m).process(sleeps_ms, 60_000);
+            p.daemon(true);
+            p.start().unwrap();
+            println!("{}", p.pid().unwrap());
+            std::io::Write::flush(&mut std::io::stdout()).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+            Some(0)
+        }
+        other => panic!("unknown scenario {other}"),
+    };
+    std::process::exit(code.unwrap_or(99))
+}
+
+type Test = (&'static str, fn(StartMethod));
+
+const TESTS: &[Test] = &[
+    (
+        "hello_bob_prints_in_the_child",
+        hello_bob_prints_in_the_child,
+    ),
+    (
+        "exit_code_zero_when_the_target_returns",
+        exit_code_zero_when_the_target_returns,
+    ),
+    (
+        "exit_code_one_and_message_on_stderr_when_the_target_panics",
+        exit_code_one_and_message_on_stderr_when_the_target_panics,
+    ),
+    (
+        "exit_code_n_after_process_exit_n",
+        exit_code_n_after_process_exit_n,
+    ),
+    (
+        "exit_code_minus_signal_when_killed_by_a_signal",
+        exit_code_minus_signal_when_killed_by_a_signal,
+    ),
+    ("args_reach_the_child_intact", args_reach_the_child_intact),
+    ("terminate_gives_minus_15", terminate_gives_minus_15),
+    (
+        "terminate_works_even_when_the_parent_blocks_sigterm",
+        terminate_works_even_when_the_parent_blocks_sigterm,
+    ),
+    ("kill_gives_minus_9", kill_gives_minus_9),
+    (
+        "join_timeout_on_a_running_child_returns_with_no_exitcode",
+        join_timeout_on_a_running_child_returns_with_no_exitcode,
+    ),
+    (
+        "join_returns_promptly_after_the_child_exits",
+        join_returns_promptly_after_the_child_exits,
+    ),
+    (
+        "daemon_dies_soon_after_its_parent_is_sigkilled",
+        daemon_dies_soon_after_its_parent_is_sigkilled,
+    ),
+    (
+        "dropping_an_unjoined_child_leaves_no_zombie",
+        dropping_an_unjoined_child_leaves_no_zombie,
+    ),
+    (
+        "dropping_an_unjoined_daemon_kills_and_reaps_it",
+        dropping_an_unjoined_daemon_kills_and_reaps_it,
+    ),
+    ("lifecycle_errors", lifecycle_errors),
+    ("many_children_in_a_row", many_children_in_a_row),
+    ("fork_closure_captures_state", fork_closure_captures_state),
+];
+
+fn main() {
+    shmproc::init();
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 4 && args[1] == "--scenario" {
+        run_scenario(&args[2], parse_method(&args[3]));
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(WATCHDOG);
+        eprintln!("watchdog: process tests still running after {WATCHDOG:?}; aborting");
+        std::process::abort();
+    });
+    // Orphans (the daemon of a SIGKILLed scenario) are reparented to us, so we can see
+    // them die and reap them.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let filter: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
+    let (mut passed, mut failed) = (0, Vec::new());
+    for (name, test) in TESTS {
+        for m in METHODS {
+            let full = format!("{name}::{}", method_name(m));
+            if !filter.is_empty() && !filter.iter().any(|f| full.contains(f.as_str())) {
+                continue;
+            }
+            let t = Instant::now();
+            match catch_unwind(AssertUnwindSafe(|| test(m))) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("test {full} ... ok ({:?})", t.elapsed());
+                }
+                Err(_) => {
+                    println!("test {full} ... FAILED");
+                    failed.push(full);
+                }
+            }
+        }
+    }
+    println!("\nprocess_spawn: {passed} passed, {} failed", failed.len());
+    if !failed.is_empty() {
+        for f in &failed {
+            println!("    {f}");
+        }
+        std::process::exit(1);
+    }
+}
