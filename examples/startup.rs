@@ -16,7 +16,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     shmproc::init();
-    let iters: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let iters: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     println!("process start-up: start() + join() of a no-op target, {iters} runs each");
     for method in [StartMethod::Fork, StartMethod::Spawn] {
         let ctx = get_context(method);

@@ -1,0 +1,96 @@
+//! `Process` under the normal libtest harness, fork start method (the default): it needs
+//! no `init()`. Tests that fork hold a global mutex until their children are reaped, so no
+//! other test thread of ours forks meanwhile; every wait is bounded.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use shmproc::{get_context, Process, StartMethod};
+
+static FORK: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    FORK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Joins with a deadline; kills and fails if the child is still running.
+fn join_bounded(p: &mut Process) {
+    p.join_timeout(Duration::from_secs(30)).unwrap();
+    if p.exitcode().is_none() {
+        let _ = p.kill();
+        let _ = p.join();
+        panic!("child still running after 30 s");
+    }
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn panics(_: ()) {
+    panic!("expected panic in a forked child");
+}
+
+#[test]
+fn the_default_start_method_is_fork() {
+    assert_eq!(StartMethod::default(), StartMethod::Fork);
+    assert_eq!(Process::new(exit_with, 0).start_method(), StartMethod::Fork);
+    assert_eq!(
+        get_context(StartMethod::Spawn).start_method(),
+        StartMethod::Spawn
+    );
+}
+
+#[test]
+fn process_new_runs_the_target_in_a_child() {
+    let _g = serial();
+    let mut p = Process::new(exit_with, 42);
+    p.start().unwrap();
+    assert_ne!(p.pid(), Some(std::process::id()));
+    join_bounded(&mut p);
+    assert_eq!(p.exitcode(), Some(42));
+}
+
+#[test]
+fn a_panicking_target_exits_with_1() {
+    let _g = serial();
+    let mut p = Process::new(panics, ());
+    p.start().unwrap();
+    join_bounded(&mut p);
+    assert_eq!(p.exitcode(), Some(1));
+}
+
+#[test]
+fn fork_closures_capture_the_parents_state() {
+    let _g = serial();
+    let table: Vec<i32> = vec![3, 4, 5];
+    let mut p = Process::fork(move || std::process::exit(table.iter().product::<i32>() % 256));
+    p.start().unwrap();
+    join_bounded(&mut p);
+    assert_eq!(p.exitcode(), Some(60));
+}
+
+#[test]
+fn the_childs_memory_is_its_own() {
+    let _g = serial();
+    let mut p = Process::fork(|| {
+        let mut v = vec![0u8; 1 << 20];
+        v.iter_mut().for_each(|b| *b = 1);
+        std::process::exit(v.iter().map(|&b| b as usize).sum::<usize>() as i32 % 256)
+    });
+    p.start().unwrap();
+    join_bounded(&mut p);
+    assert_eq!(p.exitcode(), Some(0)); // 2^20 % 256
+}
+
+#[test]
+fn daemon_flag_is_kept_and_a_dropped_daemon_is_reaped() {
+    let _g = serial();
+    let mut p = Process::fork(|| std::thread::sleep(Duration::from_secs(30)));
+    p.daemon(true);
+    assert!(p.is_daemon());
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    drop(p);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
