@@ -426,7 +426,8 @@ impl Process {
 
     /// Whether the child was started and has not exited yet.
     pub fn is_alive(&self) -> bool {
-        matches!(*self.state(), State::Running { .. }) && self.exitcode().is_none()
+        let running = matches!(*self.state(), State::Running { .. });
+        running && self.exitcode().is_none()
     }
 
     /// The child's process id, once started (it stays available after the exit).
