@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmproc::{get_context, StartMethod};
+use shmproc::process::{get_context, StartMethod};
 
 fn noop(_: ()) {}
 
@@ -15,7 +15,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    shmproc::init();
+    shmproc::process::init();
     let iters: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

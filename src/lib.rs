@@ -25,11 +25,3 @@ pub mod pool;
 mod handoff;
 
 pub use error::*;
-pub use process::{get_context, Context, Process, StartMethod};
-
-/// Call this first in `main`. In a child started with [`StartMethod::Spawn`] it runs
-/// the child's target and exits the process; in every other process it returns at once.
-/// See the [`process`] module docs.
-pub fn init() {
-    process::init()
-}

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shmproc::{get_context, Process, StartMethod};
+use shmproc::process::{get_context, Process, StartMethod};
 
 static FORK: Mutex<()> = Mutex::new(());
 

@@ -18,7 +18,7 @@ use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use shmproc::{get_context, Process, StartMethod};
+use shmproc::process::{get_context, Process, StartMethod};
 
 const WATCHDOG: Duration = Duration::from_secs(240);
 const METHODS: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
@@ -445,7 +445,7 @@ const TESTS: &[Test] = &[
 ];
 
 fn main() {
-    shmproc::init();
+    shmproc::process::init();
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--scenario" {
         run_scenario(&args[2], parse_method(&args[3]));

@@ -1,14 +1,14 @@
 //! Processes: Python's `multiprocessing.Process` for Rust.
 //!
 //! ```no_run
-//! use shmproc::Process;
+//! use shmproc::process::Process;
 //!
 //! fn f(name: String) {
 //!     println!("hello {name}");
 //! }
 //!
 //! fn main() {
-//!     shmproc::init(); // first statement: a spawned child runs its target here
+//!     shmproc::process::init(); // first statement: a spawned child runs its target here
 //!     let mut p = Process::new(f, "bob".to_string());
 //!     p.start().unwrap();
 //!     p.join().unwrap();
@@ -23,7 +23,7 @@
 //! * [`StartMethod::Fork`] — the child is a copy of the parent (`fork(2)`). The target
 //!   and its args reach the child by memory, nothing is serialized, and start-up is a
 //!   fraction of a millisecond. **This is the default** of [`Process::new`]: it is the
-//!   fastest, it needs no [`init`](crate::init) call, it works in any test harness, and
+//!   fastest, it needs no [`init`] call, it works in any test harness, and
 //!   it is what Python used on Linux for decades. Prefer `Spawn` in a program with many
 //!   threads (see below).
 //! * [`StartMethod::Spawn`] — the child re-executes the current binary
@@ -31,7 +31,7 @@
 //!   variable, `SHMPROC_CHILD`, that names an inherited descriptor holding the job. The
 //!   args are serialized (serde); shared handles (pipe ends, queues, locks) pass their
 //!   file descriptors, which the child inherits. `main` must call
-//!   [`shmproc::init()`](crate::init) **first**: in a spawned child it runs the target and
+//!   [`shmproc::init()`](init) **first**: in a spawned child it runs the target and
 //!   exits, in any other process it returns at once (it is the counterpart of Python's
 //!   `if __name__ == '__main__':`). Starting a process from a spawned child that has not
 //!   called `init()` is an error, so a forgotten `init()` cannot multiply processes.
@@ -61,8 +61,9 @@
 //! fn work(n: u32) { assert_eq!(n, 7) }
 //!
 //! fn main() {
-//!     shmproc::init();
-//!     let mut p = shmproc::get_context(shmproc::StartMethod::Spawn).process(work, 7);
+//!     shmproc::process::init();
+//!     use shmproc::process::{get_context, StartMethod};
+//!     let mut p = get_context(StartMethod::Spawn).process(work, 7);
 //!     p.start().unwrap();
 //!     p.join().unwrap();
 //!     assert_eq!(p.exitcode(), Some(0));
@@ -141,7 +142,7 @@ pub enum StartMethod {
     #[default]
     Fork,
     /// `fork(2)` + `execve(2)` of the current binary: a fresh image that runs the target
-    /// from [`init`](crate::init). Needs `shmproc::init()` first in `main`.
+    /// from [`init`]. Needs `shmproc::init()` first in `main`.
     Spawn,
 }
 
@@ -235,7 +236,7 @@ enum State {
 /// # Examples
 ///
 /// ```
-/// use shmproc::Process;
+/// use shmproc::process::Process;
 ///
 /// fn square_and_exit(x: i32) {
 ///     std::process::exit(x * x);
@@ -326,7 +327,7 @@ impl Process {
     /// # Errors
     ///
     /// [`Error::InvalidState`] when called a second time, or in a spawned child whose
-    /// `main` did not call [`init`](crate::init) first; [`Error::Handle`] or
+    /// `main` did not call [`init`] first; [`Error::Handle`] or
     /// [`Error::Codec`] when spawn cannot serialize the args; [`Error::Io`] when `fork`,
     /// `execve` or a pipe fails. After an error the process can be started again.
     pub fn start(&mut self) -> Result<()> {
@@ -518,7 +519,9 @@ fn flush_stdio() {
     let _ = std::io::stderr().flush();
 }
 
-/// The crate root's [`init`](crate::init).
-pub(crate) fn init() {
+/// Call this first in `main`: in a child started with [`StartMethod::Spawn`] it runs the
+/// child's target and exits the process; in every other process it returns at once.
+/// The crate root offers it as `shmproc::init` too.
+pub fn init() {
     spawn::run_if_child();
 }

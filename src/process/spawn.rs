@@ -1,5 +1,5 @@
 //! The spawn start method: fork + `execve` of the current binary; the child finds its
-//! job through [`init`](crate::init).
+//! job through [`init`](super::init).
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, RawFd};
