@@ -33,6 +33,20 @@ fn hello(name: String) {
 
 fn nothing(_: ()) {}
 
+fn prints_without_newline(text: String) {
+    print!("{text}");
+}
+
+/// Exits 0 when a grandchild started with std::process::Command does not see the
+/// variable that marked this process as a spawned child.
+fn grandchild_env_is_clean(_: ()) {
+    let status = Command::new("sh")
+        .args(["-c", "test -z \"$SHMPROC_CHILD\""])
+        .status()
+        .unwrap();
+    std::process::exit(if status.success() { 0 } else { 5 });
+}
+
 fn panics(msg: String) {
     panic!("{msg}");
 }
@@ -160,6 +174,28 @@ fn hello_bob_prints_in_the_child(m: StartMethod) {
     assert!(
         out.status.success(),
         "scenario failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn unflushed_output_is_flushed_before_the_child_exits(m: StartMethod) {
+    let out = scenario("partial", m);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a line without its end"
+    );
+    assert!(out.status.success());
+}
+
+fn the_child_marker_does_not_leak_to_grandchildren(m: StartMethod) {
+    assert_eq!(run(m, grandchild_env_is_clean, ()).exitcode(), Some(0));
+}
+
+fn start_in_a_spawned_child_that_skipped_init_is_an_error(m: StartMethod) {
+    let out = scenario("no-init", m);
+    assert!(
+        out.status.success(),
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -375,6 +411,22 @@ fn run_scenario(name: &str, m: StartMethod) -> ! {
             p.join().unwrap();
             p.exitcode()
         }
+        "partial" => {
+            let mut p = get_context(m)
+                .process(prints_without_newline, "a line without its end".to_string());
+            p.start().unwrap();
+            p.join().unwrap();
+            p.exitcode()
+        }
+        "no-init" => {
+            // As if this process had been spawned and main() had not called init().
+            std::env::set_var("SHMPROC_CHILD", "12345");
+            let mut p = get_context(m).process(nothing, ());
+            match p.start() {
+                Err(shmproc::Error::InvalidState(_)) => Some(0),
+                other => panic!("start() in an uninitialised child: {other:?}"),
+            }
+        }
         "daemon-parent" => {
             let mut p = get_context(m).process(sleeps_ms, 60_000);
             p.daemon(true);
@@ -395,6 +447,18 @@ const TESTS: &[Test] = &[
     (
         "hello_bob_prints_in_the_child",
         hello_bob_prints_in_the_child,
+    ),
+    (
+        "unflushed_output_is_flushed_before_the_child_exits",
+        unflushed_output_is_flushed_before_the_child_exits,
+    ),
+    (
+        "the_child_marker_does_not_leak_to_grandchildren",
+        the_child_marker_does_not_leak_to_grandchildren,
+    ),
+    (
+        "start_in_a_spawned_child_that_skipped_init_is_an_error",
+        start_in_a_spawned_child_that_skipped_init_is_an_error,
     ),
     (
         "exit_code_zero_when_the_target_returns",
