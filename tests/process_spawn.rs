@@ -14,6 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
@@ -360,10 +361,18 @@ fn lifecycle_errors(m: StartMethod) {
     assert!(p.kill().is_err());
     assert_eq!(p.exitcode(), None);
     assert_eq!(p.pid(), None);
+    assert!(p.sentinel().is_none());
     assert!(!p.is_alive());
     p.start().unwrap();
     assert!(p.pid().is_some());
     assert!(p.start().is_err(), "start twice");
+    let sentinel = p.sentinel().expect("a pidfd once started");
+    let mut fds = [PollFd::new(sentinel, PollFlags::POLLIN)];
+    assert_eq!(
+        poll(&mut fds, PollTimeout::from(30_000u16)).unwrap(),
+        1,
+        "readable on exit"
+    );
     p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert!(p.pid().is_some());

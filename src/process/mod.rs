@@ -124,7 +124,7 @@ mod fork;
 mod spawn;
 
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -220,7 +220,7 @@ impl<F: FnOnce() + Send + 'static> Job for ClosureJob<F> {
 #[derive(Debug)]
 enum State {
     New,
-    Running { pid: u32, pidfd: Option<OwnedFd> },
+    Running { pid: u32 },
     Exited { pid: u32, code: i32 },
 }
 
@@ -257,6 +257,8 @@ pub struct Process {
     method: StartMethod,
     daemon: bool,
     state: Mutex<State>,
+    /// Readable once the child has exited (a pidfd); `None` before start.
+    pidfd: Option<OwnedFd>,
 }
 
 impl fmt::Debug for Process {
@@ -295,6 +297,7 @@ impl Process {
             method,
             daemon: false,
             state: Mutex::new(State::New),
+            pidfd: None,
         }
     }
 
@@ -344,8 +347,8 @@ impl Process {
             StartMethod::Spawn => spawn::start(&mut self.job, self.daemon)?,
         };
         // None only on kernels older than 5.3; join_timeout then falls back to polling.
-        let pidfd = proc::pidfd_open(pid).ok();
-        *self.state() = State::Running { pid, pidfd };
+        self.pidfd = proc::pidfd_open(pid).ok();
+        *self.state() = State::Running { pid };
         Ok(())
     }
 
@@ -380,27 +383,23 @@ impl Process {
     /// As [`join`](Process::join).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<()> {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        let pid = match state {
+        let pid = match *state {
             State::New => return Err(Error::InvalidState("join_timeout() before start()")),
             State::Exited { .. } => return Ok(()),
-            State::Running {
-                pid,
-                pidfd: Some(fd),
-            } => {
-                let pid = *pid;
-                proc::poll_readable(std::os::fd::AsFd::as_fd(fd), Some(timeout))?;
-                pid
+            State::Running { pid } => pid,
+        };
+        match &self.pidfd {
+            Some(fd) => {
+                proc::poll_readable(fd.as_fd(), Some(timeout))?;
             }
-            State::Running { pid, pidfd: None } => {
-                // Kernels without pidfd: poll the status with a short sleep.
-                let pid = *pid;
+            None => {
+                // Kernels without pidfd (before 5.3): poll the status with a short sleep.
                 let deadline = Instant::now() + timeout;
                 while proc::wait_exitcode(pid, false)?.is_none() && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                pid
             }
-        };
+        }
         if let Some(code) = proc::wait_exitcode(pid, false)? {
             *state = State::Exited { pid, code };
         }
@@ -437,6 +436,14 @@ impl Process {
             State::New => None,
             State::Running { pid, .. } | State::Exited { pid, .. } => Some(pid),
         }
+    }
+
+    /// A descriptor that becomes readable when the child exits (its pidfd), like Python's
+    /// `Process.sentinel`: poll many of them to wait for the first of several children.
+    /// `None` before start (and on kernels older than 5.3). Reading the exit code still
+    /// goes through [`exitcode`](Process::exitcode) or [`join`](Process::join).
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
     }
 
     /// Sends SIGTERM. The child does not catch it, so it dies and
