@@ -25,3 +25,5 @@ pub mod pool;
 mod handoff;
 
 pub use error::*;
+pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
+pub use process::{get_context, init, Context, Process, StartMethod};

@@ -128,6 +128,9 @@ struct Ownership {
     owner: AtomicU64,
     /// Shared mode: 0 free, else the holder's pid.
     lock: AtomicU32,
+    /// Bumped whenever a reader end is dropped; writers re-check reader liveness when
+    /// it moves (a read-mostly line, so the per-send check costs one cached load).
+    reader_drops: AtomicU32,
     lock_wait: Waiter,
 }
 
@@ -527,6 +530,26 @@ impl Spsc {
         &self.hdr().writable
     }
 
+    /// A raw byte sink over `[off + REC_HDR, off + REC_HDR + max)`, for an encoder to
+    /// write a record's payload in place. `off` and `max` come from [`Spsc::reserve`]
+    /// (`max <= window - REC_HDR`).
+    #[inline(always)]
+    pub(crate) fn sink<'g>(&'g self, g: &'g WriteGuard<'_>, off: u64, max: u64) -> RawSink<'g> {
+        debug_assert!(off + REC_HDR + max <= self.cap);
+        RawSink { ptr: self.data_ptr(g, off + REC_HDR), cap: max as usize, pos: 0, _g: std::marker::PhantomData }
+    }
+
+    /// Counts a dropped reader end (see `reader_drops`).
+    pub(crate) fn note_reader_drop(&self) {
+        self.hdr().own.reader_drops.fetch_add(1, Ordering::Release);
+    }
+
+    /// The reader-drop counter.
+    #[inline(always)]
+    pub(crate) fn reader_drops(&self) -> u32 {
+        self.hdr().own.reader_drops.load(Ordering::Relaxed)
+    }
+
     // ------------------------------------------------------------------ reader side
 
     /// The next record, skipping padding; `Ok(None)` when the ring is empty. The header
@@ -618,6 +641,65 @@ impl Spsc {
     /// Whether anything is published and unread.
     pub(crate) fn has_data(&self) -> bool {
         self.hdr().w.tail.load(Ordering::Acquire) != self.hdr().r.head.load(Ordering::Relaxed)
+    }
+}
+
+/// The ring at byte `offset` of a region's payload. The region must outlive the ring
+/// (callers keep both in one struct).
+pub(crate) fn ring_in_region(region: &crate::region::Region, offset: usize, cap: u64) -> crate::Result<Spsc> {
+    let end = offset.checked_add(Spsc::memory_size(cap));
+    if !Spsc::valid_capacity(cap) || offset % 128 != 0 || end.is_none_or(|e| e > region.payload_len()) {
+        return Err(crate::error::RegionError::Corrupt.into());
+    }
+    // SAFETY: the payload is 128-aligned and `offset` is a multiple of 128; the ring's
+    // `memory_size(cap)` bytes lie inside the validated payload (checked above), which
+    // stays mapped while the region lives; zeroed or previously initialized memory is
+    // a valid ring of this capacity (the capacity comes from the checksummed header).
+    Ok(unsafe { Spsc::from_raw(region.payload().add(offset), cap) })
+}
+
+/// A bounds-checked byte sink writing into a reserved window of the ring through a raw
+/// pointer (no reference to shared memory is ever formed).
+pub(crate) struct RawSink<'g> {
+    ptr: *mut u8,
+    cap: usize,
+    pos: usize,
+    _g: std::marker::PhantomData<&'g ()>,
+}
+
+impl RawSink<'_> {
+    /// Appends one byte; false when the window is full.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, b: u8) -> bool {
+        if self.pos < self.cap {
+            // SAFETY: pos < cap, and [ptr, ptr + cap) is the reserved window, which the
+            // writer guard gives this thread alone.
+            unsafe { self.ptr.add(self.pos).write(b) };
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Appends bytes; false (writing nothing) when they do not fit.
+    #[inline(always)]
+    pub(crate) fn extend(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() <= self.cap - self.pos {
+            // SAFETY: the range [pos, pos + len) is inside the reserved window; the
+            // source is a local slice and cannot overlap it.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(self.pos), bytes.len()) };
+            self.pos += bytes.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Bytes written so far.
+    #[inline(always)]
+    pub(crate) fn written(&self) -> usize {
+        self.pos
     }
 }
 

@@ -1,0 +1,893 @@
+//! `pipe()` (simplex) and `duplex()`: Python's `Pipe`, on SPSC rings in one region.
+//!
+//! # Disconnection that survives `kill -9`
+//!
+//! Each side of a channel owns a tiny OS pipe as its *presence*: every process holding
+//! an end of that side keeps a write end of it (its token); the other side keeps the
+//! read end (its watch). When the last token closes — the end dropped, or its process
+//! killed — the kernel reports POLLHUP on the watch. The watch is consulted only before
+//! parking (and, for a writer, when a reader end was dropped), never on the hot path.
+//!
+//! # Fork hygiene
+//!
+//! Ends register with the hand-off registry: a child forked by [`crate::Process`]
+//! releases the tokens of every end it was not handed, so an end it merely inherited
+//! does not keep the channel open (the seed closes `p_input` by hand in the child;
+//! here it happens by itself).
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::{self, EncodeError};
+use crate::error::{
+    Error, ProtocolError, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+use crate::handoff::{self, Inherited};
+use crate::region::{Kind, Region};
+use crate::ring::spsc::{record_size, RecKind, Spsc, REC_HDR};
+use crate::sync::waiter::{register_process, Wait};
+use crate::sys::{self, PeerState};
+
+/// Default ring capacity in bytes (per direction).
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+/// Default largest message: 4 GiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 4 << 30;
+const MIN_CAPACITY: usize = 256;
+/// Smallest window worth encoding into in place.
+const MIN_WINDOW: u64 = 64;
+
+/// Namespace for [`Pipe::builder`].
+#[derive(Debug)]
+pub struct Pipe(());
+
+impl Pipe {
+    /// A builder for a pipe with a chosen capacity and message limit.
+    ///
+    /// ```
+    /// let (tx, rx) = shmproc::Pipe::builder().capacity(4096).build::<u32>()?;
+    /// tx.send(&7)?;
+    /// assert_eq!(rx.recv()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder() -> PipeBuilder {
+        PipeBuilder { capacity: DEFAULT_CAPACITY, max_message: DEFAULT_MAX_MESSAGE }
+    }
+}
+
+/// Configures a pipe; by value, like `std::thread::Builder`.
+#[derive(Debug, Clone, Copy)]
+pub struct PipeBuilder {
+    capacity: usize,
+    max_message: u64,
+}
+
+impl PipeBuilder {
+    /// Ring size in bytes (rounded up to a power of two, at least 256). Messages larger
+    /// than a quarter of it are streamed through it in pieces. Default 1 MiB.
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Largest message, in encoded bytes (default 4 GiB). A larger message is an error
+    /// at send; a record header claiming more is a protocol error at recv.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes as u64;
+        self
+    }
+
+    fn ring_capacity(&self) -> Result<u64> {
+        let cap = self.capacity.max(MIN_CAPACITY).checked_next_power_of_two().ok_or(Error::TooLarge {
+            len: self.capacity as u64,
+            max: 1 << 40,
+        })? as u64;
+        if !Spsc::valid_capacity(cap) {
+            return Err(Error::TooLarge { len: cap, max: 1 << 40 });
+        }
+        Ok(cap)
+    }
+
+    /// Creates a simplex pipe: `(sender, receiver)`.
+    pub fn build<T: Serialize + DeserializeOwned>(self) -> Result<(Sender<T>, Receiver<T>)> {
+        let (a, b) = Shared::create(Kind::Pipe, 1, self.ring_capacity()?, self.max_message)?;
+        let a = Arc::new(a);
+        a.register();
+        Ok((Sender { end: a, _t: PhantomData }, Receiver::new(Arc::new(b))))
+    }
+
+    /// Creates a duplex pipe: two connected [`Connection`]s.
+    pub fn build_duplex<T: Serialize + DeserializeOwned>(self) -> Result<(Connection<T>, Connection<T>)> {
+        let (a, b) = Shared::create(Kind::Duplex, 2, self.ring_capacity()?, self.max_message)?;
+        Ok((Connection::new(Arc::new(a)), Connection::new(Arc::new(b))))
+    }
+}
+
+/// A simplex pipe with default settings: `send` on the `Sender`, `recv` on the
+/// `Receiver`, in any processes the ends are handed to.
+///
+/// ```
+/// let (tx, rx) = shmproc::pipe::<String>()?;
+/// tx.send(&"hello".to_string())?;
+/// drop(tx);
+/// assert_eq!(rx.recv()?, "hello");
+/// assert!(rx.recv().is_err()); // every sender is gone: Disconnected
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn pipe<T: Serialize + DeserializeOwned>() -> Result<(Sender<T>, Receiver<T>)> {
+    Pipe::builder().build()
+}
+
+/// A duplex pipe (Python's default `Pipe()`): each `Connection` sends to the other.
+///
+/// ```
+/// let (a, b) = shmproc::duplex::<u64>()?;
+/// a.send(&1)?;
+/// b.send(&(b.recv()? + 1))?;
+/// assert_eq!(a.recv()?, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn duplex<T: Serialize + DeserializeOwned>() -> Result<(Connection<T>, Connection<T>)> {
+    Pipe::builder().build_duplex()
+}
+
+/// One process's share of one side of a channel: the mapping, the ring(s) it writes
+/// and reads, and its presence descriptors.
+struct Shared {
+    region: Region,
+    /// Which side: 0 or 1. Side 0 writes ring 0 and reads ring 1 (when there are two).
+    side: u8,
+    tx: Option<Spsc>,
+    rx: Option<Spsc>,
+    max_message: u64,
+    /// Write end of this side's presence pipe (-1 once released).
+    token: AtomicI32,
+    /// Read end of the other side's presence pipe (-1 once released).
+    watch: AtomicI32,
+    /// Writer: last reader-drop count seen.
+    seen_reader_drops: AtomicU32,
+    reg_id: std::sync::OnceLock<u64>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("side", &self.side).field("region", &self.region).finish()
+    }
+}
+
+impl Shared {
+    fn create(kind: Kind, rings: u64, cap: u64, max_message: u64) -> Result<(Shared, Shared)> {
+        register_process();
+        let payload = Spsc::memory_size(cap) * rings as usize;
+        let region = Region::create(kind, payload, [cap, rings, max_message, 0])?;
+        let region_b = Region::open_fd(sys::dup_cloexec(region.fd())?, kind)?;
+        let (p0_r, p0_w) = sys::pipe()?; // side 0's presence
+        let (p1_r, p1_w) = sys::pipe()?; // side 1's presence
+        let a = Shared::from_parts(region, 0, p0_w, p1_r)?;
+        let b = Shared::from_parts(region_b, 1, p1_w, p0_r)?;
+        Ok((a, b))
+    }
+
+    fn from_parts(region: Region, side: u8, token: OwnedFd, watch: OwnedFd) -> Result<Shared> {
+        let [cap, rings, max_message, _] = region.params();
+        if !Spsc::valid_capacity(cap) || !(1..=2).contains(&rings) || side > 1 || (rings == 1 && side > 1) {
+            return Err(crate::error::RegionError::Corrupt.into());
+        }
+        let ring_size = Spsc::memory_size(cap);
+        if ring_size.checked_mul(rings as usize).is_none_or(|n| n > region.payload_len()) {
+            return Err(crate::error::RegionError::Corrupt.into());
+        }
+        let ring_at = |i: u64| crate::ring::spsc::ring_in_region(&region, i as usize * ring_size, cap);
+        let (tx, rx) = match (rings, side) {
+            (1, 0) => (Some(ring_at(0)), None),
+            (1, _) => (None, Some(ring_at(0))),
+            (_, 0) => (Some(ring_at(0)), Some(ring_at(1))),
+            _ => (Some(ring_at(1)), Some(ring_at(0))),
+        };
+        let (tx, rx) = (tx.transpose()?, rx.transpose()?);
+        let seen = tx.as_ref().map_or(0, |t| t.reader_drops());
+        Ok(Shared {
+            region,
+            side,
+            tx,
+            rx,
+            max_message,
+            token: AtomicI32::new(into_raw(token)),
+            watch: AtomicI32::new(into_raw(watch)),
+            seen_reader_drops: AtomicU32::new(seen),
+            reg_id: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Registers for fork hygiene (needs the `Arc`).
+    fn register(self: &Arc<Self>) {
+        let weak: std::sync::Weak<dyn Inherited> = Arc::downgrade(self) as _;
+        let _ = self.reg_id.set(handoff::register(weak));
+    }
+
+    fn reg_id(&self) -> u64 {
+        self.reg_id.get().copied().unwrap_or(0)
+    }
+
+    /// Whether every end of the other side is gone. A released watch (an end this
+    /// forked child was not handed) counts as gone.
+    fn peer_gone(&self) -> bool {
+        let fd = self.watch.load(Ordering::Acquire);
+        match sys::borrow_raw_checked(fd) {
+            Ok(b) => sys::peer_state(b) == PeerState::Gone,
+            Err(_) => true,
+        }
+    }
+
+    /// Writer: a reader end was dropped since we last looked, and none is left.
+    #[inline(always)]
+    fn readers_dropped(&self, tx: &Spsc) -> bool {
+        let now = tx.reader_drops();
+        if now == self.seen_reader_drops.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.seen_reader_drops.store(now, Ordering::Relaxed);
+        self.peer_gone()
+    }
+}
+
+fn into_raw(fd: OwnedFd) -> RawFd {
+    std::os::fd::IntoRawFd::into_raw_fd(fd)
+}
+
+impl Inherited for Shared {
+    fn release_in_child(&self) {
+        sys::close_raw(self.token.swap(-1, Ordering::AcqRel));
+        sys::close_raw(self.watch.swap(-1, Ordering::AcqRel));
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(id) = self.reg_id.get() {
+            handoff::unregister(*id);
+        }
+        sys::close_raw(self.token.swap(-1, Ordering::AcqRel));
+        sys::close_raw(self.watch.swap(-1, Ordering::AcqRel));
+        if let Some(tx) = &self.tx {
+            tx.wake_reader();
+        }
+        if let Some(rx) = &self.rx {
+            rx.note_reader_drop();
+            rx.wake_writer();
+        }
+    }
+}
+
+/// What a handle serializes to when handed to a spawned child.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    region: i32,
+    token: i32,
+    watch: i32,
+    side: u8,
+    kind: u32,
+}
+
+impl Shared {
+    fn to_wire(&self) -> Result<Wire> {
+        let borrow = |fd: &AtomicI32| -> Result<BorrowedFd<'_>> {
+            sys::borrow_raw_checked(fd.load(Ordering::Acquire))
+                .map_err(|_| Error::Handle("this end was released in a forked child and cannot be passed on"))
+        };
+        Ok(Wire {
+            region: handoff::pass_fd(self.region.fd())?,
+            token: handoff::pass_fd(borrow(&self.token)?)?,
+            watch: handoff::pass_fd(borrow(&self.watch)?)?,
+            side: self.side,
+            kind: self.region_kind() as u32,
+        })
+    }
+
+    fn region_kind(&self) -> Kind {
+        if self.tx.is_some() && self.rx.is_some() {
+            Kind::Duplex
+        } else {
+            Kind::Pipe
+        }
+    }
+
+    fn from_wire(w: Wire, expect: Kind) -> Result<Arc<Shared>> {
+        if w.kind != expect as u32 {
+            return Err(Error::Handle("handle of another type"));
+        }
+        register_process();
+        let region = Region::open_fd(handoff::adopt_fd(w.region)?, expect)?;
+        let token = handoff::adopt_fd(w.token)?;
+        let watch = handoff::adopt_fd(w.watch)?;
+        let s = Arc::new(Shared::from_parts(region, w.side, token, watch)?);
+        s.register();
+        Ok(s)
+    }
+}
+
+fn ser_shared<S: Serializer>(s: &Shared, ser: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::Error as _;
+    s.to_wire().map_err(|e| S::Error::custom(e.to_string()))?.serialize(ser)
+}
+
+fn de_shared<'de, D: Deserializer<'de>>(de: D, kind: Kind) -> std::result::Result<Arc<Shared>, D::Error> {
+    use serde::de::Error as _;
+    let w = Wire::deserialize(de)?;
+    Shared::from_wire(w, kind).map_err(|e| D::Error::custom(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------- sending
+
+/// How a send should wait.
+#[derive(Clone, Copy)]
+enum Block {
+    No,
+    Until(Option<Instant>),
+}
+
+/// A failed send, before it is mapped to the caller's error type.
+enum SendFail {
+    Full,
+    Timeout,
+    Disconnected,
+    TooLarge(u64, u64),
+    Codec(String),
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn wait_to_fail(w: Wait, block: Block) -> SendFail {
+    match (w, block) {
+        (Wait::Aborted, _) => SendFail::Disconnected,
+        (_, Block::No) => SendFail::Full,
+        _ => SendFail::Timeout,
+    }
+}
+
+impl Shared {
+    #[inline]
+    fn send_value<T: Serialize + ?Sized>(&self, msg: &T, block: Block) -> std::result::Result<(), SendFail> {
+        let tx = self.tx.as_ref().expect("sending end has a ring to write");
+        if self.readers_dropped(tx) {
+            return Err(SendFail::Disconnected);
+        }
+        let deadline = match block {
+            Block::No => Some(Instant::now()),
+            Block::Until(d) => d,
+        };
+        let g = tx.acquire_writer(deadline, || self.peer_gone()).map_err(|w| wait_to_fail(w, block))?;
+        // Fast path: encode straight into the ring's free space.
+        if let Some((off, window)) = tx.reserve(&g, MIN_WINDOW) {
+            let max = window.min(tx.max_record()) - REC_HDR;
+            let mut sink = tx.sink(&g, off, max);
+            match codec::encode_in_place(msg, &mut sink) {
+                Ok(n) => {
+                    let n = n as u64;
+                    if n > self.max_message {
+                        return Err(SendFail::TooLarge(n, self.max_message));
+                    }
+                    tx.commit(&g, off, RecKind::Msg, n);
+                    return Ok(());
+                }
+                Err(EncodeError::Codec(e)) => return Err(SendFail::Codec(e)),
+                Err(EncodeError::Full) => {}
+            }
+        }
+        // Slow path: encode into a buffer, then copy or stream it.
+        SCRATCH.with(|s| {
+            let mut buf = s.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default();
+            buf.clear();
+            let res = match codec::encode_into(msg, &mut buf) {
+                Ok(()) => self.send_locked(tx, &g, &buf, block, deadline),
+                Err(e) => Err(SendFail::Codec(e.to_string())),
+            };
+            if buf.capacity() <= 1 << 20 {
+                if let Ok(mut b) = s.try_borrow_mut() {
+                    *b = buf;
+                }
+            }
+            res
+        })
+    }
+
+    fn send_bytes_impl(&self, bytes: &[u8], block: Block) -> std::result::Result<(), SendFail> {
+        let tx = self.tx.as_ref().expect("sending end has a ring to write");
+        if self.readers_dropped(tx) {
+            return Err(SendFail::Disconnected);
+        }
+        let deadline = match block {
+            Block::No => Some(Instant::now()),
+            Block::Until(d) => d,
+        };
+        let g = tx.acquire_writer(deadline, || self.peer_gone()).map_err(|w| wait_to_fail(w, block))?;
+        self.send_locked(tx, &g, bytes, block, deadline)
+    }
+
+    /// Writes `bytes` as one message: a single record, or streamed in pieces.
+    fn send_locked(
+        &self,
+        tx: &Spsc,
+        g: &crate::ring::spsc::WriteGuard<'_>,
+        bytes: &[u8],
+        block: Block,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), SendFail> {
+        let len = bytes.len() as u64;
+        if len > self.max_message {
+            return Err(SendFail::TooLarge(len, self.max_message));
+        }
+        let max_rec = tx.max_record();
+        let abort = || self.peer_gone();
+        if record_size(len) <= max_rec {
+            if let Block::No = block {
+                if tx.reserve(g, record_size(len)).is_none() {
+                    return Err(SendFail::Full);
+                }
+            }
+            return tx.write_record(g, RecKind::Msg, &[bytes], deadline, abort).map_err(|w| wait_to_fail(w, block));
+        }
+        // Streamed: BEGIN carries the total, then CHUNKs; each piece fills a max record.
+        let piece = (max_rec - REC_HDR) as usize;
+        if let Block::No = block {
+            let pieces = (bytes.len() + 8).div_ceil(piece) as u64;
+            if tx.free_bytes() < pieces * max_rec + max_rec {
+                return Err(SendFail::Full);
+            }
+        }
+        let first = piece - 8;
+        let total = len.to_ne_bytes();
+        tx.write_record(g, RecKind::Begin, &[&total, &bytes[..first]], deadline, abort)
+            .map_err(|w| wait_to_fail(w, block))?;
+        for chunk in bytes[first..].chunks(piece) {
+            // Once begun, a non-blocking send finishes the message (bounded by the reader).
+            let d = if let Block::No = block { None } else { deadline };
+            tx.write_record(g, RecKind::Chunk, &[chunk], d, abort).map_err(|w| wait_to_fail(w, block))?;
+        }
+        Ok(())
+    }
+}
+
+// -------------------------------------------------------------------------- receiving
+
+/// A receiver's private state: the message being assembled.
+#[derive(Default)]
+struct RecvState {
+    buf: Vec<u8>,
+    /// A streamed message in progress: its total length.
+    partial: Option<u64>,
+    /// Dropping the rest of a stream whose header was refused.
+    skipping: bool,
+}
+
+enum RecvFail {
+    Empty,
+    Timeout,
+    Disconnected,
+    Protocol(ProtocolError),
+}
+
+impl Shared {
+    /// Receives one message into `st.buf`.
+    fn recv_raw(&self, st: &mut RecvState, block: Block) -> std::result::Result<(), RecvFail> {
+        let rx = self.rx.as_ref().expect("receiving end has a ring to read");
+        loop {
+            match rx.peek().map_err(RecvFail::Protocol)? {
+                Some(rec) => match rec.kind {
+                    RecKind::Msg => {
+                        st.partial = None;
+                        st.skipping = false;
+                        st.buf.clear();
+                        if rec.len > self.max_message {
+                            rx.consume(&rec);
+                            return Err(RecvFail::Protocol(ProtocolError::TooLarge { len: rec.len, max: self.max_message }));
+                        }
+                        rx.read_into(&rec, 0, rec.len, &mut st.buf);
+                        rx.consume(&rec);
+                        return Ok(());
+                    }
+                    RecKind::Begin => {
+                        // An unfinished earlier stream (its writer died or gave up) is dropped.
+                        st.buf.clear();
+                        st.partial = None;
+                        let total = rx.read_u64(&rec).ok_or(RecvFail::Protocol(ProtocolError::BadRecord));
+                        let total = match total {
+                            Ok(t) => t,
+                            Err(e) => {
+                                rx.consume(&rec);
+                                return Err(e);
+                            }
+                        };
+                        if total > self.max_message {
+                            rx.consume(&rec);
+                            st.skipping = true;
+                            return Err(RecvFail::Protocol(ProtocolError::TooLarge { len: total, max: self.max_message }));
+                        }
+                        st.skipping = false;
+                        st.buf.reserve(total.min(64 << 20) as usize);
+                        rx.read_into(&rec, 8, rec.len - 8, &mut st.buf);
+                        rx.consume(&rec);
+                        if st.buf.len() as u64 >= total {
+                            return self.finish_stream(st, total);
+                        }
+                        st.partial = Some(total);
+                    }
+                    RecKind::Chunk => {
+                        match st.partial {
+                            Some(total) => {
+                                rx.read_into(&rec, 0, rec.len, &mut st.buf);
+                                rx.consume(&rec);
+                                if st.buf.len() as u64 >= total {
+                                    return self.finish_stream(st, total);
+                                }
+                            }
+                            // A piece of a refused or abandoned stream.
+                            None => rx.consume(&rec),
+                        }
+                    }
+                    RecKind::Pad => unreachable!("peek skips padding"),
+                },
+                None => {
+                    let deadline = match block {
+                        Block::No => {
+                            return Err(if self.peer_gone() && !rx.has_data() {
+                                st.partial = None;
+                                RecvFail::Disconnected
+                            } else {
+                                RecvFail::Empty
+                            });
+                        }
+                        Block::Until(d) => d,
+                    };
+                    match rx.wait_readable(deadline, || self.peer_gone()) {
+                        Wait::Ready => {}
+                        Wait::TimedOut => return Err(RecvFail::Timeout),
+                        Wait::Aborted => {
+                            if !rx.has_data() {
+                                // No torn message is ever delivered: a partial stream is dropped.
+                                st.partial = None;
+                                st.buf.clear();
+                                return Err(RecvFail::Disconnected);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish_stream(&self, st: &mut RecvState, total: u64) -> std::result::Result<(), RecvFail> {
+        st.partial = None;
+        if st.buf.len() as u64 != total {
+            st.buf.clear();
+            return Err(RecvFail::Protocol(ProtocolError::BadRecord));
+        }
+        Ok(())
+    }
+
+    fn poll_impl(&self, timeout: Option<Duration>) -> bool {
+        let rx = self.rx.as_ref().expect("receiving end has a ring to read");
+        if rx.has_data() || self.peer_gone() {
+            return true;
+        }
+        let deadline = Some(Instant::now() + timeout.unwrap_or(Duration::ZERO));
+        !matches!(rx.wait_readable(deadline, || self.peer_gone()), Wait::TimedOut)
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+macro_rules! send_errors {
+    ($fail:expr, $ty:ident { $($from:ident => $to:expr),* }) => {
+        match $fail {
+            SendFail::Disconnected => $ty::Disconnected,
+            SendFail::TooLarge(len, max) => $ty::TooLarge { len, max },
+            SendFail::Codec(e) => $ty::Codec(e),
+            $(SendFail::$from => $to,)*
+        }
+    };
+}
+
+macro_rules! recv_errors {
+    ($fail:expr, $ty:ident { $($from:ident => $to:expr),* }) => {
+        match $fail {
+            RecvFail::Disconnected => $ty::Disconnected,
+            RecvFail::Protocol(p) => $ty::Protocol(p),
+            $(RecvFail::$from => $to,)*
+        }
+    };
+}
+
+/// The methods shared by `Sender` and `Connection`.
+macro_rules! sender_methods {
+    () => {
+        /// Sends a message, blocking while the ring is full. The message is visible to
+        /// the receiver when this returns.
+        ///
+        /// # Errors
+        /// `Disconnected` when every receiving end is gone; `TooLarge` over
+        /// `max_message`; `Codec` when `T`'s `Serialize` fails.
+        #[inline]
+        pub fn send(&self, msg: &T) -> std::result::Result<(), SendError> {
+            self.shared().send_value(msg, Block::Until(None)).map_err(|f| {
+                send_errors!(f, SendError { Full => SendError::Disconnected, Timeout => SendError::Disconnected })
+            })
+        }
+
+        /// Sends a message if the ring has room now.
+        ///
+        /// # Errors
+        /// `Full` when it has not (nothing is sent), or as [`send`](Self::send).
+        pub fn try_send(&self, msg: &T) -> std::result::Result<(), TrySendError> {
+            self.shared().send_value(msg, Block::No).map_err(|f| {
+                send_errors!(f, TrySendError { Full => TrySendError::Full, Timeout => TrySendError::Full })
+            })
+        }
+
+        /// Sends a message, waiting at most `timeout` for room.
+        ///
+        /// # Errors
+        /// `Timeout` when the ring stayed full, or as [`send`](Self::send).
+        pub fn send_timeout(&self, msg: &T, timeout: Duration) -> std::result::Result<(), SendTimeoutError> {
+            self.shared().send_value(msg, Block::Until(deadline_after(timeout))).map_err(|f| {
+                send_errors!(f, SendTimeoutError { Full => SendTimeoutError::Timeout, Timeout => SendTimeoutError::Timeout })
+            })
+        }
+
+        /// Sends raw bytes as one message (read them with `recv_bytes`).
+        ///
+        /// # Errors
+        /// As [`send`](Self::send).
+        pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
+            self.shared().send_bytes_impl(bytes, Block::Until(None)).map_err(|f| {
+                send_errors!(f, SendError { Full => SendError::Disconnected, Timeout => SendError::Disconnected })
+            })
+        }
+    };
+}
+
+/// The methods shared by `Receiver` and `Connection`.
+macro_rules! receiver_methods {
+    () => {
+        /// Receives a message, blocking until one arrives.
+        ///
+        /// # Errors
+        /// `Disconnected` once every sending end is gone and the ring is drained;
+        /// `Codec` when the bytes do not decode as `T` (the message is consumed);
+        /// `Protocol` when the peer wrote a corrupt record.
+        pub fn recv(&self) -> std::result::Result<T, RecvError> {
+            let mut st = self.state.borrow_mut();
+            self.shared().recv_raw(&mut st, Block::Until(None)).map_err(|f| {
+                recv_errors!(f, RecvError { Empty => RecvError::Disconnected, Timeout => RecvError::Disconnected })
+            })?;
+            codec::decode(&st.buf).map_err(|e| RecvError::Codec(e.to_string()))
+        }
+
+        /// Receives a message if one is ready now.
+        ///
+        /// # Errors
+        /// `Empty` when none is, or as [`recv`](Self::recv).
+        pub fn try_recv(&self) -> std::result::Result<T, TryRecvError> {
+            let mut st = self.state.borrow_mut();
+            self.shared().recv_raw(&mut st, Block::No).map_err(|f| {
+                recv_errors!(f, TryRecvError { Empty => TryRecvError::Empty, Timeout => TryRecvError::Empty })
+            })?;
+            codec::decode(&st.buf).map_err(|e| TryRecvError::Codec(e.to_string()))
+        }
+
+        /// Receives a message, waiting at most `timeout`.
+        ///
+        /// # Errors
+        /// `Timeout` when none arrived in time, or as [`recv`](Self::recv).
+        pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvTimeoutError> {
+            let mut st = self.state.borrow_mut();
+            self.shared().recv_raw(&mut st, Block::Until(deadline_after(timeout))).map_err(|f| {
+                recv_errors!(f, RecvTimeoutError { Empty => RecvTimeoutError::Timeout, Timeout => RecvTimeoutError::Timeout })
+            })?;
+            codec::decode(&st.buf).map_err(|e| RecvTimeoutError::Codec(e.to_string()))
+        }
+
+        /// Whether a message (or end-of-file) is ready, waiting at most `timeout`
+        /// (`None`: do not wait), like Python's `Connection.poll`.
+        pub fn poll(&self, timeout: Option<Duration>) -> bool {
+            self.shared().poll_impl(timeout)
+        }
+
+        /// Iterates over received messages until the channel disconnects (or a
+        /// message fails to decode).
+        pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+            std::iter::from_fn(move || self.recv().ok())
+        }
+
+        /// Receives one message as raw bytes.
+        ///
+        /// # Errors
+        /// As [`recv`](Self::recv).
+        pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+            let mut st = self.state.borrow_mut();
+            self.shared().recv_raw(&mut st, Block::Until(None)).map_err(|f| {
+                recv_errors!(f, RecvError { Empty => RecvError::Disconnected, Timeout => RecvError::Disconnected })
+            })?;
+            Ok(if st.buf.capacity() > 1 << 20 { std::mem::take(&mut st.buf) } else { st.buf.clone() })
+        }
+
+        /// Receives one message as raw bytes into `buf` (replacing its contents);
+        /// returns its length.
+        ///
+        /// # Errors
+        /// As [`recv`](Self::recv).
+        pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
+            let mut st = self.state.borrow_mut();
+            std::mem::swap(&mut st.buf, buf);
+            let res = self.shared().recv_raw(&mut st, Block::Until(None));
+            std::mem::swap(&mut st.buf, buf);
+            res.map_err(|f| {
+                recv_errors!(f, RecvError { Empty => RecvError::Disconnected, Timeout => RecvError::Disconnected })
+            })?;
+            Ok(buf.len())
+        }
+    };
+}
+
+/// The sending end of a [`pipe`]. `Clone`, `Send` and `Sync`; clones and copies in other
+/// processes all send into the same ring, one message at a time (never interleaved).
+///
+/// Hand it to a child process as (part of) the args of a [`crate::Process`].
+pub struct Sender<T> {
+    end: Arc<Shared>,
+    _t: PhantomData<fn(&T)>,
+}
+
+impl<T> Sender<T> {
+    fn shared(&self) -> &Shared {
+        &self.end
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Sender<T> {
+    sender_methods!();
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Sender { end: self.end.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        handoff::note_drop(self.end.reg_id());
+    }
+}
+
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+/// The receiving end of a [`pipe`]. `Send`, not `Sync`, not `Clone`: one reader.
+pub struct Receiver<T> {
+    end: Arc<Shared>,
+    state: RefCell<RecvState>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Receiver<T> {
+    fn new(end: Arc<Shared>) -> Self {
+        end.register();
+        Receiver { end, state: RefCell::default(), _t: PhantomData }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.end
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Receiver<T> {
+    receiver_methods!();
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        handoff::note_drop(self.end.reg_id());
+    }
+}
+
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
+}
+
+/// One end of a [`duplex`] pipe: sends to, and receives from, the other end.
+pub struct Connection<T> {
+    end: Arc<Shared>,
+    state: RefCell<RecvState>,
+    _t: PhantomData<fn(&T) -> T>,
+}
+
+impl<T> Connection<T> {
+    fn new(end: Arc<Shared>) -> Self {
+        end.register();
+        Connection { end, state: RefCell::default(), _t: PhantomData }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.end
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Connection<T> {
+    sender_methods!();
+    receiver_methods!();
+}
+
+impl<T> Drop for Connection<T> {
+    fn drop(&mut self) {
+        handoff::note_drop(self.end.reg_id());
+    }
+}
+
+impl<T> std::fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").finish_non_exhaustive()
+    }
+}
+
+impl<T> Serialize for Sender<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ser_shared(&self.end, s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Sender<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let end = de_shared(d, Kind::Pipe)?;
+        if end.tx.is_none() {
+            use serde::de::Error as _;
+            return Err(D::Error::custom("not a sending end"));
+        }
+        Ok(Sender { end, _t: PhantomData })
+    }
+}
+
+impl<T> Serialize for Receiver<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ser_shared(&self.end, s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Receiver<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let end = de_shared(d, Kind::Pipe)?;
+        if end.rx.is_none() {
+            use serde::de::Error as _;
+            return Err(D::Error::custom("not a receiving end"));
+        }
+        Ok(Receiver { end, state: RefCell::default(), _t: PhantomData })
+    }
+}
+
+impl<T> Serialize for Connection<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ser_shared(&self.end, s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Connection<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let end = de_shared(d, Kind::Duplex)?;
+        Ok(Connection { end, state: RefCell::default(), _t: PhantomData })
+    }
+}

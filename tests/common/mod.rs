@@ -1,0 +1,99 @@
+//! Helpers for tests that fork: a global lock (forking while other test threads run
+//! is risky), children that always get reaped, waits that always time out.
+#![allow(dead_code)]
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+use shmproc::process::Process;
+
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+/// Serializes the tests of one binary that fork.
+pub fn serial() -> MutexGuard<'static, ()> {
+    FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A forked child (a [`shmproc::process::Process`] started with `Process::fork`, so the
+/// library's fork hygiene applies), killed and reaped on drop if still running.
+pub struct Child {
+    pub proc: Process,
+}
+
+/// Forks; the child runs `f` and exits with its return code (1 on panic).
+pub fn fork_child(f: impl FnOnce() -> i32 + Send + 'static) -> Child {
+    let mut proc = Process::fork(move || {
+        let code = f();
+        if code != 0 {
+            std::process::exit(code);
+        }
+    });
+    proc.start().expect("fork");
+    Child { proc }
+}
+
+impl Child {
+    /// The child's pid.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.proc.pid().expect("started") as i32)
+    }
+
+    /// Waits for the child to exit, at most `timeout`; kills it (and panics) if it
+    /// does not. Returns the exit code in Python's convention.
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        self.proc.join_timeout(timeout).expect("join");
+        match self.proc.exitcode() {
+            Some(c) => c,
+            None => {
+                self.kill();
+                panic!("child {} did not finish within {timeout:?}", self.pid());
+            }
+        }
+    }
+
+    /// Waits and asserts a zero exit code.
+    pub fn expect_success(&mut self, timeout: Duration) {
+        let c = self.wait(timeout);
+        assert_eq!(c, 0, "child failed");
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(&mut self) {
+        if self.proc.exitcode().is_none() {
+            let _ = self.proc.kill();
+            let _ = self.proc.join_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Aborts the whole test process if a test runs longer than `limit` (a hang fails the
+/// test instead of the CI job).
+pub fn watchdog(limit: Duration) -> impl Drop {
+    struct Guard(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if d.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("watchdog: test exceeded {limit:?}, aborting");
+        std::process::abort();
+    });
+    Guard(done)
+}

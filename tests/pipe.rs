@@ -1,0 +1,263 @@
+//! Pipe and duplex behaviour across real forked processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fork_child, serial, watchdog};
+use serde::{Deserialize, Serialize};
+use shmproc::{
+    duplex, pipe, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
+};
+
+const T: Duration = Duration::from_secs(60);
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum Msg {
+    Int(u64),
+    Done,
+}
+
+#[test]
+fn million_messages_arrive_in_order_without_loss() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = pipe::<Msg>().unwrap();
+    let mut child = fork_child(move || {
+        let mut next = 0u64;
+        loop {
+            match rx.recv().unwrap() {
+                Msg::Int(i) => {
+                    if i != next {
+                        return 2;
+                    }
+                    next += 1;
+                }
+                Msg::Done => return if next == 1_000_000 { 0 } else { 3 },
+            }
+        }
+    });
+    for i in 0..1_000_000u64 {
+        tx.send(&Msg::Int(i)).unwrap();
+    }
+    tx.send(&Msg::Done).unwrap();
+    child.expect_success(T);
+}
+
+#[test]
+fn sizes_from_zero_bytes_to_many_times_the_ring_round_trip() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u8>>().unwrap();
+    let sizes = [0usize, 1, 7, 8, 9, 100, 1000, 1023, 1024, 1025, 4096, 10_000, 1 << 20, 3 << 20];
+    let mut child = fork_child(move || {
+        for (i, &n) in sizes.iter().enumerate() {
+            let v: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+            tx.send(&v).unwrap();
+        }
+        0
+    });
+    for (i, &n) in sizes.iter().enumerate() {
+        let v = rx.recv_timeout(T).unwrap();
+        assert_eq!(v.len(), n);
+        assert!(v.iter().enumerate().all(|(j, b)| *b == (j * 31 + i) as u8), "bytes of message {i} differ");
+    }
+    child.expect_success(T);
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+}
+
+#[test]
+fn a_256_mib_message_goes_through_the_default_pipe() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = pipe::<()>().unwrap();
+    const N: usize = 256 << 20;
+    let mut child = fork_child(move || {
+        let mut v = vec![0u8; N];
+        for (i, b) in v.iter_mut().enumerate().step_by(4093) {
+            *b = (i % 251) as u8;
+        }
+        tx.send_bytes(&v).unwrap();
+        0
+    });
+    let v = rx.recv_bytes().unwrap();
+    assert_eq!(v.len(), N);
+    assert!(v.iter().enumerate().step_by(4093).all(|(i, b)| *b == (i % 251) as u8));
+    child.expect_success(T);
+}
+
+#[test]
+fn reader_sees_disconnected_when_the_writer_process_drops_its_end() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = pipe::<u32>().unwrap();
+    let mut child = fork_child(move || {
+        tx.send(&1).unwrap();
+        drop(tx);
+        // Stay alive: the drop, not the exit, must disconnect.
+        std::thread::sleep(Duration::from_secs(3));
+        0
+    });
+    // The parent's own copy of tx went into the closure and is dropped with it here.
+    assert_eq!(rx.recv_timeout(T), Ok(1));
+    let start = std::time::Instant::now();
+    assert_eq!(rx.recv_timeout(T), Err(RecvTimeoutError::Disconnected));
+    assert!(start.elapsed() < Duration::from_secs(2), "disconnect noticed only at child exit");
+    child.kill();
+}
+
+#[test]
+fn sigkill_of_the_writer_mid_stream_gives_disconnected_and_no_torn_message() {
+    let _s = serial();
+    let _w = watchdog(T);
+    for round in 0..5u64 {
+        let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u64>>().unwrap();
+        let mut child = fork_child(move || {
+            let mut i = 0u64;
+            loop {
+                // Messages larger than the ring: streamed in pieces.
+                let v: Vec<u64> = (i..i + 1500).collect();
+                tx.send(&v).unwrap();
+                i += 1;
+            }
+        });
+        let mut got = 0u64;
+        loop {
+            match rx.recv_timeout(T) {
+                Ok(v) => {
+                    assert_eq!(v.len(), 1500);
+                    assert!(v.iter().enumerate().all(|(k, x)| *x == got + k as u64), "torn message");
+                    got += 1;
+                    if got == 20 + round * 7 {
+                        child.kill();
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert!(got >= 20 + round * 7);
+    }
+}
+
+#[test]
+fn writer_sees_disconnected_after_the_reader_is_killed() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = Pipe::builder().capacity(1024).build::<u64>().unwrap();
+    let mut child = fork_child(move || {
+        let _ = rx.recv();
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    tx.send(&0).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill();
+    let mut res = Ok(());
+    for i in 0..10_000u64 {
+        res = tx.send(&i);
+        if res.is_err() {
+            break;
+        }
+    }
+    assert_eq!(res, Err(SendError::Disconnected));
+}
+
+#[test]
+fn try_send_reports_full_without_losing_anything() {
+    let (tx, rx) = Pipe::builder().capacity(256).build::<u64>().unwrap();
+    let mut sent = 0u64;
+    loop {
+        match tx.try_send(&sent) {
+            Ok(()) => sent += 1,
+            Err(TrySendError::Full) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(sent > 5);
+    for i in 0..sent {
+        assert_eq!(rx.try_recv(), Ok(i));
+    }
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.try_send(&99).unwrap();
+    assert_eq!(rx.recv(), Ok(99));
+}
+
+#[test]
+fn recv_timeout_times_out_on_an_idle_pipe() {
+    let (_tx, rx) = pipe::<u8>().unwrap();
+    let start = std::time::Instant::now();
+    assert_eq!(rx.recv_timeout(Duration::from_millis(100)), Err(RecvTimeoutError::Timeout));
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert!(!rx.poll(Some(Duration::from_millis(10))));
+}
+
+#[test]
+fn oversized_messages_are_refused_at_send() {
+    let (tx, rx) = Pipe::builder().max_message(16).build::<Vec<u8>>().unwrap();
+    assert!(matches!(tx.send(&vec![0u8; 100]), Err(SendError::TooLarge { .. })));
+    assert!(matches!(tx.send_bytes(&[0u8; 17]), Err(SendError::TooLarge { len: 17, max: 16 })));
+    tx.send(&vec![1u8; 3]).unwrap();
+    assert_eq!(rx.recv().unwrap(), vec![1u8; 3]);
+}
+
+#[test]
+fn duplex_ping_pong_across_processes() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (a, b) = duplex::<u64>().unwrap();
+    let mut child = fork_child(move || {
+        for x in b.iter() {
+            b.send(&(x + 1)).unwrap();
+        }
+        0
+    });
+    let mut x = 0;
+    for _ in 0..10_000 {
+        a.send(&x).unwrap();
+        x = a.recv_timeout(T).unwrap();
+    }
+    assert_eq!(x, 10_000);
+    drop(a);
+    child.expect_success(T);
+}
+
+#[test]
+fn two_writer_processes_never_interleave_bytes() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = Pipe::builder().capacity(8192).build::<Vec<u32>>().unwrap();
+    let mut kids: Vec<_> = (0..2u32)
+        .map(|k| {
+            let tx = tx.clone();
+            fork_child(move || {
+                for i in 0..2000u32 {
+                    // Some messages are streamed (larger than a quarter of the ring).
+                    let n = if i % 10 == 0 { 3000 } else { 5 + (i % 40) };
+                    tx.send(&vec![k * 1_000_000 + i; n as usize]).unwrap();
+                }
+                0
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut next = [0u32; 2];
+    while let Ok(v) = rx.recv_timeout(T) {
+        let k = (v[0] / 1_000_000) as usize;
+        let i = v[0] % 1_000_000;
+        assert!(v.iter().all(|x| *x == v[0]), "interleaved message");
+        assert_eq!(i, next[k], "writer {k} out of order");
+        next[k] += 1;
+    }
+    assert_eq!(next, [2000, 2000]);
+    for k in &mut kids {
+        k.expect_success(T);
+    }
+}
+
+#[test]
+fn handles_refuse_to_serialize_outside_a_process_handoff() {
+    let (tx, _rx) = pipe::<u8>().unwrap();
+    let err = postcard::to_stdvec(&tx).unwrap_err();
+    assert!(!err.to_string().is_empty());
+}
