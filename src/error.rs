@@ -48,15 +48,26 @@ impl fmt::Display for RegionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RegionError::Truncated { actual, expected } => {
-                write!(f, "shared region truncated: {actual} bytes, {expected} expected")
+                write!(
+                    f,
+                    "shared region truncated: {actual} bytes, {expected} expected"
+                )
             }
             RegionError::Foreign => f.write_str("not a shmproc region (bad magic)"),
             RegionError::Version { found, expected } => {
-                write!(f, "shmproc region layout version {found}, this build reads {expected}")
+                write!(
+                    f,
+                    "shmproc region layout version {found}, this build reads {expected}"
+                )
             }
-            RegionError::Corrupt => f.write_str("shmproc region header is corrupt (checksum mismatch)"),
+            RegionError::Corrupt => {
+                f.write_str("shmproc region header is corrupt (checksum mismatch)")
+            }
             RegionError::WrongKind { found, expected } => {
-                write!(f, "shmproc region holds object kind {found}, expected {expected}")
+                write!(
+                    f,
+                    "shmproc region holds object kind {found}, expected {expected}"
+                )
             }
             RegionError::Unsealed => f.write_str("memfd region is not sealed against resizing"),
             RegionError::Untrusted => {

@@ -39,7 +39,10 @@ struct Registry {
     objects: BTreeMap<u64, Weak<dyn Inherited>>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { next: 1, objects: BTreeMap::new() });
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    next: 1,
+    objects: BTreeMap::new(),
+});
 
 fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
@@ -77,7 +80,9 @@ pub(crate) fn note_drop(id: u64) {
 pub(crate) fn record_drops<T>(payload: T) -> Vec<u64> {
     RECORDING.with(|r| *r.borrow_mut() = Some(Vec::new()));
     drop(payload);
-    let mut ids = RECORDING.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    let mut ids = RECORDING
+        .with(|r| r.borrow_mut().take())
+        .unwrap_or_default();
     ids.sort_unstable();
     ids.dedup();
     ids
@@ -112,7 +117,10 @@ enum Ctx {
     /// Parent: collecting descriptors to keep across exec.
     Encode(Vec<RawFd>),
     /// Spawned child: descriptors inherited, and which were adopted already.
-    Decode { inherited: Vec<RawFd>, adopted: Vec<RawFd> },
+    Decode {
+        inherited: Vec<RawFd>,
+        adopted: Vec<RawFd>,
+    },
 }
 
 thread_local! {
@@ -126,7 +134,9 @@ pub(crate) fn encode_for_spawn<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<R
     let res = postcard::to_stdvec(args);
     let ctx = CTX.with(|c| c.borrow_mut().take());
     let bytes = res.map_err(|e| match e {
-        postcard::Error::SerdeSerCustom => Error::Handle("a handle could not be passed to the child"),
+        postcard::Error::SerdeSerCustom => {
+            Error::Handle("a handle could not be passed to the child")
+        }
         e => Error::Codec(e.to_string()),
     })?;
     let fds = match ctx {
@@ -139,7 +149,10 @@ pub(crate) fn encode_for_spawn<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<R
 /// Decodes args in a spawned child; `inherited` lists the descriptors the parent passed.
 pub(crate) fn decode_in_child<A: DeserializeOwned>(bytes: &[u8], inherited: &[RawFd]) -> Result<A> {
     CTX.with(|c| {
-        *c.borrow_mut() = Some(Ctx::Decode { inherited: inherited.to_vec(), adopted: Vec::new() })
+        *c.borrow_mut() = Some(Ctx::Decode {
+            inherited: inherited.to_vec(),
+            adopted: Vec::new(),
+        })
     });
     let res = postcard::from_bytes(bytes);
     let ctx = CTX.with(|c| c.borrow_mut().take());
@@ -188,6 +201,8 @@ pub(crate) fn adopt_fd(n: i32) -> Result<OwnedFd> {
             adopted.push(n);
             crate::sys::own_inherited(n).map_err(Error::from)
         }
-        _ => Err(Error::Handle("a shmproc handle can only be deserialized by shmproc::init()")),
+        _ => Err(Error::Handle(
+            "a shmproc handle can only be deserialized by shmproc::init()",
+        )),
     })
 }

@@ -15,15 +15,15 @@
 mod error;
 mod sys;
 
-pub mod region;
-pub mod sync;
-pub(crate) mod ring;
-pub mod codec;
 pub mod channel;
-pub mod process;
-pub mod pool;
+pub mod codec;
 mod handoff;
+pub mod pool;
+pub mod process;
+pub mod region;
+pub(crate) mod ring;
+pub mod sync;
 
-pub use error::*;
 pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
+pub use error::*;
 pub use process::{get_context, init, Context, Process, StartMethod};

@@ -49,7 +49,22 @@ fn sizes_from_zero_bytes_to_many_times_the_ring_round_trip() {
     let _s = serial();
     let _w = watchdog(T);
     let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u8>>().unwrap();
-    let sizes = [0usize, 1, 7, 8, 9, 100, 1000, 1023, 1024, 1025, 4096, 10_000, 1 << 20, 3 << 20];
+    let sizes = [
+        0usize,
+        1,
+        7,
+        8,
+        9,
+        100,
+        1000,
+        1023,
+        1024,
+        1025,
+        4096,
+        10_000,
+        1 << 20,
+        3 << 20,
+    ];
     let mut child = fork_child(move || {
         for (i, &n) in sizes.iter().enumerate() {
             let v: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
@@ -60,7 +75,10 @@ fn sizes_from_zero_bytes_to_many_times_the_ring_round_trip() {
     for (i, &n) in sizes.iter().enumerate() {
         let v = rx.recv_timeout(T).unwrap();
         assert_eq!(v.len(), n);
-        assert!(v.iter().enumerate().all(|(j, b)| *b == (j * 31 + i) as u8), "bytes of message {i} differ");
+        assert!(
+            v.iter().enumerate().all(|(j, b)| *b == (j * 31 + i) as u8),
+            "bytes of message {i} differ"
+        );
     }
     child.expect_success(T);
     assert_eq!(rx.recv(), Err(RecvError::Disconnected));
@@ -82,7 +100,11 @@ fn a_256_mib_message_goes_through_the_default_pipe() {
     });
     let v = rx.recv_bytes().unwrap();
     assert_eq!(v.len(), N);
-    assert!(v.iter().enumerate().step_by(4093).all(|(i, b)| *b == (i % 251) as u8));
+    assert!(v
+        .iter()
+        .enumerate()
+        .step_by(4093)
+        .all(|(i, b)| *b == (i % 251) as u8));
     child.expect_success(T);
 }
 
@@ -102,7 +124,10 @@ fn reader_sees_disconnected_when_the_writer_process_drops_its_end() {
     assert_eq!(rx.recv_timeout(T), Ok(1));
     let start = std::time::Instant::now();
     assert_eq!(rx.recv_timeout(T), Err(RecvTimeoutError::Disconnected));
-    assert!(start.elapsed() < Duration::from_secs(2), "disconnect noticed only at child exit");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "disconnect noticed only at child exit"
+    );
     child.kill();
 }
 
@@ -126,7 +151,10 @@ fn sigkill_of_the_writer_mid_stream_gives_disconnected_and_no_torn_message() {
             match rx.recv_timeout(T) {
                 Ok(v) => {
                     assert_eq!(v.len(), 1500);
-                    assert!(v.iter().enumerate().all(|(k, x)| *x == got + k as u64), "torn message");
+                    assert!(
+                        v.iter().enumerate().all(|(k, x)| *x == got + k as u64),
+                        "torn message"
+                    );
                     got += 1;
                     if got == 20 + round * 7 {
                         child.kill();
@@ -187,7 +215,10 @@ fn try_send_reports_full_without_losing_anything() {
 fn recv_timeout_times_out_on_an_idle_pipe() {
     let (_tx, rx) = pipe::<u8>().unwrap();
     let start = std::time::Instant::now();
-    assert_eq!(rx.recv_timeout(Duration::from_millis(100)), Err(RecvTimeoutError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(100)),
+        Err(RecvTimeoutError::Timeout)
+    );
     assert!(start.elapsed() >= Duration::from_millis(100));
     assert!(!rx.poll(Some(Duration::from_millis(10))));
 }
@@ -195,8 +226,14 @@ fn recv_timeout_times_out_on_an_idle_pipe() {
 #[test]
 fn oversized_messages_are_refused_at_send() {
     let (tx, rx) = Pipe::builder().max_message(16).build::<Vec<u8>>().unwrap();
-    assert!(matches!(tx.send(&vec![0u8; 100]), Err(SendError::TooLarge { .. })));
-    assert!(matches!(tx.send_bytes(&[0u8; 17]), Err(SendError::TooLarge { len: 17, max: 16 })));
+    assert!(matches!(
+        tx.send(&vec![0u8; 100]),
+        Err(SendError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        tx.send_bytes(&[0u8; 17]),
+        Err(SendError::TooLarge { len: 17, max: 16 })
+    ));
     tx.send(&vec![1u8; 3]).unwrap();
     assert_eq!(rx.recv().unwrap(), vec![1u8; 3]);
 }

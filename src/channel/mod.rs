@@ -3,4 +3,7 @@
 
 mod pipe;
 
-pub use pipe::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE};
+pub use pipe::{
+    duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender, DEFAULT_CAPACITY,
+    DEFAULT_MAX_MESSAGE,
+};

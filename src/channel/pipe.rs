@@ -26,8 +26,8 @@ use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializ
 
 use crate::codec::{self, EncodeError};
 use crate::error::{
-    Error, ProtocolError, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    Error, ProtocolError, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use crate::handoff::{self, Inherited};
 use crate::region::{Kind, Region};
@@ -57,7 +57,10 @@ impl Pipe {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn builder() -> PipeBuilder {
-        PipeBuilder { capacity: DEFAULT_CAPACITY, max_message: DEFAULT_MAX_MESSAGE }
+        PipeBuilder {
+            capacity: DEFAULT_CAPACITY,
+            max_message: DEFAULT_MAX_MESSAGE,
+        }
     }
 }
 
@@ -84,12 +87,19 @@ impl PipeBuilder {
     }
 
     fn ring_capacity(&self) -> Result<u64> {
-        let cap = self.capacity.max(MIN_CAPACITY).checked_next_power_of_two().ok_or(Error::TooLarge {
-            len: self.capacity as u64,
-            max: 1 << 40,
-        })? as u64;
+        let cap = self
+            .capacity
+            .max(MIN_CAPACITY)
+            .checked_next_power_of_two()
+            .ok_or(Error::TooLarge {
+                len: self.capacity as u64,
+                max: 1 << 40,
+            })? as u64;
         if !Spsc::valid_capacity(cap) {
-            return Err(Error::TooLarge { len: cap, max: 1 << 40 });
+            return Err(Error::TooLarge {
+                len: cap,
+                max: 1 << 40,
+            });
         }
         Ok(cap)
     }
@@ -99,11 +109,19 @@ impl PipeBuilder {
         let (a, b) = Shared::create(Kind::Pipe, 1, self.ring_capacity()?, self.max_message)?;
         let a = Arc::new(a);
         a.register();
-        Ok((Sender { end: a, _t: PhantomData }, Receiver::new(Arc::new(b))))
+        Ok((
+            Sender {
+                end: a,
+                _t: PhantomData,
+            },
+            Receiver::new(Arc::new(b)),
+        ))
     }
 
     /// Creates a duplex pipe: two connected [`Connection`]s.
-    pub fn build_duplex<T: Serialize + DeserializeOwned>(self) -> Result<(Connection<T>, Connection<T>)> {
+    pub fn build_duplex<T: Serialize + DeserializeOwned>(
+        self,
+    ) -> Result<(Connection<T>, Connection<T>)> {
         let (a, b) = Shared::create(Kind::Duplex, 2, self.ring_capacity()?, self.max_message)?;
         Ok((Connection::new(Arc::new(a)), Connection::new(Arc::new(b))))
     }
@@ -157,7 +175,10 @@ struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("side", &self.side).field("region", &self.region).finish()
+        f.debug_struct("Shared")
+            .field("side", &self.side)
+            .field("region", &self.region)
+            .finish()
     }
 }
 
@@ -176,14 +197,18 @@ impl Shared {
 
     fn from_parts(region: Region, side: u8, token: OwnedFd, watch: OwnedFd) -> Result<Shared> {
         let [cap, rings, max_message, _] = region.params();
-        if !Spsc::valid_capacity(cap) || !(1..=2).contains(&rings) || side > 1 || (rings == 1 && side > 1) {
+        if !Spsc::valid_capacity(cap) || !(1..=2).contains(&rings) || side > 1 {
             return Err(crate::error::RegionError::Corrupt.into());
         }
         let ring_size = Spsc::memory_size(cap);
-        if ring_size.checked_mul(rings as usize).is_none_or(|n| n > region.payload_len()) {
+        if ring_size
+            .checked_mul(rings as usize)
+            .is_none_or(|n| n > region.payload_len())
+        {
             return Err(crate::error::RegionError::Corrupt.into());
         }
-        let ring_at = |i: u64| crate::ring::spsc::ring_in_region(&region, i as usize * ring_size, cap);
+        let ring_at =
+            |i: u64| crate::ring::spsc::ring_in_region(&region, i as usize * ring_size, cap);
         let (tx, rx) = match (rings, side) {
             (1, 0) => (Some(ring_at(0)), None),
             (1, _) => (None, Some(ring_at(0))),
@@ -278,8 +303,9 @@ struct Wire {
 impl Shared {
     fn to_wire(&self) -> Result<Wire> {
         let borrow = |fd: &AtomicI32| -> Result<BorrowedFd<'_>> {
-            sys::borrow_raw_checked(fd.load(Ordering::Acquire))
-                .map_err(|_| Error::Handle("this end was released in a forked child and cannot be passed on"))
+            sys::borrow_raw_checked(fd.load(Ordering::Acquire)).map_err(|_| {
+                Error::Handle("this end was released in a forked child and cannot be passed on")
+            })
         };
         Ok(Wire {
             region: handoff::pass_fd(self.region.fd())?,
@@ -314,10 +340,15 @@ impl Shared {
 
 fn ser_shared<S: Serializer>(s: &Shared, ser: S) -> std::result::Result<S::Ok, S::Error> {
     use serde::ser::Error as _;
-    s.to_wire().map_err(|e| S::Error::custom(e.to_string()))?.serialize(ser)
+    s.to_wire()
+        .map_err(|e| S::Error::custom(e.to_string()))?
+        .serialize(ser)
 }
 
-fn de_shared<'de, D: Deserializer<'de>>(de: D, kind: Kind) -> std::result::Result<Arc<Shared>, D::Error> {
+fn de_shared<'de, D: Deserializer<'de>>(
+    de: D,
+    kind: Kind,
+) -> std::result::Result<Arc<Shared>, D::Error> {
     use serde::de::Error as _;
     let w = Wire::deserialize(de)?;
     Shared::from_wire(w, kind).map_err(|e| D::Error::custom(e.to_string()))
@@ -355,7 +386,11 @@ fn wait_to_fail(w: Wait, block: Block) -> SendFail {
 
 impl Shared {
     #[inline]
-    fn send_value<T: Serialize + ?Sized>(&self, msg: &T, block: Block) -> std::result::Result<(), SendFail> {
+    fn send_value<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+        block: Block,
+    ) -> std::result::Result<(), SendFail> {
         let tx = self.tx.as_ref().expect("sending end has a ring to write");
         if self.readers_dropped(tx) {
             return Err(SendFail::Disconnected);
@@ -364,7 +399,9 @@ impl Shared {
             Block::No => Some(Instant::now()),
             Block::Until(d) => d,
         };
-        let g = tx.acquire_writer(deadline, || self.peer_gone()).map_err(|w| wait_to_fail(w, block))?;
+        let g = tx
+            .acquire_writer(deadline, || self.peer_gone())
+            .map_err(|w| wait_to_fail(w, block))?;
         // Fast path: encode straight into the ring's free space.
         if let Some((off, window)) = tx.reserve(&g, MIN_WINDOW) {
             let max = window.min(tx.max_record()) - REC_HDR;
@@ -384,7 +421,10 @@ impl Shared {
         }
         // Slow path: encode into a buffer, then copy or stream it.
         SCRATCH.with(|s| {
-            let mut buf = s.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default();
+            let mut buf = s
+                .try_borrow_mut()
+                .map(|mut b| std::mem::take(&mut *b))
+                .unwrap_or_default();
             buf.clear();
             let res = match codec::encode_into(msg, &mut buf) {
                 Ok(()) => self.send_locked(tx, &g, &buf, block, deadline),
@@ -408,7 +448,9 @@ impl Shared {
             Block::No => Some(Instant::now()),
             Block::Until(d) => d,
         };
-        let g = tx.acquire_writer(deadline, || self.peer_gone()).map_err(|w| wait_to_fail(w, block))?;
+        let g = tx
+            .acquire_writer(deadline, || self.peer_gone())
+            .map_err(|w| wait_to_fail(w, block))?;
         self.send_locked(tx, &g, bytes, block, deadline)
     }
 
@@ -433,7 +475,9 @@ impl Shared {
                     return Err(SendFail::Full);
                 }
             }
-            return tx.write_record(g, RecKind::Msg, &[bytes], deadline, abort).map_err(|w| wait_to_fail(w, block));
+            return tx
+                .write_record(g, RecKind::Msg, &[bytes], deadline, abort)
+                .map_err(|w| wait_to_fail(w, block));
         }
         // Streamed: BEGIN carries the total, then CHUNKs; each piece fills a max record.
         let piece = (max_rec - REC_HDR) as usize;
@@ -445,12 +489,23 @@ impl Shared {
         }
         let first = piece - 8;
         let total = len.to_ne_bytes();
-        tx.write_record(g, RecKind::Begin, &[&total, &bytes[..first]], deadline, abort)
-            .map_err(|w| wait_to_fail(w, block))?;
+        tx.write_record(
+            g,
+            RecKind::Begin,
+            &[&total, &bytes[..first]],
+            deadline,
+            abort,
+        )
+        .map_err(|w| wait_to_fail(w, block))?;
         for chunk in bytes[first..].chunks(piece) {
             // Once begun, a non-blocking send finishes the message (bounded by the reader).
-            let d = if let Block::No = block { None } else { deadline };
-            tx.write_record(g, RecKind::Chunk, &[chunk], d, abort).map_err(|w| wait_to_fail(w, block))?;
+            let d = if let Block::No = block {
+                None
+            } else {
+                deadline
+            };
+            tx.write_record(g, RecKind::Chunk, &[chunk], d, abort)
+                .map_err(|w| wait_to_fail(w, block))?;
         }
         Ok(())
     }
@@ -488,7 +543,10 @@ impl Shared {
                         st.buf.clear();
                         if rec.len > self.max_message {
                             rx.consume(&rec);
-                            return Err(RecvFail::Protocol(ProtocolError::TooLarge { len: rec.len, max: self.max_message }));
+                            return Err(RecvFail::Protocol(ProtocolError::TooLarge {
+                                len: rec.len,
+                                max: self.max_message,
+                            }));
                         }
                         rx.read_into(&rec, 0, rec.len, &mut st.buf);
                         rx.consume(&rec);
@@ -498,7 +556,9 @@ impl Shared {
                         // An unfinished earlier stream (its writer died or gave up) is dropped.
                         st.buf.clear();
                         st.partial = None;
-                        let total = rx.read_u64(&rec).ok_or(RecvFail::Protocol(ProtocolError::BadRecord));
+                        let total = rx
+                            .read_u64(&rec)
+                            .ok_or(RecvFail::Protocol(ProtocolError::BadRecord));
                         let total = match total {
                             Ok(t) => t,
                             Err(e) => {
@@ -509,7 +569,10 @@ impl Shared {
                         if total > self.max_message {
                             rx.consume(&rec);
                             st.skipping = true;
-                            return Err(RecvFail::Protocol(ProtocolError::TooLarge { len: total, max: self.max_message }));
+                            return Err(RecvFail::Protocol(ProtocolError::TooLarge {
+                                len: total,
+                                max: self.max_message,
+                            }));
                         }
                         st.skipping = false;
                         st.buf.reserve(total.min(64 << 20) as usize);
@@ -579,7 +642,10 @@ impl Shared {
             return true;
         }
         let deadline = Some(Instant::now() + timeout.unwrap_or(Duration::ZERO));
-        !matches!(rx.wait_readable(deadline, || self.peer_gone()), Wait::TimedOut)
+        !matches!(
+            rx.wait_readable(deadline, || self.peer_gone()),
+            Wait::TimedOut
+        )
     }
 }
 
@@ -760,7 +826,10 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        Sender { end: self.end.clone(), _t: PhantomData }
+        Sender {
+            end: self.end.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -786,7 +855,11 @@ pub struct Receiver<T> {
 impl<T> Receiver<T> {
     fn new(end: Arc<Shared>) -> Self {
         end.register();
-        Receiver { end, state: RefCell::default(), _t: PhantomData }
+        Receiver {
+            end,
+            state: RefCell::default(),
+            _t: PhantomData,
+        }
     }
 
     fn shared(&self) -> &Shared {
@@ -820,7 +893,11 @@ pub struct Connection<T> {
 impl<T> Connection<T> {
     fn new(end: Arc<Shared>) -> Self {
         end.register();
-        Connection { end, state: RefCell::default(), _t: PhantomData }
+        Connection {
+            end,
+            state: RefCell::default(),
+            _t: PhantomData,
+        }
     }
 
     fn shared(&self) -> &Shared {
@@ -858,7 +935,10 @@ impl<'de, T> Deserialize<'de> for Sender<T> {
             use serde::de::Error as _;
             return Err(D::Error::custom("not a sending end"));
         }
-        Ok(Sender { end, _t: PhantomData })
+        Ok(Sender {
+            end,
+            _t: PhantomData,
+        })
     }
 }
 
@@ -875,7 +955,11 @@ impl<'de, T> Deserialize<'de> for Receiver<T> {
             use serde::de::Error as _;
             return Err(D::Error::custom("not a receiving end"));
         }
-        Ok(Receiver { end, state: RefCell::default(), _t: PhantomData })
+        Ok(Receiver {
+            end,
+            state: RefCell::default(),
+            _t: PhantomData,
+        })
     }
 }
 
@@ -888,6 +972,10 @@ impl<T> Serialize for Connection<T> {
 impl<'de, T> Deserialize<'de> for Connection<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let end = de_shared(d, Kind::Duplex)?;
-        Ok(Connection { end, state: RefCell::default(), _t: PhantomData })
+        Ok(Connection {
+            end,
+            state: RefCell::default(),
+            _t: PhantomData,
+        })
     }
 }

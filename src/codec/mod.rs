@@ -52,7 +52,10 @@ impl postcard::ser_flavors::Flavor for RingFlavor<'_, '_> {
 
 /// Encodes `value` into a reserved ring window; returns the bytes written.
 #[inline]
-pub(crate) fn encode_in_place<T: Serialize + ?Sized>(value: &T, sink: &mut RawSink<'_>) -> Result<usize, EncodeError> {
+pub(crate) fn encode_in_place<T: Serialize + ?Sized>(
+    value: &T,
+    sink: &mut RawSink<'_>,
+) -> Result<usize, EncodeError> {
     postcard::serialize_with_flavor(value, RingFlavor(sink)).map_err(|e| match e {
         postcard::Error::SerializeBufferFull => EncodeError::Full,
         e => EncodeError::Codec(e.to_string()),

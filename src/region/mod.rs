@@ -42,10 +42,13 @@ pub(crate) enum Kind {
     /// A duplex pipe: two SPSC rings.
     Duplex = 2,
     /// A bounded MPMC queue.
+    #[allow(dead_code)] // constructed by channel::queue (in progress)
     Queue = 3,
     /// A synchronization primitive or shared value.
+    #[allow(dead_code)] // constructed by sync's primitives (in progress)
     Sync = 4,
     /// Free for tests and tools.
+    #[allow(dead_code)] // free for tests and tools
     Test = 0xFF,
 }
 
@@ -72,7 +75,14 @@ const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_LEN);
 
 impl Header {
     fn new(kind: Kind, total_len: u64, params: [u64; 4]) -> Header {
-        let mut h = Header { magic: MAGIC, version: VERSION, kind: kind as u32, total_len, params, checksum: 0 };
+        let mut h = Header {
+            magic: MAGIC,
+            version: VERSION,
+            kind: kind as u32,
+            total_len,
+            params,
+            checksum: 0,
+        };
         h.checksum = h.compute_checksum();
         h
     }
@@ -95,7 +105,10 @@ impl Header {
     /// Reads a header from the first bytes of `bytes` (little-endian, as written).
     pub fn parse(bytes: &[u8]) -> Result<Header, RegionError> {
         if bytes.len() < HEADER_LEN {
-            return Err(RegionError::Truncated { actual: bytes.len() as u64, expected: HEADER_LEN as u64 });
+            return Err(RegionError::Truncated {
+                actual: bytes.len() as u64,
+                expected: HEADER_LEN as u64,
+            });
         }
         let u64_at = |o: usize| u64::from_ne_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
         let u32_at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
@@ -115,17 +128,26 @@ impl Header {
             return Err(RegionError::Foreign);
         }
         if self.version != VERSION {
-            return Err(RegionError::Version { found: self.version, expected: VERSION });
+            return Err(RegionError::Version {
+                found: self.version,
+                expected: VERSION,
+            });
         }
         if self.checksum != self.compute_checksum() {
             return Err(RegionError::Corrupt);
         }
         if self.total_len < HEADER_LEN as u64 || self.total_len > actual_len {
-            return Err(RegionError::Truncated { actual: actual_len, expected: self.total_len });
+            return Err(RegionError::Truncated {
+                actual: actual_len,
+                expected: self.total_len,
+            });
         }
         if let Some(k) = kind {
             if self.kind != k {
-                return Err(RegionError::WrongKind { found: self.kind, expected: k });
+                return Err(RegionError::WrongKind {
+                    found: self.kind,
+                    expected: k,
+                });
             }
         }
         Ok(())
@@ -149,7 +171,10 @@ pub(crate) struct Region {
 
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Region").field("len", &self.map.len()).field("kind", &self.header.kind).finish()
+        f.debug_struct("Region")
+            .field("len", &self.map.len())
+            .field("kind", &self.header.kind)
+            .finish()
     }
 }
 
@@ -185,17 +210,27 @@ impl Region {
         name: Option<CString>,
         seal: bool,
     ) -> Result<Region> {
-        let total = HEADER_LEN.checked_add(payload_len).ok_or(Error::TooLarge { len: payload_len as u64, max: isize::MAX as u64 })?;
+        let total = HEADER_LEN.checked_add(payload_len).ok_or(Error::TooLarge {
+            len: payload_len as u64,
+            max: isize::MAX as u64,
+        })?;
         sys::fallocate(fd.as_fd(), total as u64)?;
         if seal {
             sys::seal_size(fd.as_fd())?;
         }
-        let map = memmap2::MmapOptions::new().len(total).map_raw(fd.as_raw_fd())?;
+        let map = memmap2::MmapOptions::new()
+            .len(total)
+            .map_raw(fd.as_raw_fd())?;
         let header = Header::new(kind, total as u64, params);
         // SAFETY: the mapping is `total >= HEADER_LEN` bytes, page aligned, and private
         // to this process until the region is handed out, so nobody races this write.
         unsafe { map.as_mut_ptr().cast::<Header>().write(header) };
-        Ok(Region { map, fd, header, name })
+        Ok(Region {
+            map,
+            fd,
+            header,
+            name,
+        })
     }
 
     /// Maps and validates a region received as a descriptor (memfd or shm).
@@ -223,10 +258,16 @@ impl Region {
 
     fn map_validated(fd: OwnedFd, size: u64, kind: Kind, name: Option<CString>) -> Result<Region> {
         if size < HEADER_LEN as u64 {
-            return Err(RegionError::Truncated { actual: size, expected: HEADER_LEN as u64 }.into());
+            return Err(RegionError::Truncated {
+                actual: size,
+                expected: HEADER_LEN as u64,
+            }
+            .into());
         }
         let len = usize::try_from(size).map_err(|_| RegionError::Corrupt)?;
-        let map = memmap2::MmapOptions::new().len(len).map_raw(fd.as_raw_fd())?;
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(fd.as_raw_fd())?;
         let mut raw = [0u8; HEADER_LEN];
         // SAFETY: the mapping has at least HEADER_LEN bytes (checked above, and the memfd
         // is sealed against shrinking); we copy them out without forming a reference, so
@@ -234,7 +275,12 @@ impl Region {
         unsafe { std::ptr::copy_nonoverlapping(map.as_ptr(), raw.as_mut_ptr(), HEADER_LEN) };
         let header = Header::parse(&raw)?;
         header.validate(size, Some(kind as u32))?;
-        Ok(Region { map, fd, header, name })
+        Ok(Region {
+            map,
+            fd,
+            header,
+            name,
+        })
     }
 
     /// Start of the payload (right after the header), 128-byte aligned.
@@ -292,7 +338,16 @@ mod tests {
         let r = Region::create(Kind::Pipe, 64, [0; 4]).unwrap();
         let fd = sys::dup_cloexec(r.fd()).unwrap();
         let e = Region::open_fd(fd, Kind::Queue).unwrap_err();
-        assert!(matches!(e, Error::Region(RegionError::WrongKind { found: 1, expected: 3 })), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Error::Region(RegionError::WrongKind {
+                    found: 1,
+                    expected: 3
+                })
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -321,14 +376,23 @@ mod tests {
         };
         img[..64].copy_from_slice(&bytes);
         assert_eq!(validate_image(&img).unwrap(), h);
-        assert!(matches!(validate_image(&img[..2048]), Err(RegionError::Truncated { .. })));
-        assert!(matches!(validate_image(&img[..100]), Err(RegionError::Truncated { .. })));
+        assert!(matches!(
+            validate_image(&img[..2048]),
+            Err(RegionError::Truncated { .. })
+        ));
+        assert!(matches!(
+            validate_image(&img[..100]),
+            Err(RegionError::Truncated { .. })
+        ));
         let mut bad = img.clone();
         bad[0] ^= 1;
         assert_eq!(validate_image(&bad), Err(RegionError::Foreign));
         let mut bad = img.clone();
         bad[8] = 2;
-        assert!(matches!(validate_image(&bad), Err(RegionError::Version { found: 2, .. })));
+        assert!(matches!(
+            validate_image(&bad),
+            Err(RegionError::Version { found: 2, .. })
+        ));
         let mut bad = img.clone();
         bad[30] ^= 0x40;
         assert_eq!(validate_image(&bad), Err(RegionError::Corrupt));

@@ -45,7 +45,7 @@ use crate::sync::waiter::{Wait, Waiter};
 
 /// Record header size; also the alignment of every record.
 pub(crate) const REC_HDR: u64 = 8;
-const TAG_MAGIC: u32 = 0x00A5_C3_00;
+const TAG_MAGIC: u32 = 0x00A5_C300;
 const TAG_MASK: u32 = 0xFFFF_FF00;
 
 /// The kinds of record.
@@ -244,7 +244,11 @@ impl Spsc {
         debug_assert_eq!(base.as_ptr() as usize % 128, 0);
         // SAFETY: the caller guarantees CONTROL_SIZE + cap bytes at `base`.
         let data = unsafe { base.add(CONTROL_SIZE) };
-        Spsc { hdr: base.cast(), data, cap }
+        Spsc {
+            hdr: base.cast(),
+            data,
+            cap,
+        }
     }
 
     #[inline(always)]
@@ -256,6 +260,7 @@ impl Spsc {
     }
 
     /// Data capacity in bytes.
+    #[allow(dead_code)] // part of the ring API; used by benches and the queue overflow path
     pub(crate) fn capacity(&self) -> u64 {
         self.cap
     }
@@ -284,7 +289,10 @@ impl Spsc {
             // Fast side of the asymmetric barrier; the revoker issues membarrier.
             light_fence();
             if own.owner.load(Ordering::Acquire) == me {
-                return Ok(WriteGuard { ring: self, mode: Mode::Biased });
+                return Ok(WriteGuard {
+                    ring: self,
+                    mode: Mode::Biased,
+                });
             }
             w.in_send.store(0, Ordering::Release);
         }
@@ -304,11 +312,18 @@ impl Spsc {
         loop {
             let o = own.owner.load(Ordering::Acquire);
             if o == 0 {
-                if own.owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if own
+                    .owner
+                    .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
                     w.in_send.store(1, Ordering::Relaxed);
                     light_fence();
                     if own.owner.load(Ordering::Acquire) == me {
-                        return Ok(WriteGuard { ring: self, mode: Mode::Biased });
+                        return Ok(WriteGuard {
+                            ring: self,
+                            mode: Mode::Biased,
+                        });
                     }
                     w.in_send.store(0, Ordering::Release);
                 }
@@ -318,14 +333,21 @@ impl Spsc {
                 w.in_send.store(1, Ordering::Relaxed);
                 light_fence();
                 if own.owner.load(Ordering::Acquire) == me {
-                    return Ok(WriteGuard { ring: self, mode: Mode::Biased });
+                    return Ok(WriteGuard {
+                        ring: self,
+                        mode: Mode::Biased,
+                    });
                 }
                 w.in_send.store(0, Ordering::Release);
                 continue;
             }
             if o & SHARED == 0 {
                 // Biased to another thread: revoke, then wait for its send in flight.
-                if own.owner.compare_exchange(o, SHARED, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if own
+                    .owner
+                    .compare_exchange(o, SHARED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
                     crate::sys::membarrier_global();
                     crate::sync::atomic::fence(Ordering::SeqCst);
                     let holder = (o >> 32) as u32;
@@ -347,8 +369,15 @@ impl Spsc {
                 continue;
             }
             // Shared mode: a futex lock holding the owner's pid.
-            if own.lock.compare_exchange(0, my_pid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                return Ok(WriteGuard { ring: self, mode: Mode::Shared });
+            if own
+                .lock
+                .compare_exchange(0, my_pid, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(WriteGuard {
+                    ring: self,
+                    mode: Mode::Shared,
+                });
             }
             let mut stolen = false;
             let r = own.lock_wait.wait_until(
@@ -367,7 +396,10 @@ impl Spsc {
                 },
             );
             if stolen {
-                return Ok(WriteGuard { ring: self, mode: Mode::Shared });
+                return Ok(WriteGuard {
+                    ring: self,
+                    mode: Mode::Shared,
+                });
             }
             if r != Wait::Ready {
                 return Err(r);
@@ -409,6 +441,7 @@ impl Spsc {
     }
 
     /// Refreshes the cached head (when a guess of the free space was too small).
+    #[allow(dead_code)] // part of the ring API; used by benches and the queue overflow path
     pub(crate) fn refresh_head(&self, _g: &WriteGuard<'_>) {
         let head = self.hdr().r.head.load(Ordering::Acquire);
         self.hdr().w.cached_head.store(head, Ordering::Relaxed);
@@ -429,7 +462,13 @@ impl Spsc {
     unsafe fn write_header(&self, off: u64, kind: RecKind, len: u64) {
         // SAFETY: caller's contract; the data area is 128-aligned so `off` 8-aligned
         // gives an aligned u64.
-        unsafe { self.data.as_ptr().add(off as usize).cast::<u64>().write(header_word(kind, len)) };
+        unsafe {
+            self.data
+                .as_ptr()
+                .add(off as usize)
+                .cast::<u64>()
+                .write(header_word(kind, len))
+        };
     }
 
     /// Publishes a record whose payload (`len` bytes) was already written at
@@ -462,10 +501,14 @@ impl Spsc {
         let need = record_size(len);
         let mut slot = self.reserve(g, need);
         if slot.is_none() {
-            let r = self.hdr().writable.wait_until(deadline, || {
-                slot = self.reserve(g, need);
-                slot.is_some()
-            }, &mut abort);
+            let r = self.hdr().writable.wait_until(
+                deadline,
+                || {
+                    slot = self.reserve(g, need);
+                    slot.is_some()
+                },
+                &mut abort,
+            );
             if r != Wait::Ready {
                 return Err(r);
             }
@@ -485,6 +528,7 @@ impl Spsc {
     }
 
     /// Waits until `need` bytes can be reserved (for encoders that reserve themselves).
+    #[allow(dead_code)] // part of the ring API; used by benches and the queue overflow path
     pub(crate) fn wait_writable(
         &self,
         g: &WriteGuard<'_>,
@@ -493,10 +537,14 @@ impl Spsc {
         abort: impl FnMut() -> bool,
     ) -> Result<(u64, u64), Wait> {
         let mut slot = None;
-        let r = self.hdr().writable.wait_until(deadline, || {
-            slot = self.reserve(g, need);
-            slot.is_some()
-        }, abort);
+        let r = self.hdr().writable.wait_until(
+            deadline,
+            || {
+                slot = self.reserve(g, need);
+                slot.is_some()
+            },
+            abort,
+        );
         match (r, slot) {
             (Wait::Ready, Some(s)) => Ok(s),
             (Wait::Ready, None) => Err(Wait::Aborted),
@@ -526,6 +574,7 @@ impl Spsc {
 
     /// Waits for room for `need` bytes without holding the writer role (try/timeout
     /// paths use it before acquiring).
+    #[allow(dead_code)] // part of the ring API; used by benches and the queue overflow path
     pub(crate) fn writable_waiter(&self) -> &Waiter {
         &self.hdr().writable
     }
@@ -536,7 +585,12 @@ impl Spsc {
     #[inline(always)]
     pub(crate) fn sink<'g>(&'g self, g: &'g WriteGuard<'_>, off: u64, max: u64) -> RawSink<'g> {
         debug_assert!(off + REC_HDR + max <= self.cap);
-        RawSink { ptr: self.data_ptr(g, off + REC_HDR), cap: max as usize, pos: 0, _g: std::marker::PhantomData }
+        RawSink {
+            ptr: self.data_ptr(g, off + REC_HDR),
+            cap: max as usize,
+            pos: 0,
+            _g: std::marker::PhantomData,
+        }
     }
 
     /// Counts a dropped reader end (see `reader_drops`).
@@ -591,7 +645,12 @@ impl Spsc {
             if size > to_end || size > avail || size > self.max_record().max(REC_HDR * 2) {
                 return Err(ProtocolError::BadRecord);
             }
-            return Ok(Some(Record { kind, len, off, head }));
+            return Ok(Some(Record {
+                kind,
+                len,
+                off,
+                head,
+            }));
         }
     }
 
@@ -616,19 +675,32 @@ impl Spsc {
             return None;
         }
         // SAFETY: validated record with at least 8 payload bytes, 8-aligned.
-        Some(unsafe { self.data.as_ptr().add((rec.off + REC_HDR) as usize).cast::<u64>().read() })
+        Some(unsafe {
+            self.data
+                .as_ptr()
+                .add((rec.off + REC_HDR) as usize)
+                .cast::<u64>()
+                .read()
+        })
     }
 
     /// Releases a record's space to the writer, waking it if it waits for room.
     #[inline]
     pub(crate) fn consume(&self, rec: &Record) {
         // Pairs with the writer's Acquire load of `head` in `reserve`.
-        self.hdr().r.head.store(rec.head + record_size(rec.len), Ordering::Release);
+        self.hdr()
+            .r
+            .head
+            .store(rec.head + record_size(rec.len), Ordering::Release);
         self.hdr().writable.wake_all();
     }
 
     /// Waits until a record (or padding) is published, `deadline` passes or `abort`.
-    pub(crate) fn wait_readable(&self, deadline: Option<Instant>, abort: impl FnMut() -> bool) -> Wait {
+    pub(crate) fn wait_readable(
+        &self,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Wait {
         let r = &self.hdr().r;
         let w = &self.hdr().w;
         self.hdr().readable.wait_until(
@@ -646,9 +718,16 @@ impl Spsc {
 
 /// The ring at byte `offset` of a region's payload. The region must outlive the ring
 /// (callers keep both in one struct).
-pub(crate) fn ring_in_region(region: &crate::region::Region, offset: usize, cap: u64) -> crate::Result<Spsc> {
+pub(crate) fn ring_in_region(
+    region: &crate::region::Region,
+    offset: usize,
+    cap: u64,
+) -> crate::Result<Spsc> {
     let end = offset.checked_add(Spsc::memory_size(cap));
-    if !Spsc::valid_capacity(cap) || offset % 128 != 0 || end.is_none_or(|e| e > region.payload_len()) {
+    if !Spsc::valid_capacity(cap)
+        || offset % 128 != 0
+        || end.is_none_or(|e| e > region.payload_len())
+    {
         return Err(crate::error::RegionError::Corrupt.into());
     }
     // SAFETY: the payload is 128-aligned and `offset` is a multiple of 128; the ring's
@@ -688,7 +767,9 @@ impl RawSink<'_> {
         if bytes.len() <= self.cap - self.pos {
             // SAFETY: the range [pos, pos + len) is inside the reserved window; the
             // source is a local slice and cannot overlap it.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(self.pos), bytes.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(self.pos), bytes.len())
+            };
             self.pos += bytes.len();
             true
         } else {
@@ -737,7 +818,8 @@ mod tests {
         for round in 0..200u32 {
             let msg: Vec<u8> = (0..(round % 61) as u8).collect();
             let g = r.acquire_writer(None, || false).unwrap();
-            r.write_record(&g, RecKind::Msg, &[&msg], None, || false).unwrap();
+            r.write_record(&g, RecKind::Msg, &[&msg], None, || false)
+                .unwrap();
             drop(g);
             expect.push(msg);
             if round % 3 == 0 {
@@ -754,7 +836,8 @@ mod tests {
         let msg = [7u8; 100];
         let mut sent = 0;
         while r.reserve(&g, record_size(100)).is_some() {
-            r.write_record(&g, RecKind::Msg, &[&msg], None, || false).unwrap();
+            r.write_record(&g, RecKind::Msg, &[&msg], None, || false)
+                .unwrap();
             sent += 1;
         }
         let err = r.write_record(&g, RecKind::Msg, &[&msg], Some(Instant::now()), || false);
@@ -769,7 +852,8 @@ mod tests {
     fn corrupt_header_is_a_protocol_error() {
         let (mut m, r) = ring();
         let g = r.acquire_writer(None, || false).unwrap();
-        r.write_record(&g, RecKind::Msg, &[b"hello"], None, || false).unwrap();
+        r.write_record(&g, RecKind::Msg, &[b"hello"], None, || false)
+            .unwrap();
         drop(g);
         // A hostile peer claims a huge length.
         m.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&u32::MAX.to_ne_bytes());

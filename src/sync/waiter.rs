@@ -49,7 +49,10 @@ pub(crate) fn register_process() -> bool {
         return state & 3 == 1;
     }
     let ok = crate::sys::membarrier_register();
-    MEMBARRIER.store((pid << 2) | if ok { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+    MEMBARRIER.store(
+        (pid << 2) | if ok { 1 } else { 2 },
+        std::sync::atomic::Ordering::Relaxed,
+    );
     ok
 }
 
@@ -107,7 +110,10 @@ impl Waiter {
     /// A fresh waiter (for loom and heap use; shared memory starts zeroed).
     #[allow(dead_code)]
     pub(crate) fn new() -> Waiter {
-        Waiter { seq: AtomicU32::new(0), parked: AtomicU32::new(0) }
+        Waiter {
+            seq: AtomicU32::new(0),
+            parked: AtomicU32::new(0),
+        }
     }
 
     /// Wakes every parked waiter, if there is any. Call after publishing the change the
@@ -215,7 +221,8 @@ mod loom_tests {
                 w2.1.store(1, Ordering::Release);
                 w2.0.wake_all();
             });
-            let r = w.0.wait_until(None, || w.1.load(Ordering::Acquire) == 1, || false);
+            let r =
+                w.0.wait_until(None, || w.1.load(Ordering::Acquire) == 1, || false);
             assert_eq!(r, Wait::Ready);
             t.join().unwrap();
         });

@@ -41,7 +41,8 @@ pub(crate) fn memfd_create(name: &CStr) -> io::Result<OwnedFd> {
 /// `fallocate(fd, 0, 0, len)`: reserve every page now, so a full tmpfs or memory cgroup
 /// is an error here and never a SIGBUS on first touch.
 pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     loop {
         // SAFETY: plain syscall on a valid fd; no memory is passed.
         let res = unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) };
@@ -116,9 +117,8 @@ pub(crate) fn random_u128() -> io::Result<u128> {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe {
-            libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0)
-        };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         match n {
             -1 => {
                 let e = io::Error::last_os_error();
@@ -146,7 +146,11 @@ pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 pub(crate) fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: fcntl F_GETFD/F_SETFD on an fd number; an invalid number gives EBADF.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
     // SAFETY: as above.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, new) }).map(drop)
 }
@@ -169,7 +173,11 @@ pub(crate) enum PeerState {
 /// Polls a liveness pipe end without blocking. A read end reports `Gone` once every write
 /// end is closed; a write end reports `Gone` once every read end is closed.
 pub(crate) fn peer_state(fd: BorrowedFd<'_>) -> PeerState {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
     loop {
         // SAFETY: one valid pollfd, zero timeout.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
@@ -177,7 +185,11 @@ pub(crate) fn peer_state(fd: BorrowedFd<'_>) -> PeerState {
             continue;
         }
         let gone = pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
-        return if gone { PeerState::Gone } else { PeerState::Alive };
+        return if gone {
+            PeerState::Gone
+        } else {
+            PeerState::Alive
+        };
     }
 }
 
@@ -199,7 +211,13 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     // SAFETY: `word` is a live, aligned u32 for the duration of the call; the kernel only
     // reads it. `ts_ptr` is null or points to `ts`, alive until the call returns.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr);
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+        );
     }
 }
 
@@ -221,7 +239,12 @@ const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
 pub(crate) fn membarrier_register() -> bool {
     // SAFETY: membarrier takes only integer arguments.
     let res = unsafe {
-        libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0)
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+            0,
+            0,
+        )
     };
     res == 0
 }
@@ -260,6 +283,7 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 
 /// The start time of a task in clock ticks since boot (field 22 of `/proc/<pid>/stat`),
 /// which with the pid identifies a process across pid reuse. `None` when it is gone.
+#[allow(dead_code)] // for pid-reuse checks of lock owners (in progress)
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces: skip past it.
