@@ -84,6 +84,36 @@ fn checks_args(a: Args) -> Args {
     a
 }
 
+/// The seed's message: an integer or DONE.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum Msg {
+    Int(u64),
+    Done,
+}
+
+/// The seed's `reader_proc`: reads until DONE; exits 0 only if every integer arrived in
+/// order, 4 on a gap, 5 on a disconnect before DONE.
+fn reader_proc(rx: shmproc::Receiver<Msg>) {
+    let mut next = 0u64;
+    loop {
+        match rx.recv() {
+            Ok(Msg::Int(i)) if i == next => next += 1,
+            Ok(Msg::Int(_)) => std::process::exit(4),
+            Ok(Msg::Done) => break,
+            Err(_) => std::process::exit(5),
+        }
+    }
+}
+
+/// Echoes every integer back on a duplex connection, +1, until the peer hangs up.
+fn echo_plus_one(conn: shmproc::Connection<u64>) {
+    while let Ok(x) = conn.recv() {
+        if conn.send(&(x + 1)).is_err() {
+            break;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------
@@ -168,6 +198,58 @@ where
 // ---------------------------------------------------------------------------------------
 // tests
 // ---------------------------------------------------------------------------------------
+
+fn seed_pipe_experiment_with_a_reader_that_receives_the_receiver(m: StartMethod) {
+    for count in [10_000u64, 100_000] {
+        let (tx, rx) = shmproc::pipe::<Msg>().unwrap();
+        let mut reader = get_context(m).process(reader_proc, rx);
+        reader.daemon(true);
+        reader.start().unwrap();
+        for i in 0..count {
+            tx.send(&Msg::Int(i)).unwrap();
+        }
+        tx.send(&Msg::Done).unwrap();
+        drop(tx);
+        reader.join_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(reader.exitcode(), Some(0), "reader failed at count {count}");
+    }
+}
+
+fn a_duplex_connection_passed_as_args_works_both_ways(m: StartMethod) {
+    let (a, b) = shmproc::duplex::<u64>().unwrap();
+    let mut p = get_context(m).process(echo_plus_one, b);
+    p.start().unwrap();
+    for i in 0..1000u64 {
+        a.send(&i).unwrap();
+        assert_eq!(a.recv_timeout(Duration::from_secs(10)), Ok(i + 1));
+    }
+    drop(a);
+    p.join_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+fn the_parent_copy_of_a_passed_receiver_is_gone_after_start(m: StartMethod) {
+    // start() hands the Receiver to the child and drops the parent's copy: when the
+    // child exits without reading, the sender sees Disconnected (nobody else reads).
+    let (tx, rx) = shmproc::Pipe::builder()
+        .capacity(4096)
+        .build::<u64>()
+        .unwrap();
+    let mut p = get_context(m).process(|_rx: shmproc::Receiver<u64>| {}, rx);
+    p.start().unwrap();
+    p.join_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    let mut res = Ok(());
+    for i in 0..10_000u64 {
+        res = tx
+            .send_timeout(&i, Duration::from_secs(10))
+            .map_err(|e| format!("{e:?}"));
+        if res.is_err() {
+            break;
+        }
+    }
+    assert_eq!(res, Err("Disconnected".to_string()));
+}
 
 fn hello_bob_prints_in_the_child(m: StartMethod) {
     let out = scenario("hello", m);
@@ -515,6 +597,18 @@ const TESTS: &[Test] = &[
     ("lifecycle_errors", lifecycle_errors),
     ("many_children_in_a_row", many_children_in_a_row),
     ("fork_closure_captures_state", fork_closure_captures_state),
+    (
+        "seed_pipe_experiment_with_a_reader_that_receives_the_receiver",
+        seed_pipe_experiment_with_a_reader_that_receives_the_receiver,
+    ),
+    (
+        "a_duplex_connection_passed_as_args_works_both_ways",
+        a_duplex_connection_passed_as_args_works_both_ways,
+    ),
+    (
+        "the_parent_copy_of_a_passed_receiver_is_gone_after_start",
+        the_parent_copy_of_a_passed_receiver_is_gone_after_start,
+    ),
 ];
 
 fn main() {
