@@ -27,3 +27,8 @@ pub mod sync;
 pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
 pub use error::*;
 pub use process::{get_context, init, Context, Process, StartMethod};
+
+/// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
