@@ -1,0 +1,250 @@
+//! Shared memory is untrusted input: a peer that writes garbage into a ring's indices,
+//! a record header or a stream length must give the other side a clear error — never an
+//! out-of-bounds read, an unbounded allocation, an endless loop or a crash.
+//!
+//! The "peer" here maps the channel's memfd a second time (exactly what another process
+//! holding the descriptor can do) and scribbles on it; one test does it from a forked
+//! child while the parent keeps receiving.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::{fork_child, serial, watchdog};
+use shmproc::{Pipe, ProtocolError, RecvError, RecvTimeoutError, TryRecvError};
+
+const T: Duration = Duration::from_secs(60);
+
+// The layout this test pokes at (see src/region and src/ring/spsc.rs): a 128-byte region
+// header, then the ring's control block (writer line with `tail` at +0, reader line with
+// `head` at +128), then the data area.
+const REGION_HEADER: usize = 128;
+const TAIL: usize = REGION_HEADER;
+const HEAD: usize = REGION_HEADER + 128;
+const DATA: usize = REGION_HEADER + 640;
+
+const MSG_TAG: u64 = 0x00A5_C301;
+const BEGIN_TAG: u64 = 0x00A5_C302;
+
+/// The memfds of this process whose name marks them as shmproc regions.
+fn shmproc_memfds() -> Vec<i32> {
+    let mut fds: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = fs::read_link(e.path()).ok()?;
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+            target.to_str()?.starts_with("/memfd:shmproc").then_some(fd)
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// A second mapping of the region behind the newest shmproc memfd.
+struct Scribbler {
+    map: memmap2::MmapMut,
+}
+
+impl Scribbler {
+    fn attach(before: &[i32]) -> Scribbler {
+        let fd = *shmproc_memfds()
+            .iter()
+            .rev()
+            .find(|fd| !before.contains(fd))
+            .expect("a new shmproc memfd");
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/self/fd/{fd}"))
+            .unwrap();
+        // SAFETY (test code): the mapping is shared with the channel on purpose; the test
+        // only writes plain integers into it through volatile stores.
+        let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+        Scribbler { map }
+    }
+
+    fn read_u64(&self, off: usize) -> u64 {
+        u64::from_le_bytes(self.map[off..off + 8].try_into().unwrap())
+    }
+
+    fn write_u64(&mut self, off: usize, v: u64) {
+        let p = self.map[off..off + 8].as_mut_ptr().cast::<u64>();
+        // SAFETY (test code): in bounds (slice above), 8-aligned (offsets are multiples of 8).
+        unsafe { p.write_volatile(v) };
+    }
+}
+
+fn small_pipe() -> (
+    shmproc::Sender<Vec<u8>>,
+    shmproc::Receiver<Vec<u8>>,
+    Scribbler,
+) {
+    let before = shmproc_memfds();
+    let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u8>>().unwrap();
+    let s = Scribbler::attach(&before);
+    (tx, rx, s)
+}
+
+fn is_protocol(e: &RecvTimeoutError) -> bool {
+    matches!(e, RecvTimeoutError::Protocol(_))
+}
+
+#[test]
+fn a_garbage_record_header_is_a_protocol_error() {
+    let (tx, rx, mut s) = small_pipe();
+    tx.send(&vec![1, 2, 3]).unwrap();
+    s.write_u64(DATA, 0xDEAD_BEEF_DEAD_BEEF);
+    let e = rx.recv_timeout(T).unwrap_err();
+    assert!(is_protocol(&e), "{e:?}");
+    // The error is stable, and the receiver stays usable for its other calls.
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Protocol(_))));
+    assert!(rx.poll(Some(Duration::ZERO)));
+}
+
+#[test]
+fn a_record_length_past_the_ring_is_a_protocol_error() {
+    for len in [u32::MAX as u64, 4096, 4096 - 8 + 1, 1 << 20] {
+        let (tx, rx, mut s) = small_pipe();
+        tx.send(&vec![7; 16]).unwrap();
+        s.write_u64(DATA, (MSG_TAG << 32) | len);
+        let e = rx.recv_timeout(T).unwrap_err();
+        assert!(is_protocol(&e), "len {len}: {e:?}");
+    }
+}
+
+#[test]
+fn a_tail_index_beyond_the_ring_is_a_protocol_error() {
+    for bad_tail in [1u64 << 40, u64::MAX, 4096 * 3, 13] {
+        let (tx, rx, mut s) = small_pipe();
+        tx.send(&vec![7; 16]).unwrap();
+        s.write_u64(TAIL, bad_tail);
+        let e = rx.recv_timeout(T).unwrap_err();
+        assert!(is_protocol(&e), "tail {bad_tail}: {e:?}");
+    }
+}
+
+#[test]
+fn a_head_index_moved_by_someone_else_is_a_protocol_error_not_a_wild_read() {
+    let (tx, rx, mut s) = small_pipe();
+    tx.send(&vec![7; 16]).unwrap();
+    assert_eq!(s.read_u64(HEAD), 0);
+    s.write_u64(HEAD, 3);
+    let e = rx.recv_timeout(T).unwrap_err();
+    assert!(is_protocol(&e), "{e:?}");
+}
+
+#[test]
+fn an_absurd_stream_length_is_refused_without_allocating_it() {
+    let before = shmproc_memfds();
+    let (tx, rx) = Pipe::builder()
+        .capacity(4096)
+        .max_message(1 << 20)
+        .build::<Vec<u8>>()
+        .unwrap();
+    let mut s = Scribbler::attach(&before);
+    // A real streamed message (larger than a quarter of the ring) starts with BEGIN;
+    // rewrite its total to 2^62 bytes.
+    let sender = std::thread::spawn(move || {
+        let _ = tx.send_timeout(&vec![9u8; 3000], Duration::from_secs(5));
+        tx
+    });
+    // Wait for the BEGIN record to be published.
+    let t0 = std::time::Instant::now();
+    while s.read_u64(TAIL) == 0 && t0.elapsed() < T {
+        std::thread::yield_now();
+    }
+    let hdr = s.read_u64(DATA);
+    assert_eq!(hdr >> 32, BEGIN_TAG, "first record is a BEGIN");
+    s.write_u64(DATA + 8, 1 << 62);
+    let e = rx.recv_timeout(T).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RecvTimeoutError::Protocol(ProtocolError::TooLarge { len, max })
+                if len == 1 << 62 && max == 1 << 20
+        ),
+        "{e:?}"
+    );
+    // The rest of the refused stream is skipped, and the channel carries on.
+    let tx = sender.join().unwrap();
+    tx.send(&vec![1, 2]).unwrap();
+    assert_eq!(rx.recv_timeout(T), Ok(vec![1, 2]));
+}
+
+#[test]
+fn a_stream_longer_than_announced_is_a_protocol_error() {
+    let before = shmproc_memfds();
+    let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u8>>().unwrap();
+    let mut s = Scribbler::attach(&before);
+    let sender = std::thread::spawn(move || {
+        let _ = tx.send_timeout(&vec![9u8; 3000], Duration::from_secs(5));
+        tx
+    });
+    let t0 = std::time::Instant::now();
+    while s.read_u64(TAIL) == 0 && t0.elapsed() < T {
+        std::thread::yield_now();
+    }
+    // Announce fewer bytes than the pieces carry.
+    s.write_u64(DATA + 8, 10);
+    let e = rx.recv_timeout(T).unwrap_err();
+    assert!(is_protocol(&e), "{e:?}");
+    drop(sender.join().unwrap());
+}
+
+#[test]
+fn a_peer_process_scribbling_at_random_never_crashes_or_hangs_the_reader() {
+    let _s = serial();
+    let _w = watchdog(T);
+    for round in 0..20u64 {
+        let before = shmproc_memfds();
+        let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u64>>().unwrap();
+        let s = Scribbler::attach(&before);
+        let len = s.map.len();
+        // The hostile peer: a separate process writing random words all over the ring.
+        let mut peer = fork_child(move || {
+            let mut s = s;
+            let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ round;
+            for _ in 0..2000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let off = (REGION_HEADER + (x as usize % (len - REGION_HEADER))) & !7;
+                s.write_u64(off, x.rotate_left(23));
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            0
+        });
+        // A well-behaved writer keeps sending meanwhile.
+        let writer = std::thread::spawn(move || {
+            for i in 0..2000u64 {
+                if tx
+                    .send_timeout(&vec![i; (i % 700) as usize], Duration::from_millis(200))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let (mut ok, mut bad) = (0u32, 0u32);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(300)) {
+                Ok(_) => ok += 1,
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(_) => {
+                    bad += 1;
+                    if bad > 50 {
+                        break;
+                    }
+                }
+            }
+        }
+        drop(rx);
+        writer.join().unwrap();
+        peer.expect_success(T);
+        assert!(ok + bad > 0, "round {round}: nothing happened at all");
+    }
+    // Reaching here means: no crash, no hang, no abort on an absurd allocation.
+    let _ = RecvError::Disconnected;
+}
