@@ -32,3 +32,23 @@ pub use process::{get_context, init, Context, Process, StartMethod};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// Entry points for the fuzz targets (`fuzz/`) and property tests: decoders run on
+/// arbitrary bytes, as another process could leave them in shared memory. Not part of the
+/// stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes `data` as a ring image: the first byte picks the capacity (64 B to 2 KiB),
+    /// the rest is the control block and the data. Returns the payload bytes read, or the
+    /// protocol error the receiver would report.
+    pub fn ring_image(data: &[u8]) -> Result<u64, crate::ProtocolError> {
+        let (first, rest) = data.split_first().unwrap_or((&0, &[]));
+        let cap = 64u64 << (first % 6);
+        crate::ring::spsc::decode_image(rest, cap)
+    }
+
+    /// Validates `data` as a region image (header and length), as opening one does.
+    pub fn region_image(data: &[u8]) -> Result<crate::region::Header, crate::RegionError> {
+        crate::region::validate_image(data)
+    }
+}

@@ -48,7 +48,6 @@ pub(crate) enum Kind {
     #[allow(dead_code)] // constructed by sync's primitives (in progress)
     Sync = 4,
     /// Free for tests and tools.
-    #[allow(dead_code)] // free for tests and tools
     Test = 0xFF,
 }
 
@@ -152,6 +151,24 @@ impl Header {
         }
         Ok(())
     }
+}
+
+/// A valid image of a region of kind `Test` with `payload_len` zero bytes after the
+/// header: the starting point of the property tests that corrupt it.
+#[doc(hidden)]
+pub fn test_image(payload_len: usize, params: [u64; 4]) -> Vec<u8> {
+    let total = HEADER_LEN + payload_len;
+    let h = Header::new(Kind::Test, total as u64, params);
+    let mut v = vec![0u8; total];
+    v[0..8].copy_from_slice(&h.magic.to_ne_bytes());
+    v[8..12].copy_from_slice(&h.version.to_ne_bytes());
+    v[12..16].copy_from_slice(&h.kind.to_ne_bytes());
+    v[16..24].copy_from_slice(&h.total_len.to_ne_bytes());
+    for (i, p) in h.params.iter().enumerate() {
+        v[24 + 8 * i..32 + 8 * i].copy_from_slice(&p.to_ne_bytes());
+    }
+    v[56..64].copy_from_slice(&h.checksum.to_ne_bytes());
+    v
 }
 
 /// Parses and validates a region image held in local memory (for tools and fuzzing).

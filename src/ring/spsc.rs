@@ -150,6 +150,7 @@ pub(crate) struct SpscHeader {
 
 /// Size of the control block; the data follows it.
 pub(crate) const CONTROL_SIZE: usize = std::mem::size_of::<SpscHeader>();
+const _: () = assert!(CONTROL_SIZE % 128 == 0);
 
 /// A validated header of a record ready to read.
 #[derive(Debug, Clone, Copy)]
@@ -430,7 +431,7 @@ impl Spsc {
         if need > to_end {
             // SAFETY: [off, cap) is free (checked above) and in bounds; 8-aligned.
             unsafe { self.write_header(off, RecKind::Pad, to_end - REC_HDR) };
-            tail += to_end;
+            tail = tail.wrapping_add(to_end);
             // Publish the pad; pairs with the reader's Acquire load of `tail`.
             w.tail.store(tail, Ordering::Release);
             off = 0;
@@ -483,7 +484,8 @@ impl Spsc {
         // (the caller wrote no more than the window), so the header slot is ours.
         unsafe { self.write_header(off, kind, len) };
         // Pairs with the reader's Acquire load of `tail`: header and payload are visible.
-        w.tail.store(tail + record_size(len), Ordering::Release);
+        w.tail
+            .store(tail.wrapping_add(record_size(len)), Ordering::Release);
         self.hdr().readable.wake_all();
     }
 
@@ -638,7 +640,7 @@ impl Spsc {
                     return Err(ProtocolError::BadRecord);
                 }
                 // Pairs with the writer's Acquire load of `head` in `reserve`.
-                r.head.store(head + to_end, Ordering::Release);
+                r.head.store(head.wrapping_add(to_end), Ordering::Release);
                 continue;
             }
             let size = record_size(len);
@@ -688,10 +690,10 @@ impl Spsc {
     #[inline]
     pub(crate) fn consume(&self, rec: &Record) {
         // Pairs with the writer's Acquire load of `head` in `reserve`.
-        self.hdr()
-            .r
-            .head
-            .store(rec.head + record_size(rec.len), Ordering::Release);
+        self.hdr().r.head.store(
+            rec.head.wrapping_add(record_size(rec.len)),
+            Ordering::Release,
+        );
         self.hdr().writable.wake_all();
     }
 
@@ -735,6 +737,47 @@ pub(crate) fn ring_in_region(
     // stays mapped while the region lives; zeroed or previously initialized memory is
     // a valid ring of this capacity (the capacity comes from the checksummed header).
     Ok(unsafe { Spsc::from_raw(region.payload().add(offset), cap) })
+}
+
+/// Reads every record of a ring image — a control block followed by `cap` data bytes,
+/// in whatever state another process may have left them — as the receiving side does,
+/// returning the number of payload bytes read or the first protocol error. Used by the
+/// fuzz target and the property tests; `image` shorter than the ring is zero-padded.
+pub(crate) fn decode_image(image: &[u8], cap: u64) -> Result<u64, ProtocolError> {
+    #[repr(C, align(128))]
+    struct Line([u8; 128]);
+    if !Spsc::valid_capacity(cap) || cap > 1 << 20 {
+        return Err(ProtocolError::BadRecord);
+    }
+    let size = Spsc::memory_size(cap);
+    let mut mem: Vec<Line> = (0..size.div_ceil(128)).map(|_| Line([0; 128])).collect();
+    for (i, b) in image.iter().take(size).enumerate() {
+        mem[i / 128].0[i % 128] = *b;
+    }
+    let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).expect("vec pointer");
+    // SAFETY: `mem` is 128-aligned (Line's alignment), holds memory_size(cap) bytes
+    // (rounded up to whole lines) and outlives `ring`, which is dropped
+    // at the end of this function; any byte pattern is a ring state the reader must
+    // survive, which is exactly what is being tested.
+    let ring = unsafe { Spsc::from_raw(base, cap) };
+    let mut bytes = 0;
+    let mut out = Vec::new();
+    // Every record or pad consumes at least 8 bytes of at most `cap` published ones.
+    for _ in 0..=cap / 8 {
+        match ring.peek()? {
+            None => return Ok(bytes),
+            Some(rec) => {
+                out.clear();
+                ring.read_into(&rec, 0, rec.len, &mut out);
+                if rec.kind == RecKind::Begin {
+                    let _ = ring.read_u64(&rec);
+                }
+                bytes += rec.len;
+                ring.consume(&rec);
+            }
+        }
+    }
+    Err(ProtocolError::BadRecord)
 }
 
 /// A bounds-checked byte sink writing into a reserved window of the ring through a raw
