@@ -436,4 +436,192 @@ mod tests {
         let e = sys::shm_create_excl(r.name().unwrap()).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
     }
+
+    /// Runs `f` in a forked child and returns its exit code (-1 if it did not finish
+    /// within 20 s: then it is killed). The child only makes a few syscalls and `_exit`s.
+    fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child runs `f` (syscalls and small allocations, which glibc keeps
+        // fork-safe) and leaves with `_exit`, never returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            // SAFETY: _exit is async-signal-safe and skips the parent's atexit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child with a valid status pointer.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                return if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    -1
+                };
+            }
+            if std::time::Instant::now() > deadline {
+                // SAFETY: killing and reaping our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                return -1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    fn is_root() -> bool {
+        sys::geteuid() == 0
+    }
+
+    #[test]
+    fn a_symlink_or_file_planted_at_the_name_is_never_followed_or_reused() {
+        let name = CString::new(format!(
+            "/shmproc-test-{:032x}",
+            sys::random_u128().unwrap()
+        ))
+        .unwrap();
+        let path = format!("/dev/shm{}", name.to_str().unwrap());
+        let target = format!("{path}-target");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = sys::shm_create_excl(&name).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(
+            std::fs::metadata(&target).is_err(),
+            "symlink target was created"
+        );
+        let e = Region::open_named(&name, Kind::Test).unwrap_err();
+        assert!(matches!(e, Error::Io(_)), "{e:?}");
+        std::fs::remove_file(&path).unwrap();
+        // A planted regular file is not reused either.
+        std::fs::write(&path, b"planted").unwrap();
+        let e = sys::shm_create_excl(&name).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_named_region_readable_by_others_is_refused() {
+        let r = Region::create_named(Kind::Test, 64, [0; 4]).unwrap();
+        let name = r.name().unwrap().to_owned();
+        let path = format!("/dev/shm{}", name.to_str().unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Region::open_named(&name, Kind::Test).unwrap_err();
+        assert!(matches!(e, Error::Region(RegionError::Untrusted)), "{e:?}");
+    }
+
+    #[test]
+    fn another_user_cannot_open_a_named_region() {
+        if !is_root() {
+            eprintln!("skipped: needs root to switch to user nobody");
+            return;
+        }
+        let r = Region::create_named(Kind::Test, 64, [0; 4]).unwrap();
+        let name = r.name().unwrap().to_owned();
+        let code = in_child(|| {
+            // SAFETY: plain syscalls; the child drops to nobody (65534) for good.
+            unsafe {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return 2;
+                }
+            }
+            match sys::shm_open_existing(&name) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => 0,
+                Err(_) => 3,
+                Ok(_) => 4,
+            }
+        });
+        assert_eq!(
+            code, 0,
+            "user nobody could open (4) or got another error (3)"
+        );
+    }
+
+    #[test]
+    fn a_full_tmpfs_fails_at_creation_not_with_sigbus_later() {
+        if !is_root() {
+            eprintln!("skipped: needs root to mount a small tmpfs in a mount namespace");
+            return;
+        }
+        let code = in_child(|| {
+            // SAFETY: plain syscalls in the child; the mount namespace is the child's own.
+            unsafe {
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return 10;
+                }
+                if libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return 11;
+                }
+                if libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/dev/shm".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    c"size=1m".as_ptr().cast(),
+                ) != 0
+                {
+                    return 12;
+                }
+            }
+            // 4 MiB on a 1 MiB tmpfs: an error now, not a SIGBUS on first touch.
+            match Region::create_named(Kind::Test, 4 << 20, [0; 4]) {
+                Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ENOSPC) => {}
+                Err(_) => return 2,
+                Ok(_) => return 3,
+            }
+            // Nothing is left behind, and a region that fits still works.
+            if std::fs::read_dir("/dev/shm")
+                .map(|d| d.count())
+                .unwrap_or(99)
+                != 0
+            {
+                return 4;
+            }
+            match Region::create_named(Kind::Test, 64 << 10, [0; 4]) {
+                Ok(_) => 0,
+                Err(_) => 5,
+            }
+        });
+        assert!(
+            code == 0 || code == 10 || code == 12,
+            "child reported {code}"
+        );
+        if code != 0 {
+            eprintln!("skipped: no mount namespace here (code {code})");
+        }
+    }
+
+    #[test]
+    fn a_memfd_region_beyond_the_file_size_limit_fails_at_creation() {
+        let code = in_child(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 20,
+                rlim_max: 1 << 20,
+            };
+            // SAFETY: plain syscalls in the child; SIGXFSZ ignored so the error comes back.
+            unsafe {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return 10;
+                }
+            }
+            match Region::create(Kind::Test, 8 << 20, [0; 4]) {
+                Err(Error::Io(_)) => 0,
+                Err(_) => 2,
+                Ok(_) => 3,
+            }
+        });
+        assert_eq!(code, 0);
+    }
 }
