@@ -59,7 +59,7 @@ impl Scribbler {
             .write(true)
             .open(format!("/proc/self/fd/{fd}"))
             .unwrap();
-        // SAFETY (test code): the mapping is shared with the channel on purpose; the test
+        // SAFETY: (test code) the mapping is shared with the channel on purpose; the test
         // only writes plain integers into it through volatile stores.
         let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
         Scribbler { map }
@@ -71,7 +71,7 @@ impl Scribbler {
 
     fn write_u64(&mut self, off: usize, v: u64) {
         let p = self.map[off..off + 8].as_mut_ptr().cast::<u64>();
-        // SAFETY (test code): in bounds (slice above), 8-aligned (offsets are multiples of 8).
+        // SAFETY: (test code) in bounds (slice above), 8-aligned (offsets are multiples of 8).
         unsafe { p.write_volatile(v) };
     }
 }
