@@ -388,19 +388,25 @@ impl Process {
             State::Exited { .. } => return Ok(()),
             State::Running { pid } => pid,
         };
-        match &self.pidfd {
+        let code = match &self.pidfd {
             Some(fd) => {
                 proc::poll_readable(fd.as_fd(), Some(timeout))?;
+                proc::wait_exitcode(pid, false)?
             }
             None => {
-                // Kernels without pidfd (before 5.3): poll the status with a short sleep.
+                // No pidfd (kernels before 5.3, valgrind): poll the status with a short
+                // sleep. The call that reaps the child returns its code: keep it.
                 let deadline = Instant::now() + timeout;
-                while proc::wait_exitcode(pid, false)?.is_none() && Instant::now() < deadline {
+                loop {
+                    let code = proc::wait_exitcode(pid, false)?;
+                    if code.is_some() || Instant::now() >= deadline {
+                        break code;
+                    }
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-        }
-        if let Some(code) = proc::wait_exitcode(pid, false)? {
+        };
+        if let Some(code) = code {
             *state = State::Exited { pid, code };
         }
         Ok(())
