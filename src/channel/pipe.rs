@@ -809,6 +809,24 @@ macro_rules! receiver_methods {
 /// processes all send into the same ring, one message at a time (never interleaved).
 ///
 /// Hand it to a child process as (part of) the args of a [`crate::Process`].
+///
+/// ```
+/// use shmproc::{pipe, Process, Sender};
+///
+/// fn producer(tx: Sender<Vec<u32>>) {
+///     for i in 0..3 {
+///         tx.send(&vec![i; 4]).unwrap();
+///     }
+/// } // dropping the last Sender in the last process disconnects the pipe
+///
+/// let (tx, rx) = pipe::<Vec<u32>>()?;
+/// let mut p = Process::new(producer, tx);
+/// p.start()?;
+/// let got: Vec<Vec<u32>> = rx.iter().collect(); // ends at Disconnected
+/// p.join()?;
+/// assert_eq!(got, vec![vec![0; 4], vec![1; 4], vec![2; 4]]);
+/// # Ok::<(), shmproc::Error>(())
+/// ```
 pub struct Sender<T> {
     end: Arc<Shared>,
     _t: PhantomData<fn(&T)>,
@@ -846,6 +864,20 @@ impl<T> std::fmt::Debug for Sender<T> {
 }
 
 /// The receiving end of a [`pipe`]. `Send`, not `Sync`, not `Clone`: one reader.
+///
+/// ```
+/// use std::time::Duration;
+/// use shmproc::{pipe, RecvTimeoutError};
+///
+/// let (tx, rx) = pipe::<String>()?;
+/// tx.send(&"hello".to_string()).unwrap();
+/// assert!(rx.poll(Some(Duration::ZERO)));
+/// assert_eq!(rx.recv().unwrap(), "hello");
+/// assert_eq!(rx.recv_timeout(Duration::from_millis(10)), Err(RecvTimeoutError::Timeout));
+/// drop(tx);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Err(RecvTimeoutError::Disconnected));
+/// # Ok::<(), shmproc::Error>(())
+/// ```
 pub struct Receiver<T> {
     end: Arc<Shared>,
     state: RefCell<RecvState>,
@@ -884,6 +916,26 @@ impl<T> std::fmt::Debug for Receiver<T> {
 }
 
 /// One end of a [`duplex`] pipe: sends to, and receives from, the other end.
+///
+/// ```
+/// use shmproc::{duplex, Connection, Process};
+///
+/// fn doubler(conn: Connection<u64>) {
+///     while let Ok(x) = conn.recv() {
+///         conn.send(&(2 * x)).unwrap();
+///     }
+/// }
+///
+/// let (here, there) = duplex::<u64>()?;
+/// let mut p = Process::new(doubler, there);
+/// p.start()?;
+/// here.send(&21).unwrap();
+/// assert_eq!(here.recv().unwrap(), 42);
+/// drop(here); // the child's recv() sees Disconnected and returns
+/// p.join()?;
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), shmproc::Error>(())
+/// ```
 pub struct Connection<T> {
     end: Arc<Shared>,
     state: RefCell<RecvState>,
