@@ -19,5 +19,5 @@ run pipe sizes_from_zero duplex_ping_pong reader_sees_disconnected sigkill_of_th
 run hostile
 run proptests a_valid any_flipped
 echo "== valgrind: process_spawn (fork and spawn)"
-"${VG[@]}" "$(bin process_spawn)" seed_pipe a_duplex hello exit_code args_reach
+"${VG[@]}" "$(bin process_spawn)"
 echo "== valgrind: all clean"

@@ -258,7 +258,7 @@ pub(crate) struct ExecPlan {
 }
 
 impl ExecPlan {
-    /// Plans `execve("/proc/self/exe", argv, env)`, keeping `keep_fds` open across it
+    /// Plans `execve(<current executable>, argv, env)`, keeping `keep_fds` open across it
     /// (their close-on-exec flag is cleared in the child only). Entries containing a NUL
     /// byte are an `InvalidInput` error.
     pub(crate) fn current_exe(
@@ -270,7 +270,13 @@ impl ExecPlan {
             CString::new(v)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argv or env"))
         };
-        let path = cstr(b"/proc/self/exe".to_vec())?;
+        // The executable's path as the kernel (or a tool like valgrind, which runs the
+        // program under its own binary) reports it; `/proc/self/exe` itself when that path
+        // is gone. The child checks the image identity either way.
+        let path = match std::env::current_exe() {
+            Ok(p) if p.exists() => cstr(p.into_os_string().into_vec())?,
+            _ => cstr(b"/proc/self/exe".to_vec())?,
+        };
         let argv = argv
             .into_iter()
             .map(|a| cstr(a.into_vec()))
