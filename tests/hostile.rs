@@ -87,6 +87,23 @@ fn small_pipe() -> (
     (tx, rx, s)
 }
 
+/// Sends a 3000-byte message (streamed through the 4 KiB ring) from a thread, and waits
+/// until its first record (a BEGIN) is published.
+fn start_streaming(
+    tx: shmproc::Sender<Vec<u8>>,
+    s: &Scribbler,
+) -> std::thread::JoinHandle<shmproc::Sender<Vec<u8>>> {
+    let sender = std::thread::spawn(move || {
+        let _ = tx.send_timeout(&vec![9u8; 3000], Duration::from_secs(5));
+        tx
+    });
+    let t0 = std::time::Instant::now();
+    while s.read_u64(TAIL) == 0 && t0.elapsed() < T {
+        std::thread::yield_now();
+    }
+    sender
+}
+
 fn is_protocol(e: &RecvTimeoutError) -> bool {
     matches!(e, RecvTimeoutError::Protocol(_))
 }
@@ -146,15 +163,7 @@ fn an_absurd_stream_length_is_refused_without_allocating_it() {
     let mut s = Scribbler::attach(&before);
     // A real streamed message (larger than a quarter of the ring) starts with BEGIN;
     // rewrite its total to 2^62 bytes.
-    let sender = std::thread::spawn(move || {
-        let _ = tx.send_timeout(&vec![9u8; 3000], Duration::from_secs(5));
-        tx
-    });
-    // Wait for the BEGIN record to be published.
-    let t0 = std::time::Instant::now();
-    while s.read_u64(TAIL) == 0 && t0.elapsed() < T {
-        std::thread::yield_now();
-    }
+    let sender = start_streaming(tx, &s);
     let hdr = s.read_u64(DATA);
     assert_eq!(hdr >> 32, BEGIN_TAG, "first record is a BEGIN");
     s.write_u64(DATA + 8, 1 << 62);
@@ -178,14 +187,7 @@ fn a_stream_longer_than_announced_is_a_protocol_error() {
     let before = shmproc_memfds();
     let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u8>>().unwrap();
     let mut s = Scribbler::attach(&before);
-    let sender = std::thread::spawn(move || {
-        let _ = tx.send_timeout(&vec![9u8; 3000], Duration::from_secs(5));
-        tx
-    });
-    let t0 = std::time::Instant::now();
-    while s.read_u64(TAIL) == 0 && t0.elapsed() < T {
-        std::thread::yield_now();
-    }
+    let sender = start_streaming(tx, &s);
     // Announce fewer bytes than the pieces carry.
     s.write_u64(DATA + 8, 10);
     let e = rx.recv_timeout(T).unwrap_err();

@@ -378,20 +378,7 @@ mod tests {
     #[test]
     fn foreign_truncated_versioned_and_corrupt_images_are_rejected() {
         let h = Header::new(Kind::Test, 4096, [7, 0, 0, 0]);
-        let mut img = vec![0u8; 4096];
-        let bytes: [u8; 64] = {
-            let mut b = [0u8; 64];
-            b[0..8].copy_from_slice(&h.magic.to_ne_bytes());
-            b[8..12].copy_from_slice(&h.version.to_ne_bytes());
-            b[12..16].copy_from_slice(&h.kind.to_ne_bytes());
-            b[16..24].copy_from_slice(&h.total_len.to_ne_bytes());
-            for (i, p) in h.params.iter().enumerate() {
-                b[24 + 8 * i..32 + 8 * i].copy_from_slice(&p.to_ne_bytes());
-            }
-            b[56..64].copy_from_slice(&h.checksum.to_ne_bytes());
-            b
-        };
-        img[..64].copy_from_slice(&bytes);
+        let img = test_image(4096 - HEADER_LEN, [7, 0, 0, 0]);
         assert_eq!(validate_image(&img).unwrap(), h);
         assert!(matches!(
             validate_image(&img[..2048]),
