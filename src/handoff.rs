@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -88,14 +88,34 @@ pub(crate) fn record_drops<T>(payload: T) -> Vec<u64> {
     ids
 }
 
+/// Taken (shared) while an object creates its liveness descriptors and registers them,
+/// and (exclusive) across `fork`: a fork by another thread can then never copy
+/// descriptors into a child before the registry knows them, which would leave an
+/// inherited end that fork hygiene cannot release (a channel kept open by a process
+/// that never received it).
+static CREATION: RwLock<()> = RwLock::new(());
+
+/// Held while an object creates and registers its liveness descriptors.
+pub(crate) struct Creating(#[allow(dead_code)] RwLockReadGuard<'static, ()>);
+
+/// Call before creating descriptors that will be registered; keep it until they are.
+pub(crate) fn creating() -> Creating {
+    Creating(CREATION.read().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// Holds the registry locked across `fork`, so the child never finds it locked by a
-/// thread that does not exist there.
-pub(crate) struct ForkGuard(MutexGuard<'static, Registry>);
+/// thread that does not exist there, and no object is half-created at the fork.
+pub(crate) struct ForkGuard(
+    MutexGuard<'static, Registry>,
+    #[allow(dead_code)] RwLockWriteGuard<'static, ()>,
+);
 
 impl ForkGuard {
-    /// Locks the registry. Take it right before `fork`; drop it in the parent after.
+    /// Locks creation and the registry (in that order, as creators do). Take it right
+    /// before `fork`; drop it in the parent after.
     pub(crate) fn acquire() -> ForkGuard {
-        ForkGuard(registry())
+        let creation = CREATION.write().unwrap_or_else(|e| e.into_inner());
+        ForkGuard(registry(), creation)
     }
 
     /// In the forked child: releases the liveness descriptors of every inherited object

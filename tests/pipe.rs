@@ -298,3 +298,45 @@ fn handles_refuse_to_serialize_outside_a_process_handoff() {
     let err = postcard::to_stdvec(&tx).unwrap_err();
     assert!(!err.to_string().is_empty());
 }
+
+#[test]
+fn ends_created_while_another_thread_forks_never_leak_into_the_child() {
+    // A thread creates pipes and drops their senders at once, while this thread forks
+    // children that live for a while. An end whose descriptors a child copied before
+    // fork hygiene knew them would keep its pipe open until that child exits.
+    let _s = serial();
+    let _w = watchdog(T);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let creator = std::thread::spawn(move || {
+        let mut held_open = 0;
+        let mut created = 0;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let (tx, rx) = pipe::<u8>().unwrap();
+            drop(tx);
+            created += 1;
+            if rx.recv_timeout(Duration::from_millis(500)) != Err(RecvTimeoutError::Disconnected) {
+                held_open += 1;
+            }
+        }
+        (created, held_open)
+    });
+    let mut kids = Vec::new();
+    for _ in 0..150 {
+        kids.push(fork_child(|| {
+            std::thread::sleep(Duration::from_millis(700));
+            0
+        }));
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (created, held_open) = creator.join().unwrap();
+    for mut k in kids {
+        k.expect_success(T);
+    }
+    assert!(created > 0);
+    assert_eq!(
+        held_open, 0,
+        "{held_open} of {created} pipes were kept open by a child"
+    );
+}

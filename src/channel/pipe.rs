@@ -106,7 +106,10 @@ impl PipeBuilder {
 
     /// Creates a simplex pipe: `(sender, receiver)`.
     pub fn build<T: Serialize + DeserializeOwned>(self) -> Result<(Sender<T>, Receiver<T>)> {
-        let (a, b) = Shared::create(Kind::Pipe, 1, self.ring_capacity()?, self.max_message)?;
+        let cap = self.ring_capacity()?;
+        // No fork between creating the presence pipes and registering both ends.
+        let _creating = handoff::creating();
+        let (a, b) = Shared::create(Kind::Pipe, 1, cap, self.max_message)?;
         let a = Arc::new(a);
         a.register();
         Ok((
@@ -122,7 +125,10 @@ impl PipeBuilder {
     pub fn build_duplex<T: Serialize + DeserializeOwned>(
         self,
     ) -> Result<(Connection<T>, Connection<T>)> {
-        let (a, b) = Shared::create(Kind::Duplex, 2, self.ring_capacity()?, self.max_message)?;
+        let cap = self.ring_capacity()?;
+        // No fork between creating the presence pipes and registering both ends.
+        let _creating = handoff::creating();
+        let (a, b) = Shared::create(Kind::Duplex, 2, cap, self.max_message)?;
         Ok((Connection::new(Arc::new(a)), Connection::new(Arc::new(b))))
     }
 }
@@ -329,6 +335,7 @@ impl Shared {
             return Err(Error::Handle("handle of another type"));
         }
         register_process();
+        let _creating = handoff::creating();
         let region = Region::open_fd(handoff::adopt_fd(w.region)?, expect)?;
         let token = handoff::adopt_fd(w.token)?;
         let watch = handoff::adopt_fd(w.watch)?;
