@@ -26,4 +26,5 @@ pub mod sync;
 
 pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
 pub use error::*;
+pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{get_context, init, Context, Process, StartMethod};
