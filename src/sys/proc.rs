@@ -773,7 +773,7 @@ impl CallEntry {
 
     /// The entry as bytes: the two offsets and a checksum keyed by this executable's
     /// identity.
-    pub(crate) fn to_wire(&self) -> io::Result<[u8; Self::WIRE_LEN]> {
+    pub(crate) fn to_wire(self) -> io::Result<[u8; Self::WIRE_LEN]> {
         let mut w = [0u8; Self::WIRE_LEN];
         w[..8].copy_from_slice(&self.trampoline.to_le_bytes());
         w[8..16].copy_from_slice(&self.target.to_le_bytes());
