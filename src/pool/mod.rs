@@ -40,8 +40,9 @@
 //! # Errors
 //!
 //! * A task that panics fails its call with [`Error::TaskPanicked`] carrying the panic's
-//!   message; the worker catches the panic and lives on. (The default panic hook prints
-//!   the message on the worker's stderr, as for a `Process`.)
+//!   message; the worker catches the panic and lives on. The worker also writes one line
+//!   with the message and its location on its stderr (straight to the descriptor: a
+//!   forked worker may have inherited std's stderr lock held by a parent thread).
 //! * A worker that dies while it holds a task (abort, SIGKILL, `exit`) fails that call
 //!   with [`Error::WorkerDied`] (its pid, and the signal or exit code); the pool starts a
 //!   replacement and goes on. CPython's `Pool` hangs forever in this case.
@@ -60,8 +61,13 @@
 //! worker whose task pipe disconnects exits by itself.
 //!
 //! With [`StartMethod::Fork`], workers are forked from the pool's own threads; what is
-//! safe in a forked child is described in the [`process`](crate::process) module. With
-//! [`StartMethod::Spawn`], `main` must call [`crate::init`] first.
+//! safe in a forked child is described in the [`process`](crate::process) module (in
+//! short: a task should not take a lock that another thread of the parent may have held,
+//! `println!` included). The pool's own code in the worker takes none: it exits with a
+//! bounded flush of stdout and `_exit`. A thread in the parent waiting for a reply also
+//! polls its worker's exit status, so a worker's death is seen even when some other
+//! process holds a copy of its pipe. With [`StartMethod::Spawn`], `main` must call
+//! [`crate::init`] first.
 
 mod call;
 mod worker;
@@ -88,6 +94,8 @@ use worker::{ChunkRunner, WorkerArgs, TASK};
 const PIPE_CAPACITY: usize = 1 << 20;
 /// How long to wait for a worker that should be exiting before killing it.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
+/// How often a thread waiting for a reply checks that its worker still runs.
+const LIVENESS_SLICE: Duration = Duration::from_millis(100);
 /// `imap` keeps at most this many chunks per worker submitted ahead of the consumer.
 const IMAP_WINDOW_PER_WORKER: usize = 4;
 
@@ -388,7 +396,7 @@ impl Pool {
     {
         let items: Vec<A> = items.into_iter().collect();
         let chunksize = items.len().div_ceil(4 * self.inner.workers).max(1);
-        self.map_chunked(f, items, chunksize)
+        self.map_slice(f, &items, chunksize)
     }
 
     /// [`map`](Pool::map) with a chosen chunk size (items per message; 0 counts as 1).
@@ -406,34 +414,37 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let chunksize = chunksize.max(1);
+        let items: Vec<A> = items.into_iter().collect();
+        self.map_slice(f, &items, chunksize)
+    }
+
+    /// Maps `items` in chunks encoded straight from the slice.
+    fn map_slice<A, R>(&self, f: fn(A) -> R, items: &[A], chunksize: usize) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
         let header = task_header(f)?;
         let call = CallGuard::new(&self.inner);
-        let mut items = items.into_iter();
-        let mut lens = Vec::new();
-        let mut chunk = Vec::with_capacity(chunksize.min(1 << 16));
-        loop {
-            chunk.extend(items.by_ref().take(chunksize));
-            if chunk.is_empty() {
-                break;
-            }
-            let msg = encode_task(&header, &chunk)?;
-            self.inner.submit(&call.0, lens.len(), msg)?;
-            lens.push(chunk.len());
-            chunk.clear();
+        let chunks = items.chunks(chunksize.max(1));
+        let n = chunks.len();
+        for (i, chunk) in chunks.enumerate() {
+            self.inner
+                .submit(&call.0, i, encode_task(&header, chunk)?)?;
         }
-        drop(chunk);
-        let mut out = Vec::with_capacity(lens.iter().sum());
-        for (i, &n) in lens.iter().enumerate() {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, chunk) in items.chunks(chunksize.max(1)).enumerate().take(n) {
             let reply = call.0.take(i)?;
-            out.extend(worker::decode_reply::<R>(&reply, n)?);
+            out.extend(worker::decode_reply::<R>(&reply, chunk.len())?);
         }
         Ok(out)
     }
 
-    /// Like [`map`](Pool::map), yielding results in item order as they arrive. Chunks of
-    /// one item (Python's default); the input is encoded lazily, at most a few chunks
-    /// per worker ahead of the consumer. Dropping the iterator cancels what is queued.
+    /// Like [`map`](Pool::map), yielding results in item order as soon as each is
+    /// ready. Chunks of one item (Python's default). The input is collected first, as
+    /// Python's does; it is then encoded and queued lazily, at most a few chunks per
+    /// worker ahead of the consumer, so a slow consumer does not pile up results, and
+    /// dropping the iterator cancels what is still queued.
     ///
     /// # Errors
     ///
@@ -921,6 +932,12 @@ impl Drop for InFlight {
 
 /// Starts a worker process in `slot`.
 fn start_worker(inner: &Inner, slot: usize) -> Result<Worker> {
+    // Pipe ends register for fork hygiene only once they are built: a worker forked by
+    // another pool thread in between would inherit them unregistered, keep this worker's
+    // pipes open, and hide its death. So the pool threads of this process create pipes
+    // and fork one at a time.
+    static START: Mutex<()> = Mutex::new(());
+    let _serial = START.lock().unwrap_or_else(|e| e.into_inner());
     let (tasks, task_rx) = Pipe::builder().capacity(PIPE_CAPACITY).build::<Vec<u8>>()?;
     let (res_tx, results) = Pipe::builder().capacity(PIPE_CAPACITY).build::<Vec<u8>>()?;
     let args = WorkerArgs {
@@ -967,13 +984,29 @@ fn alive(inner: &Inner, slot: usize) -> bool {
         .is_some_and(|p| p.exitcode().is_none())
 }
 
-/// Sends one task and waits for its reply; `None` when the worker is gone.
-fn run_on(w: &Worker, msg: &[u8]) -> std::result::Result<Vec<u8>, Option<Error>> {
+/// Sends one task and waits for its reply; `Err(None)` when the worker is gone.
+///
+/// The wait polls the worker's exit status every [`LIVENESS_SLICE`], besides the pipe's
+/// own disconnection: a copy of the reply pipe's end held by some other process (one
+/// forked by code outside the pool at the wrong moment) cannot hide the worker's death.
+fn run_on(
+    inner: &Inner,
+    slot: usize,
+    w: &Worker,
+    msg: &[u8],
+) -> std::result::Result<Vec<u8>, Option<Error>> {
     if w.tasks.send_bytes(msg).is_err() {
         return Err(None);
     }
-    match w.results.recv_bytes() {
-        Ok(reply) => Ok(reply),
+    while !w.results.poll(Some(LIVENESS_SLICE)) {
+        if !alive(inner, slot) && !w.results.poll(None) {
+            return Err(None);
+        }
+    }
+    // Into a fresh buffer: the receiver swaps it in, with no copy of the reply.
+    let mut reply = Vec::new();
+    match w.results.recv_bytes_into(&mut reply) {
+        Ok(_) => Ok(reply),
         Err(RecvError::Disconnected) => Err(None),
         Err(RecvError::Protocol(p)) => Err(Some(Error::Protocol(p))),
         Err(e) => Err(Some(Error::Codec(e.to_string()))),
@@ -1017,7 +1050,7 @@ fn worker_thread(inner: &Inner, slot: usize, ready: mpsc::Sender<Result<()>>) {
             break;
         }
         let msg = job.0.as_ref().map(|c| c.msg.as_slice()).unwrap_or_default();
-        match run_on(&w, msg) {
+        match run_on(inner, slot, &w, msg) {
             Ok(reply) => {
                 let init_failed = reply.first() == Some(&worker::INIT_FAILED);
                 job.finish(Ok(reply));

@@ -13,13 +13,15 @@
 //! [`OK`], or a UTF-8 message otherwise.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::channel::{Receiver, Sender};
 use crate::codec;
 use crate::error::Error;
-use crate::sys::proc::{CallEntry, Caller};
+use crate::sys;
+use crate::sys::proc::{self, CallEntry, Caller};
 
 /// The tag of a task message.
 pub(super) const TASK: u8 = 1;
@@ -125,9 +127,54 @@ fn run_initializer(wire: &[u8]) -> Result<(), String> {
     }
 }
 
+/// How long a worker waits for its stdout/stderr to flush before it exits anyway.
+const FLUSH_GRACE: Duration = Duration::from_millis(200);
+
+/// Ends the worker: flushes stdout and stderr from a helper thread, waiting at most
+/// [`FLUSH_GRACE`], then `_exit`s. A worker forked from a multi-threaded parent may have
+/// inherited std's stdout lock held by a parent thread that does not exist here (the
+/// libtest harness prints from its main thread): a plain flush would block forever.
+fn exit_worker(code: i32) -> ! {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let flusher = std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            let _ = tx.send(());
+        });
+    if flusher.is_ok() {
+        let _ = rx.recv_timeout(FLUSH_GRACE);
+    }
+    proc::exit_now(code)
+}
+
+/// Reports a task's panic on the worker's stderr without std's stderr lock (which a
+/// forked worker may have inherited held): the message goes to the parent as the call's
+/// error, this line is for whoever reads the worker's stderr.
+fn install_panic_report() {
+    let Ok(err) = sys::borrow_raw_checked(2).and_then(sys::dup_cloexec) else {
+        return;
+    };
+    std::panic::set_hook(Box::new(move |info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let line = format!(
+            "shmproc pool worker {}: panicked{place}: {}\n",
+            std::process::id(),
+            panic_message(info.payload())
+        );
+        let _ = proc::write_all(&err, line.as_bytes());
+    }));
+}
+
 /// A worker's life: run the initializer, then answer tasks until the pool drops the
-/// task pipe (or the parent dies, which does the same).
+/// task pipe (or the parent dies, which does the same); then exit.
 pub(super) fn worker_main(args: WorkerArgs) {
+    install_panic_report();
     let init_failure = args
         .initializer
         .as_deref()
@@ -140,13 +187,16 @@ pub(super) fn worker_main(args: WorkerArgs) {
             out.push(INIT_FAILED);
             out.extend_from_slice(msg.as_bytes());
             let _ = args.results.send_bytes(&out);
-            std::process::exit(3);
+            drop(args);
+            exit_worker(3);
         }
         run_task(&task, &mut out);
         if args.results.send_bytes(&out).is_err() {
-            return;
+            break;
         }
     }
+    drop(args);
+    exit_worker(0)
 }
 
 /// Decodes a worker's reply into the chunk's results.

@@ -52,6 +52,13 @@ fn exits_on_5(x: u32) -> u32 {
     x
 }
 
+fn sigkills_itself_on_3(x: u32) -> u32 {
+    if x == 3 {
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    x
+}
+
 fn sleeps_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
@@ -325,6 +332,12 @@ pub fn a_worker_that_aborts_gives_worker_died_and_is_replaced(m: StartMethod) {
     match p.apply(exits_on_5, 5) {
         Err(Error::WorkerDied { signal, code, .. }) => {
             assert_eq!((signal, code), (None, Some(42)));
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    match p.map_chunked(sigkills_itself_on_3, 0..10, 2) {
+        Err(Error::WorkerDied { signal, code, .. }) => {
+            assert_eq!((signal, code), (Some(9), None));
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
