@@ -26,6 +26,7 @@ pub mod sync;
 
 pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
 pub use error::*;
+pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{get_context, init, Context, Process, StartMethod};
 
 /// The README's example is compiled and run as a doctest.

@@ -690,6 +690,141 @@ pub(crate) fn run_job(fd: OwnedFd) -> Result<i32, JobError> {
     Ok(f(target, &job.args, &job.fds))
 }
 
+// ---------------------------------------------------------------------------------------
+// Calling a function by offset, many times, in a long-lived worker (the pool)
+// ---------------------------------------------------------------------------------------
+
+/// The type of every call trampoline: (target address, input bytes, output buffer).
+type CallTrampoline = fn(usize, &[u8], &mut Vec<u8>);
+
+/// What a worker runs for one call, given the target and the encoded input: decodes the
+/// input, calls the target, appends the encoded outcome to `out`. Implemented by the
+/// `pool` module; generic so that the trampoline that calls it is monomorphized for the
+/// target's types.
+pub(crate) trait Caller<A, R> {
+    /// Decodes the input, runs `target`, appends the outcome to `out`.
+    fn call(target: fn(A) -> R, input: &[u8], out: &mut Vec<u8>);
+}
+
+fn call_trampoline<A, R, X: Caller<A, R>>(target: usize, input: &[u8], out: &mut Vec<u8>) {
+    // SAFETY: this trampoline is only ever named by `CallEntry::new::<A, R, X>`, which
+    // records it together with the address (as an offset) of a `fn(A) -> R`.
+    // `CallEntry::call` relocates both into this image only for an entry that passed its
+    // checksum (keyed by this executable's identity) and whose addresses lie in this
+    // executable, so `target` is that function's address; a fn pointer and a usize have
+    // the same size and `target` is non-null.
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    X::call(f, input, out)
+}
+
+fn thunk_trampoline(target: usize, _input: &[u8], _out: &mut Vec<u8>) {
+    // SAFETY: named only by `CallEntry::thunk`, which records it with the address of a
+    // `fn()`; see `call_trampoline` for why `target` is that address in this image.
+    let f = unsafe { std::mem::transmute::<usize, fn()>(target) };
+    f()
+}
+
+/// A function and the trampoline that calls it, as offsets from the anchor: valid in any
+/// process running the same executable (a forked or a spawned worker), and sent over a
+/// channel many times, unlike [`EntryPoint`] which starts a process once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallEntry {
+    trampoline: i64,
+    target: i64,
+}
+
+impl CallEntry {
+    /// Bytes of [`to_wire`](Self::to_wire).
+    pub(crate) const WIRE_LEN: usize = 24;
+
+    fn from_addrs(tramp: usize, target: usize) -> io::Result<CallEntry> {
+        let anchor = anchor_addr();
+        let base = object_base(anchor);
+        if object_base(target) != base || object_base(tramp) != base {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the function is not in the same executable as shmproc; a worker cannot find it",
+            ));
+        }
+        let off = |a: usize| (a as i64).wrapping_sub(anchor as i64);
+        Ok(CallEntry {
+            trampoline: off(tramp),
+            target: off(target),
+        })
+    }
+
+    /// Records `target` with the trampoline that runs it through `X`.
+    pub(crate) fn new<A, R, X: Caller<A, R>>(target: fn(A) -> R) -> io::Result<CallEntry> {
+        let tramp = call_trampoline::<A, R, X> as CallTrampoline as usize;
+        Self::from_addrs(tramp, target as usize)
+    }
+
+    /// Records a plain `fn()` (an initializer); [`call`](Self::call) runs it and ignores
+    /// the input and output.
+    pub(crate) fn thunk(target: fn()) -> io::Result<CallEntry> {
+        Self::from_addrs(thunk_trampoline as CallTrampoline as usize, target as usize)
+    }
+
+    fn checksum(trampoline: i64, target: i64) -> io::Result<u64> {
+        let id = image_id()?;
+        let mut b = Vec::with_capacity(72);
+        for v in [id.dev, id.ino, id.size] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [id.mtime, id.mtime_nsec, trampoline, target] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        Ok(fnv1a(&b))
+    }
+
+    /// The entry as bytes: the two offsets and a checksum keyed by this executable's
+    /// identity.
+    pub(crate) fn to_wire(self) -> io::Result<[u8; Self::WIRE_LEN]> {
+        let mut w = [0u8; Self::WIRE_LEN];
+        w[..8].copy_from_slice(&self.trampoline.to_le_bytes());
+        w[8..16].copy_from_slice(&self.target.to_le_bytes());
+        w[16..].copy_from_slice(&Self::checksum(self.trampoline, self.target)?.to_le_bytes());
+        Ok(w)
+    }
+
+    /// Reads an entry written by [`to_wire`](Self::to_wire) in a process running this
+    /// same executable; `None` for anything else (short, corrupt, another executable).
+    pub(crate) fn from_wire(w: &[u8]) -> Option<CallEntry> {
+        let w: &[u8; Self::WIRE_LEN] = w.get(..Self::WIRE_LEN)?.try_into().ok()?;
+        let word = |i: usize| i64::from_le_bytes(w[i..i + 8].try_into().expect("8 bytes"));
+        let (trampoline, target) = (word(0), word(8));
+        if Self::checksum(trampoline, target).ok()? != word(16) as u64 {
+            return None;
+        }
+        Some(CallEntry { trampoline, target })
+    }
+
+    /// Runs the target through its trampoline on `input`, appending to `out`.
+    ///
+    /// # Errors
+    ///
+    /// When the entry's addresses fall outside this executable (then nothing runs).
+    pub(crate) fn call(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), JobError> {
+        let anchor = anchor_addr();
+        let tramp = (anchor as i64).wrapping_add(self.trampoline) as usize;
+        let target = (anchor as i64).wrapping_add(self.target) as usize;
+        let base = object_base(anchor);
+        if tramp == 0 || target == 0 || object_base(tramp) != base || object_base(target) != base {
+            return Err(JobError::Malformed("entry point outside the executable"));
+        }
+        // SAFETY: a `CallEntry` exists only from `new`/`thunk` in this process, or from
+        // `from_wire` on bytes whose checksum, keyed by this executable's identity,
+        // matched: bytes written by `to_wire` in a process running this same executable
+        // (a pool's parent, over a channel private to it and this worker). Offsets from
+        // the anchor do not change when the loader moves the image, so `tramp` is the
+        // address of a `call_trampoline::<A, R, X>` or of `thunk_trampoline`, both of
+        // type `CallTrampoline`.
+        let f = unsafe { std::mem::transmute::<usize, CallTrampoline>(tramp) };
+        f(target, input, out);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,6 +838,39 @@ mod tests {
 
     fn plus_one(x: u32) -> u32 {
         x + 1
+    }
+
+    struct Doubler;
+    impl Caller<u32, u32> for Doubler {
+        fn call(target: fn(u32) -> u32, input: &[u8], out: &mut Vec<u8>) {
+            let x = u32::from_le_bytes(input.try_into().unwrap());
+            out.extend_from_slice(&(2 * target(x)).to_le_bytes());
+        }
+    }
+
+    static THUNK_RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    fn thunk_target() {
+        THUNK_RAN.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[test]
+    fn call_entries_round_trip_and_refuse_corruption() {
+        let e = CallEntry::new::<u32, u32, Doubler>(plus_one).unwrap();
+        let wire = e.to_wire().unwrap();
+        let back = CallEntry::from_wire(&wire).unwrap();
+        assert_eq!(back, e);
+        let mut out = Vec::new();
+        back.call(&20u32.to_le_bytes(), &mut out).unwrap();
+        assert_eq!(out, 42u32.to_le_bytes());
+        for i in 0..wire.len() {
+            let mut w = wire;
+            w[i] ^= 0x10;
+            assert!(CallEntry::from_wire(&w).is_none(), "byte {i}");
+        }
+        assert!(CallEntry::from_wire(&wire[..23]).is_none());
+        let t = CallEntry::from_wire(&CallEntry::thunk(thunk_target).unwrap().to_wire().unwrap());
+        t.unwrap().call(&[], &mut out).unwrap();
+        assert!(THUNK_RAN.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
