@@ -110,6 +110,8 @@ fn is_protocol(e: &RecvTimeoutError) -> bool {
 
 #[test]
 fn a_garbage_record_header_is_a_protocol_error() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
     let (tx, rx, mut s) = small_pipe();
     tx.send(&vec![1, 2, 3]).unwrap();
     s.write_u64(DATA, 0xDEAD_BEEF_DEAD_BEEF);
@@ -122,6 +124,8 @@ fn a_garbage_record_header_is_a_protocol_error() {
 
 #[test]
 fn a_record_length_past_the_ring_is_a_protocol_error() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
     for len in [u32::MAX as u64, 4096, 4096 - 8 + 1, 1 << 20] {
         let (tx, rx, mut s) = small_pipe();
         tx.send(&vec![7; 16]).unwrap();
@@ -133,6 +137,8 @@ fn a_record_length_past_the_ring_is_a_protocol_error() {
 
 #[test]
 fn a_tail_index_beyond_the_ring_is_a_protocol_error() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
     for bad_tail in [1u64 << 40, u64::MAX, 4096 * 3, 13] {
         let (tx, rx, mut s) = small_pipe();
         tx.send(&vec![7; 16]).unwrap();
@@ -144,6 +150,8 @@ fn a_tail_index_beyond_the_ring_is_a_protocol_error() {
 
 #[test]
 fn a_head_index_moved_by_someone_else_is_a_protocol_error_not_a_wild_read() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
     let (tx, rx, mut s) = small_pipe();
     tx.send(&vec![7; 16]).unwrap();
     assert_eq!(s.read_u64(HEAD), 0);
@@ -154,6 +162,8 @@ fn a_head_index_moved_by_someone_else_is_a_protocol_error_not_a_wild_read() {
 
 #[test]
 fn an_absurd_stream_length_is_refused_without_allocating_it() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
     let before = shmproc_memfds();
     let (tx, rx) = Pipe::builder()
         .capacity(4096)
@@ -184,6 +194,8 @@ fn an_absurd_stream_length_is_refused_without_allocating_it() {
 
 #[test]
 fn a_stream_longer_than_announced_is_a_protocol_error() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
     let before = shmproc_memfds();
     let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u8>>().unwrap();
     let mut s = Scribbler::attach(&before);

@@ -24,6 +24,11 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
         return Err(Error::InvalidState("the process has nothing to run"));
     }
     let parent = sys::getpid();
+    // std's stdout and stderr locks are held across fork, so the child never finds them
+    // held by a thread that does not exist there (it would block forever on its first
+    // print or on the flush at exit). The child's one thread owns them after the fork
+    // and releases them before running the job.
+    let stdio = (std::io::stdout().lock(), std::io::stderr().lock());
     // The registry lock is held across fork so the child never finds it held by a thread
     // that does not exist there; it also keeps our other forks from inheriting the pipe.
     let guard = handoff::ForkGuard::acquire();
@@ -37,9 +42,11 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
     match proc::fork() {
         Err(e) => {
             drop(guard);
+            drop(stdio);
             Err(e.into())
         }
         Ok(Forked::Child) => {
+            drop(stdio);
             if daemon {
                 proc::die_with_parent(parent);
             }
@@ -66,6 +73,7 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
         }
         Ok(Forked::Parent(pid)) => {
             drop(guard);
+            drop(stdio);
             drop(ids_r);
             // As Python's start() deletes _args: the child owns what it was handed.
             let ids = handoff::record_drops(job.take());

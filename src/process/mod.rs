@@ -82,11 +82,11 @@
 //!
 //! * memory allocation is fine (glibc's `malloc` re-initialises its locks at fork);
 //! * shmproc's own hand-off registry is locked across the fork, so it is consistent;
-//! * `println!` takes std's stdout lock: if another thread was printing at the moment of
-//!   the fork, the child blocks on its first `println!` (and on the final flush). The
-//!   same holds for any `Mutex` of your own, for `std::env` (its lock), for loggers, and
-//!   for runtimes whose worker threads are gone (tokio, rayon: do not use them in the
-//!   child; start a new one);
+//! * `println!` and `eprintln!` are fine: `Process::start` holds std's stdout and
+//!   stderr locks across the fork, so the child never inherits them locked. Any
+//!   `Mutex` of your own, `std::env` (its lock), loggers, and runtimes whose worker
+//!   threads are gone (tokio, rayon: do not use them in the child; start a new one) are
+//!   not covered;
 //! * a single-threaded parent, or one whose other threads only wait on channels and
 //!   futexes, is safe.
 //!
