@@ -27,3 +27,7 @@ pub mod sync;
 pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
 pub use error::*;
 pub use process::{get_context, init, Context, Process, StartMethod};
+pub use sync::{
+    Array, ArrayGuard, ArrayInit, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard,
+    RLock, RLockGuard, Semaphore, Value, ValueGuard,
+};
