@@ -21,8 +21,9 @@
 //!
 //! Because the owner's tid is *in* the word, a waiter always knows whom it waits for.
 //! Before parking, it asks the kernel whether that task still exists (`kill(tid, 0)`);
-//! on every park slice (at most [`SLICE`]) it also compares the task's start time with
-//! the one the owner recorded next to the word (`owner_tag`), which catches a tid that
+//! on its first park and then once per park slice (at most [`SLICE`]) it also reads
+//! `/proc/<tid>/stat`: a zombie (killed, not yet reaped) holds nothing, and a start time
+//! other than the one the owner recorded next to the word (`owner_tag`) means the tid
 //! was reused. A dead owner is replaced with one CAS `w → me | WAITERS`, which only one
 //! waiter can win; the winner gets `LockError::OwnerDied(guard)` and the lock works as
 //! before. This also covers a thread that exits while holding the lock, in any process.
@@ -81,7 +82,7 @@ pub(crate) fn me() -> Me {
             me
         } else {
             let tid = crate::sys::gettid();
-            let start = crate::sys::start_time(tid).unwrap_or(0) as u32;
+            let start = crate::sys::task_state(tid).map_or(0, |(_, t)| t) as u32;
             let me = Me { tid, start };
             c.set((gen, me));
             me
@@ -281,13 +282,18 @@ impl RawLock {
                 return true;
             }
             if full {
-                let tag = self.owner_tag.load(Ordering::Relaxed);
-                // Only a tag written for this very tid says anything about its start time.
-                if (tag >> 32) as u32 == tid {
-                    if let Some(start) = crate::sys::start_time(tid) {
-                        return start as u32 != tag as u32;
-                    }
+                let Some((state, start)) = crate::sys::task_state(tid) else {
                     return true; // vanished between the two checks
+                };
+                // A killed process stays a zombie until reaped: it holds nothing.
+                if state == b'Z' || state == b'X' || state == b'x' {
+                    return true;
+                }
+                let tag = self.owner_tag.load(Ordering::Relaxed);
+                // Only a tag written for this very tid says anything about its start
+                // time; a different start time means the tid was reused.
+                if (tag >> 32) as u32 == tid {
+                    return start as u32 != tag as u32;
                 }
             }
             false
@@ -438,5 +444,83 @@ mod loom_tests {
             l.0.unlock();
             t.join().unwrap();
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_exits_holding_the_lock_is_a_dead_owner() {
+        let l = std::sync::Arc::new(RawLock::new());
+        let l2 = l.clone();
+        std::thread::spawn(move || assert_eq!(l2.lock(me(), None), Ok(Got::Normal)))
+            .join()
+            .unwrap();
+        assert!(l.is_locked());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        assert_eq!(l.lock(me(), Some(deadline)), Ok(Got::OwnerDied));
+        assert!(l.held_by(me()));
+        l.unlock();
+        assert_eq!(l.try_lock(me()), Ok(Got::Normal));
+        l.unlock();
+    }
+
+    #[test]
+    fn a_live_holder_blocks_try_lock_and_times_out_lock() {
+        let l = std::sync::Arc::new(RawLock::new());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let l2 = l.clone();
+        let t = std::thread::spawn(move || {
+            assert_eq!(l2.lock(me(), None), Ok(Got::Normal));
+            tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            l2.unlock();
+        });
+        rx.recv().unwrap();
+        assert_eq!(l.try_lock(me()), Err(Fail::WouldBlock));
+        let d = Instant::now() + Duration::from_millis(60);
+        assert_eq!(l.lock(me(), Some(d)), Err(Fail::Timeout));
+        assert!(Instant::now() >= d);
+        done_tx.send(()).unwrap();
+        let d = Instant::now() + Duration::from_secs(30);
+        assert_eq!(l.lock(me(), Some(d)), Ok(Got::Normal));
+        l.unlock();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn garbage_in_the_word_is_recovered_not_trusted() {
+        for garbage in [
+            RESERVED | 5,
+            MAX_TID + 1,
+            TID_MASK,
+            WAITERS | RESERVED,
+            u32::MAX,
+        ] {
+            let l = RawLock::new();
+            l.word.store(garbage, Ordering::Relaxed);
+            l.owner_tag.store(u64::MAX, Ordering::Relaxed);
+            assert_eq!(l.try_lock(me()), Ok(Got::OwnerDied), "word {garbage:#x}");
+            l.unlock();
+            assert_eq!(l.try_lock(me()), Ok(Got::Normal));
+            l.unlock();
+        }
+    }
+
+    #[test]
+    fn a_reused_tid_is_detected_by_its_start_time() {
+        // This thread "held" the lock in a previous life: same tid, other start time.
+        let l = RawLock::new();
+        let m = me();
+        l.word.store(m.tid, Ordering::Relaxed);
+        l.owner_tag.store(
+            (u64::from(m.tid) << 32) | u64::from(m.start.wrapping_add(1)),
+            Ordering::Relaxed,
+        );
+        assert_eq!(l.try_lock(m), Ok(Got::OwnerDied));
+        l.unlock();
     }
 }

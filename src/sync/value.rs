@@ -7,11 +7,12 @@ use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::lock::{acquire, LockGuard, Mode};
+use super::lock::{acquire, deadline_after, LockGuard, Mode};
 use super::shared::{Obj, What, DATA_OFFSET};
 use crate::error::{Error, LockError, Result};
 
@@ -139,6 +140,22 @@ impl<T: Pod> Value<T> {
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
         acquire(&self.obj.block().lock, Mode::Try, |_| self.guard())
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the time passed; `OwnerDied` as for `lock`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
+        acquire(
+            &self.obj.block().lock,
+            Mode::Until(deadline_after(timeout)),
+            |_| self.guard(),
+        )
     }
 
     /// Reads the value under the lock (taking it over from a dead holder if need be).
@@ -377,6 +394,22 @@ impl<T: Pod> Array<T> {
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
         acquire(&self.obj.block().lock, Mode::Try, |_| self.guard())
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the time passed; `OwnerDied` as for `lock`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
+        acquire(
+            &self.obj.block().lock,
+            Mode::Until(deadline_after(timeout)),
+            |_| self.guard(),
+        )
     }
 
     fn locked(&self) -> ArrayGuard<'_, T> {
