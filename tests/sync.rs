@@ -173,6 +173,42 @@ fn a_sigkilled_holder_is_detected_by_a_later_locker_within_a_second() {
     assert!(matches!(v.try_lock(), Err(LockError::OwnerDied(_))));
 }
 
+/// glibc's tst-robust8 in miniature: a child hammers the lock and is SIGKILLed at an
+/// arbitrary point, over and over; every time, the next locker gets the lock (normally,
+/// or with OwnerDied when the child died inside), and the counter it protects only grows.
+#[test]
+fn killing_a_busy_locker_at_random_points_never_wedges_the_lock() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let v = Value::new(0u64).unwrap();
+    let started = Event::new().unwrap();
+    let mut last = 0;
+    let mut died_inside = 0;
+    for round in 0..12u64 {
+        started.clear();
+        let (v2, s2) = (v.clone(), started.clone());
+        let mut child = fork_child(move || loop {
+            let mut g = v2.lock().unwrap_or_else(|e| e.into_guard().unwrap());
+            *g += 1;
+            s2.set();
+        });
+        assert!(started.wait(WAIT));
+        std::thread::sleep(Duration::from_micros(300 + round * 700));
+        child.kill();
+        let now = match v.lock_timeout(Duration::from_secs(10)) {
+            Ok(g) => *g,
+            Err(LockError::OwnerDied(g)) => {
+                died_inside += 1;
+                *g
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        };
+        assert!(now > last, "round {round}: counter {now} after {last}");
+        last = now;
+    }
+    eprintln!("{died_inside} of 12 kills landed inside the critical section");
+}
+
 #[test]
 fn try_lock_would_block_and_lock_timeout_times_out_while_another_process_holds_it() {
     let _s = serial();

@@ -20,8 +20,8 @@
 //! # Owner death
 //!
 //! Because the owner's tid is *in* the word, a waiter always knows whom it waits for.
-//! Before parking, it asks the kernel whether that task still exists (`kill(tid, 0)`);
-//! on its first park and then once per park slice (at most [`SLICE`]) it also reads
+//! Before each park, it asks the kernel whether that task still exists (`kill(tid, 0)`);
+//! once per park slice (at most [`SLICE`]; `try_lock` at once) it also reads
 //! `/proc/<tid>/stat`: a zombie (killed, not yet reaped) holds nothing, and a start time
 //! other than the one the owner recorded next to the word (`owner_tag`) means the tid
 //! was reused. A dead owner is replaced with one CAS `w → me | WAITERS`, which only one
@@ -206,7 +206,10 @@ impl RawLock {
             }
         }
         let mut waited = false;
-        let mut full_check_at: Option<Instant> = None;
+        // `try_lock` reads /proc at once (it has no later chance to notice a zombie or a
+        // reused tid); a waiting locker first relies on the cheap check, and reads /proc
+        // once per slice of waiting, so a contended hand-off never touches /proc.
+        let mut full_check_at: Option<Instant> = if try_only { None } else { Some(Instant::now()) };
         loop {
             let w = self.word.load(Ordering::Relaxed);
             if w == 0 {
@@ -521,6 +524,15 @@ mod tests {
             Ordering::Relaxed,
         );
         assert_eq!(l.try_lock(m), Ok(Got::OwnerDied));
+        l.unlock();
+        // A waiting locker notices it within a park slice.
+        l.word.store(m.tid | WAITERS, Ordering::Relaxed);
+        l.owner_tag.store(
+            (u64::from(m.tid) << 32) | u64::from(m.start.wrapping_add(1)),
+            Ordering::Relaxed,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        assert_eq!(l.lock(m, Some(deadline)), Ok(Got::OwnerDied));
         l.unlock();
     }
 }
