@@ -296,7 +296,7 @@ fn semaphore_admits_at_most_its_count_across_processes() {
             let (sem, stats) = (sem.clone(), stats.clone());
             fork_child(move || {
                 for _ in 0..10 {
-                    if !sem.acquire_timeout(Duration::from_secs(30)) {
+                    if sem.acquire_timeout(Duration::from_secs(30)).is_err() {
                         return 2;
                     }
                     {
@@ -322,22 +322,25 @@ fn semaphore_admits_at_most_its_count_across_processes() {
     // Counts move across processes: the child takes both units.
     let s2 = sem.clone();
     fork_child(move || {
-        if s2.try_acquire() && s2.try_acquire() && !s2.try_acquire() {
+        if s2.try_acquire().is_ok() && s2.try_acquire().is_ok() && s2.try_acquire().is_err() {
             0
         } else {
             2
         }
     })
     .expect_success(T);
-    assert!(!sem.try_acquire());
-    assert!(!sem.acquire_timeout(Duration::from_millis(20)));
+    assert!(matches!(sem.try_acquire(), Err(LockError::WouldBlock)));
+    assert!(matches!(
+        sem.acquire_timeout(Duration::from_millis(20)),
+        Err(LockError::Timeout)
+    ));
     // A release in another process wakes a waiter here.
     let s2 = sem.clone();
     let mut c = fork_child(move || {
         std::thread::sleep(Duration::from_millis(50));
         s2.release().map_or(2, |_| 0)
     });
-    assert!(sem.acquire_timeout(Duration::from_secs(30)));
+    sem.acquire_timeout(Duration::from_secs(30)).unwrap();
     c.expect_success(T);
 }
 
@@ -347,7 +350,7 @@ fn bounded_semaphore_refuses_over_release_in_any_process() {
     let _w = watchdog(T);
     let sem = BoundedSemaphore::new(1).unwrap();
     assert!(sem.release().is_err());
-    sem.acquire();
+    sem.acquire().unwrap();
     let s2 = sem.clone();
     fork_child(move || {
         if s2.release().is_ok() && s2.release().is_err() {
@@ -358,7 +361,7 @@ fn bounded_semaphore_refuses_over_release_in_any_process() {
     })
     .expect_success(T);
     assert_eq!(sem.value(), 1);
-    assert!(sem.try_acquire());
+    sem.try_acquire().unwrap();
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::atomic::Ordering;
 use super::lock::deadline_after;
 use super::shared::{sync_handle_serde, Block, Obj, What};
 use super::waiter::Wait;
-use crate::error::{BarrierError, Error, Result};
+use crate::error::{BarrierError, Error, LockError, Result};
 
 /// Takes one unit of `b.count` if there is one.
 fn try_take(b: &Block) -> bool {
@@ -56,20 +56,22 @@ fn give(b: &Block, max: u32) -> bool {
 /// A process-shared counting semaphore (Python's `multiprocessing.Semaphore`).
 ///
 /// `acquire` takes one unit, waiting while there is none; `release` gives one back.
+/// The acquire methods report in the lock's error style: `try_acquire` fails with
+/// [`LockError::WouldBlock`], `acquire_timeout` with [`LockError::Timeout`].
 /// The count lives in shared memory: clones and copies handed to child processes share it.
 ///
 /// # Examples
 ///
 /// ```
-/// use shmproc::Semaphore;
+/// use shmproc::{LockError, Semaphore};
 /// use std::time::Duration;
 ///
 /// let sem = Semaphore::new(1)?;
-/// sem.acquire();
-/// assert!(!sem.try_acquire());
-/// assert!(!sem.acquire_timeout(Duration::from_millis(10)));
+/// sem.acquire().unwrap();
+/// assert!(matches!(sem.try_acquire(), Err(LockError::WouldBlock)));
+/// assert!(matches!(sem.acquire_timeout(Duration::from_millis(10)), Err(LockError::Timeout)));
 /// sem.release()?;
-/// assert!(sem.try_acquire());
+/// assert!(sem.try_acquire().is_ok());
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 #[derive(Clone)]
@@ -90,18 +92,40 @@ impl Semaphore {
     }
 
     /// Takes a unit, waiting as long as it takes.
-    pub fn acquire(&self) {
+    ///
+    /// # Errors
+    ///
+    /// None today: the `Result` keeps the lock's error style (a semaphore has no owner,
+    /// so there is no `OwnerDied`).
+    pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
         take(self.obj.block(), None);
+        Ok(())
     }
 
     /// Takes a unit if one is available now.
-    pub fn try_acquire(&self) -> bool {
-        try_take(self.obj.block())
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when the count is zero.
+    pub fn try_acquire(&self) -> std::result::Result<(), LockError<()>> {
+        if try_take(self.obj.block()) {
+            Ok(())
+        } else {
+            Err(LockError::WouldBlock)
+        }
     }
 
-    /// Takes a unit, waiting at most `timeout`; `false` when the time passed.
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        take(self.obj.block(), deadline_after(timeout))
+    /// Takes a unit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the time passed first.
+    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), LockError<()>> {
+        if take(self.obj.block(), deadline_after(timeout)) {
+            Ok(())
+        } else {
+            Err(LockError::Timeout)
+        }
     }
 
     /// Gives a unit back, waking a waiter.
@@ -144,7 +168,7 @@ sync_handle_serde!(Semaphore, What::Semaphore, |_| true);
 ///
 /// let sem = BoundedSemaphore::new(2)?;
 /// assert!(sem.release().is_err()); // already full
-/// sem.acquire();
+/// sem.acquire().unwrap();
 /// sem.release()?;
 /// # Ok::<(), shmproc::Error>(())
 /// ```
@@ -171,18 +195,40 @@ impl BoundedSemaphore {
     }
 
     /// Takes a unit, waiting as long as it takes.
-    pub fn acquire(&self) {
+    ///
+    /// # Errors
+    ///
+    /// None today: the `Result` keeps the lock's error style (a semaphore has no owner,
+    /// so there is no `OwnerDied`).
+    pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
         take(self.obj.block(), None);
+        Ok(())
     }
 
     /// Takes a unit if one is available now.
-    pub fn try_acquire(&self) -> bool {
-        try_take(self.obj.block())
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when the count is zero.
+    pub fn try_acquire(&self) -> std::result::Result<(), LockError<()>> {
+        if try_take(self.obj.block()) {
+            Ok(())
+        } else {
+            Err(LockError::WouldBlock)
+        }
     }
 
-    /// Takes a unit, waiting at most `timeout`; `false` when the time passed.
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        take(self.obj.block(), deadline_after(timeout))
+    /// Takes a unit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the time passed first.
+    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), LockError<()>> {
+        if take(self.obj.block(), deadline_after(timeout)) {
+            Ok(())
+        } else {
+            Err(LockError::Timeout)
+        }
     }
 
     /// Gives a unit back, waking a waiter.
