@@ -35,6 +35,22 @@ pub(crate) struct Block {
     pub(crate) waiter: Waiter,
 }
 
+impl Block {
+    /// A zeroed block on the heap, for loom models.
+    #[cfg(loom)]
+    pub(crate) fn new() -> Block {
+        Block {
+            lock: RawLock::new(),
+            count: AtomicU32::new(0),
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+            _pad: 0,
+            barrier: AtomicU64::new(0),
+            waiter: Waiter::new(),
+        }
+    }
+}
+
 /// Offset of the data (`Value`, `Array`) in the payload; also its maximum alignment.
 pub(crate) const DATA_OFFSET: usize = 128;
 
