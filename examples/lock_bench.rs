@@ -1,5 +1,6 @@
 //! Sanity measurement (not a benchmark): uncontended lock + unlock of a shmproc `Lock`,
-//! `RLock` and `Value<u64>` increment, next to `std::sync::Mutex`, in ns per pair.
+//! `RLock` and `Value<u64>` increment, next to `std::sync::Mutex`, in ns per pair; then
+//! two forked processes incrementing one `Value<u64>` (contended: spins and futex parks).
 //!
 //! `cargo run --release --example lock_bench`
 
@@ -39,4 +40,29 @@ fn main() {
             "round {round}: Lock {l:.1} ns, RLock {r:.1} ns, Value<u64> += 1 {v:.1} ns, std Mutex += 1 {m:.1} ns (lock + unlock)"
         );
     }
+    const C: u64 = 1_000_000;
+    let shared = shmproc::Value::new(0u64).unwrap();
+    let t = Instant::now();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            let v = shared.clone();
+            let mut p = shmproc::Process::fork(move || {
+                for _ in 0..C {
+                    *v.lock().unwrap_or_else(|e| e.into_guard().unwrap()) += 1;
+                }
+            });
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    for mut p in children {
+        p.join().unwrap();
+        assert_eq!(p.exitcode(), Some(0));
+    }
+    let el = t.elapsed();
+    assert_eq!(shared.get(), 2 * C);
+    println!(
+        "contended: 2 processes x {C} increments of one Value<u64>: {:.1} ns per increment (incl. fork)",
+        el.as_nanos() as f64 / (2 * C) as f64
+    );
 }
