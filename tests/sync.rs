@@ -496,6 +496,46 @@ fn condition_notify_wakes_a_process_waiting_for_a_predicate() {
 }
 
 #[test]
+fn a_condition_built_on_an_existing_lock_accepts_that_locks_guards() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let lock = Lock::new().unwrap();
+    let cond = Condition::with_lock(&lock).unwrap();
+    let state = Value::new(0u32).unwrap();
+    let waiting = Event::new().unwrap();
+    let (l2, c2, s2, w2) = (lock.clone(), cond.clone(), state.clone(), waiting.clone());
+    let mut child = fork(move || {
+        let g = l2.lock().unwrap(); // the plain lock's guard
+        w2.set();
+        let (g, ok) = c2.wait_for(g, || s2.get() == 1, WAIT).unwrap();
+        drop(g);
+        if ok {
+            0
+        } else {
+            2
+        }
+    });
+    assert!(waiting.wait(WAIT));
+    {
+        let _g = cond.lock().unwrap(); // the condition's guard: the same lock
+        assert!(lock.is_locked());
+        state.set(1);
+        cond.notify();
+    }
+    child.expect_success(T);
+    assert!(!lock.is_locked());
+}
+
+#[test]
+#[should_panic(expected = "guard of another lock")]
+fn waiting_with_a_guard_of_an_unrelated_lock_panics() {
+    let cond = Condition::new().unwrap();
+    let other = Lock::new().unwrap();
+    let g = other.lock().unwrap();
+    let _ = cond.wait_timeout(g, Duration::from_millis(1));
+}
+
+#[test]
 fn barrier_of_three_processes_releases_them_together_with_distinct_indices() {
     let _s = serial();
     let _w = watchdog(T);

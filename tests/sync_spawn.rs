@@ -126,6 +126,16 @@ fn wait_on_condition((c, state, waiting): (Condition, Value<u32>, Event)) {
     }
 }
 
+fn wait_with_the_plain_lock((lock, c, state, waiting): (Lock, Condition, Value<u32>, Event)) {
+    let g = lock.lock().unwrap();
+    waiting.set();
+    let (g, ok) = c.wait_for(g, || state.get() == 1, WAIT).unwrap();
+    drop(g);
+    if !ok {
+        fail(2);
+    }
+}
+
 fn barrier_party((b, seen, i): (Barrier, Array<u32>, u32)) {
     for round in 0..2 {
         match b.wait(WAIT) {
@@ -310,6 +320,22 @@ fn condition_notify_all_wakes_waiting_children(m: StartMethod) {
     assert_eq!(finish(p), 0);
 }
 
+fn condition_with_an_existing_lock_takes_that_locks_guard_in_a_child(m: StartMethod) {
+    let lock = Lock::new().unwrap();
+    let c = Condition::with_lock(&lock).unwrap();
+    let state = Value::new(0u32).unwrap();
+    let waiting = Event::new().unwrap();
+    let args = (lock.clone(), c.clone(), state.clone(), waiting.clone());
+    let p = start(m, wait_with_the_plain_lock, args);
+    assert!(waiting.wait(WAIT));
+    {
+        let _g = lock.lock().unwrap();
+        state.set(1);
+        c.notify();
+    }
+    assert_eq!(finish(p), 0);
+}
+
 fn barrier_of_three_children_with_distinct_indices(m: StartMethod) {
     let b = Barrier::new(3).unwrap();
     let seen = Array::<u32>::new(6).unwrap();
@@ -390,6 +416,10 @@ const TESTS: &[Test] = &[
     (
         "condition_notify_all_wakes_waiting_children",
         condition_notify_all_wakes_waiting_children,
+    ),
+    (
+        "condition_with_an_existing_lock_takes_that_locks_guard_in_a_child",
+        condition_with_an_existing_lock_takes_that_locks_guard_in_a_child,
     ),
     (
         "barrier_of_three_children_with_distinct_indices",

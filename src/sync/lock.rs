@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::atomic::Ordering;
 use super::raw::{me, Fail, Got, RawLock};
-use super::shared::{sync_handle_serde, Obj, What};
+use super::shared::{sync_handle_serde, Obj, What, Wire};
 use crate::error::{LockError, Result};
 
 /// `!Send` but `Sync`, like std's `MutexGuard`: a guard is released by the thread that
@@ -84,13 +84,13 @@ pub struct Lock {
 /// Holds a [`Lock`] (or the lock of a [`Condition`]); releases it when dropped.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
-    raw: &'a RawLock,
+    obj: &'a Obj,
     _not_send: NotSend,
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        self.raw.unlock();
+        self.obj.block().lock.unlock();
     }
 }
 
@@ -101,9 +101,10 @@ impl fmt::Debug for LockGuard<'_> {
 }
 
 impl<'a> LockGuard<'a> {
-    pub(crate) fn new(raw: &'a RawLock) -> LockGuard<'a> {
+    /// The guard of `obj`'s lock, which the caller has just taken.
+    pub(crate) fn new(obj: &'a Obj) -> LockGuard<'a> {
         LockGuard {
-            raw,
+            obj,
             _not_send: PhantomData,
         }
     }
@@ -125,6 +126,10 @@ impl Lock {
         &self.obj.block().lock
     }
 
+    fn lock_obj(&self) -> &Obj {
+        &self.obj
+    }
+
     /// Takes the lock, waiting as long as it takes.
     ///
     /// # Errors
@@ -133,7 +138,7 @@ impl Lock {
     /// holder died holding it.
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         acquire(self.raw(), Mode::Until(None), |_| {
-            LockGuard::new(self.raw())
+            LockGuard::new(self.lock_obj())
         })
     }
 
@@ -143,7 +148,7 @@ impl Lock {
     ///
     /// [`LockError::WouldBlock`] while it is held; [`LockError::OwnerDied`] as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Try, |_| LockGuard::new(self.raw()))
+        acquire(self.raw(), Mode::Try, |_| LockGuard::new(self.lock_obj()))
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -156,7 +161,7 @@ impl Lock {
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         acquire(self.raw(), Mode::Until(deadline_after(timeout)), |_| {
-            LockGuard::new(self.raw())
+            LockGuard::new(self.lock_obj())
         })
     }
 
@@ -305,8 +310,10 @@ sync_handle_serde!(RLock, What::RLock, |_| true);
 // ------------------------------------------------------------------------- Condition
 
 /// A process-shared condition variable with its own lock (Python's
-/// `multiprocessing.Condition()`): lock it, check your condition, `wait` (which releases
-/// the lock while sleeping and retakes it), and `notify` with the lock held.
+/// `multiprocessing.Condition()`), or built on an existing [`Lock`] with
+/// [`Condition::with_lock`] (Python's `Condition(lock)`): lock it, check your
+/// condition, `wait` (which releases the lock while sleeping and retakes it), and
+/// `notify` with the lock held.
 ///
 /// As with every condition variable, a wait may return without a matching notify
 /// (a spurious wake-up, or a notify meant for another waiter): wait in a loop, or use
@@ -337,23 +344,46 @@ sync_handle_serde!(RLock, What::RLock, |_| true);
 /// ```
 #[derive(Clone)]
 pub struct Condition {
+    /// The notify sequence and sleeper count.
     obj: Arc<Obj>,
+    /// Whose lock it uses: `obj` itself, or a [`Lock`]'s object (`with_lock`).
+    lock: Arc<Obj>,
 }
 
 impl Condition {
-    /// Creates a condition variable and its lock in a fresh shared region.
+    /// Creates a condition variable and its own lock in a fresh shared region.
     ///
     /// # Errors
     ///
     /// An OS error when the region cannot be created.
     pub fn new() -> Result<Condition> {
+        let obj = Obj::create(What::Condition, 0, [0; 3])?;
+        Ok(Condition {
+            lock: obj.clone(),
+            obj,
+        })
+    }
+
+    /// Creates a condition variable that uses an existing [`Lock`] (Python's
+    /// `Condition(lock)`): guards from `lock.lock()` and from this condition's `lock()`
+    /// are interchangeable.
+    ///
+    /// # Errors
+    ///
+    /// An OS error when the region cannot be created.
+    pub fn with_lock(lock: &Lock) -> Result<Condition> {
         Ok(Condition {
             obj: Obj::create(What::Condition, 0, [0; 3])?,
+            lock: lock.obj.clone(),
         })
     }
 
     fn raw(&self) -> &RawLock {
-        &self.obj.block().lock
+        &self.lock.block().lock
+    }
+
+    fn lock_obj(&self) -> &Obj {
+        &self.lock
     }
 
     /// Takes the condition's lock.
@@ -363,7 +393,7 @@ impl Condition {
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it.
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         acquire(self.raw(), Mode::Until(None), |_| {
-            LockGuard::new(self.raw())
+            LockGuard::new(self.lock_obj())
         })
     }
 
@@ -373,7 +403,7 @@ impl Condition {
     ///
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Try, |_| LockGuard::new(self.raw()))
+        acquire(self.raw(), Mode::Try, |_| LockGuard::new(self.lock_obj()))
     }
 
     /// Takes the condition's lock, waiting at most `timeout`.
@@ -386,7 +416,7 @@ impl Condition {
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         acquire(self.raw(), Mode::Until(deadline_after(timeout)), |_| {
-            LockGuard::new(self.raw())
+            LockGuard::new(self.lock_obj())
         })
     }
 
@@ -459,9 +489,11 @@ impl Condition {
         deadline: Option<Instant>,
     ) -> std::result::Result<(LockGuard<'a>, bool), LockError<LockGuard<'a>>> {
         assert!(
-            std::ptr::eq(guard.raw, self.raw()),
+            guard.obj.same_object(&self.lock),
             "Condition::wait with a guard of another lock"
         );
+        // Retake the very lock (mapping) the caller's guard came from.
+        let lock_obj: &'a Obj = guard.obj;
         let b = self.obj.block();
         // Read under the lock: a notify after our unlock changes it.
         let seq = b.seq.load(Ordering::SeqCst);
@@ -487,8 +519,8 @@ impl Condition {
             }
         };
         b.sleepers.fetch_sub(1, Ordering::SeqCst);
-        match acquire(self.raw(), Mode::Until(None), |_| {
-            LockGuard::new(self.raw())
+        match acquire(&lock_obj.block().lock, Mode::Until(None), |_| {
+            LockGuard::new(lock_obj)
         }) {
             Ok(g) => Ok((g, notified)),
             Err(e) => Err(e),
@@ -524,4 +556,36 @@ impl fmt::Debug for Condition {
     }
 }
 
-sync_handle_serde!(Condition, What::Condition, |_| true);
+impl serde::Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let own = self
+            .obj
+            .to_wire()
+            .map_err(|e| S::Error::custom(e.to_string()))?;
+        let lock = if Arc::ptr_eq(&self.obj, &self.lock) {
+            None
+        } else {
+            Some(
+                self.lock
+                    .to_wire()
+                    .map_err(|e| S::Error::custom(e.to_string()))?,
+            )
+        };
+        (own, lock).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Condition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (own, lock) = <(Wire, Option<Wire>)>::deserialize(d)?;
+        let err = |e: crate::Error| D::Error::custom(e.to_string());
+        let obj = Obj::open(own, What::Condition, |_| true).map_err(err)?;
+        let lock = match lock {
+            None => obj.clone(),
+            Some(w) => Obj::open(w, What::Lock, |_| true).map_err(err)?,
+        };
+        Ok(Condition { obj, lock })
+    }
+}

@@ -130,15 +130,35 @@ impl Obj {
         [p[1], p[2], p[3]]
     }
 
+    /// Whether `self` and `other` are the same shared object (the same mapping, or two
+    /// mappings of one memfd, as after a spawned child received it twice).
+    pub(crate) fn same_object(&self, other: &Obj) -> bool {
+        if std::ptr::eq(self.block, other.block) {
+            return true;
+        }
+        match (
+            crate::sys::file_id(self.region.fd()),
+            crate::sys::file_id(other.region.fd()),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// Serializes this object for a spawned child (its region's descriptor).
     pub(crate) fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
-        let fd = handoff::pass_fd(self.region.fd()).map_err(|e| S::Error::custom(e.to_string()))?;
-        Wire {
-            region: fd,
+        self.to_wire()
+            .map_err(|e| S::Error::custom(e.to_string()))?
+            .serialize(ser)
+    }
+
+    /// What this object serializes to: its descriptor, passed to the spawned child.
+    pub(crate) fn to_wire(&self) -> Result<Wire> {
+        Ok(Wire {
+            region: handoff::pass_fd(self.region.fd())?,
             what: self.region.params()[0],
-        }
-        .serialize(ser)
+        })
     }
 
     /// Deserializes an object of type `what` in a spawned child; `valid` checks the shape.
@@ -152,7 +172,8 @@ impl Obj {
         Obj::open(w, what, valid).map_err(|e| D::Error::custom(e.to_string()))
     }
 
-    fn open(w: Wire, what: What, valid: impl FnOnce(&Obj) -> bool) -> Result<Arc<Obj>> {
+    /// Opens an object received as `w` (see [`Obj::deserialize`]).
+    pub(crate) fn open(w: Wire, what: What, valid: impl FnOnce(&Obj) -> bool) -> Result<Arc<Obj>> {
         if w.what != what as u64 {
             return Err(Error::Handle("handle of another sync type"));
         }
@@ -175,7 +196,7 @@ impl Obj {
 
 /// What a sync handle serializes to when handed to a spawned child.
 #[derive(Serialize, Deserialize)]
-struct Wire {
+pub(crate) struct Wire {
     region: i32,
     what: u64,
 }

@@ -117,7 +117,7 @@ impl<T: Pod> Value<T> {
 
     fn guard(&self) -> ValueGuard<'_, T> {
         ValueGuard {
-            _lock: LockGuard::new(&self.obj.block().lock),
+            _lock: LockGuard::new(&self.obj),
             ptr: self.ptr(),
             _t: PhantomData,
         }
@@ -369,7 +369,7 @@ impl<T: Pod> Array<T> {
 
     fn guard(&self) -> ArrayGuard<'_, T> {
         ArrayGuard {
-            _lock: LockGuard::new(&self.obj.block().lock),
+            _lock: LockGuard::new(&self.obj),
             // Aligned (128-byte data area, align_of T <= 128) and holds `len` elements.
             ptr: NonNull::new(self.obj.data().cast::<T>()).expect("mapping is never null"),
             len: self.len,

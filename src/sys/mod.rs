@@ -349,3 +349,10 @@ pub(crate) fn task_state(tid: u32) -> Option<(u8, u64)> {
     let start = fields.nth(18)?.parse().ok()?;
     Some((state, start))
 }
+
+/// The (device, inode) pair of an fd: two descriptors (or two mappings) name the same
+/// file exactly when these are equal.
+pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
+    Ok((st.st_dev, st.st_ino))
+}
