@@ -364,6 +364,9 @@ const COUNT: u64 = RESETTING - 1;
 /// caller waiting and every later caller gets [`BarrierError::Broken`] (the one that
 /// timed out gets [`BarrierError::Timeout`]) until [`reset`](Self::reset).
 ///
+/// A party that dies while waiting still counts as arrived (as in Python, where a
+/// killed process's arrival is not undone): use a timeout where that matters.
+///
 /// # Examples
 ///
 /// ```
