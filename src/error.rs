@@ -424,3 +424,14 @@ impl<G> fmt::Display for LockError<G> {
 }
 
 impl<G> std::error::Error for LockError<G> {}
+
+simple_error!(
+    /// Why `Barrier::wait` failed.
+    BarrierError {
+        /// The barrier is broken (a timeout or `abort` elsewhere, or a `reset` while
+        /// waiting): Python's `BrokenBarrierError`.
+        Broken => "the barrier is broken",
+        /// This caller's timeout passed; the barrier is broken now.
+        Timeout => "timed out waiting at the barrier",
+    }
+);

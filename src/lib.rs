@@ -28,6 +28,10 @@ pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender}
 pub use error::*;
 pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{get_context, init, Context, Process, StartMethod};
+pub use sync::{
+    Array, ArrayGuard, ArrayInit, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard,
+    RLock, RLockGuard, Semaphore, Value, ValueGuard,
+};
 
 /// The README's example is compiled and run as a doctest.
 #[cfg(doctest)]

@@ -337,3 +337,22 @@ pub(crate) fn fork_generation() -> u64 {
     });
     FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// The state letter (field 3 of `/proc/<tid>/stat`: `R`, `S`, `Z`, ...) and start time
+/// (field 22, clock ticks since boot) of a task. `None` when it is gone. A zombie (`Z`)
+/// or dead (`X`) task still answers `kill(tid, 0)`; this tells it apart.
+pub(crate) fn task_state(tid: u32) -> Option<(u8, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The (device, inode) pair of an fd: two descriptors (or two mappings) name the same
+/// file exactly when these are equal.
+pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
+    Ok((st.st_dev, st.st_ino))
+}
