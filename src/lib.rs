@@ -25,5 +25,6 @@ pub(crate) mod ring;
 pub mod sync;
 
 pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
+pub use channel::{JoinableQueue, Queue};
 pub use error::*;
 pub use process::{get_context, init, Context, Process, StartMethod};
