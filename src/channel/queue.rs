@@ -170,6 +170,13 @@ impl Shared {
         })
     }
 
+    fn claim_and_abandon(&self, as_consumer: bool) -> bool {
+        if self.joinable && !as_consumer {
+            self.ring.task_add();
+        }
+        self.ring.claim_and_abandon(mpmc::me(), as_consumer)
+    }
+
     fn put_value<T: Serialize + ?Sized>(
         &self,
         item: &T,
@@ -502,7 +509,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Returns whether it claimed a slot. Not part of the API.
     #[doc(hidden)]
     pub fn __claim_and_abandon(&self, as_consumer: bool) -> bool {
-        self.shared.ring.claim_and_abandon(mpmc::me(), as_consumer)
+        self.shared.claim_and_abandon(as_consumer)
     }
 }
 
@@ -544,6 +551,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     }
 
     queue_methods!();
+
+    /// Test hook: as [`Queue::__claim_and_abandon`]. Not part of the API.
+    #[doc(hidden)]
+    pub fn __claim_and_abandon(&self, as_consumer: bool) -> bool {
+        self.shared.claim_and_abandon(as_consumer)
+    }
 
     /// Marks one item taken with `get` as processed.
     ///
