@@ -40,7 +40,7 @@ const PER_PRODUCER: u64 = ITEMS / 2;
 #[test]
 fn two_producers_two_consumers_deliver_every_item_exactly_once() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = Queue::<u64>::new().unwrap();
     let (tx, rx) = pipe::<Vec<u8>>().unwrap();
     let mut consumers: Vec<_> = (0..2)
@@ -112,7 +112,7 @@ fn two_producers_two_consumers_deliver_every_item_exactly_once() {
 #[test]
 fn full_and_empty_on_a_capacity_4_queue() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = Queue::<u32>::with_capacity(4).unwrap();
     assert_eq!(q.capacity(), 4);
     let q2 = q.clone();
@@ -150,7 +150,7 @@ fn full_and_empty_on_a_capacity_4_queue() {
 #[test]
 fn close_in_one_process_closes_for_all_puts_and_for_gets_once_drained() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = Queue::<String>::with_capacity(8).unwrap();
     q.put(&"kept".to_string()).unwrap();
     let q2 = q.clone();
@@ -174,7 +174,7 @@ fn close_in_one_process_closes_for_all_puts_and_for_gets_once_drained() {
 #[test]
 fn close_wakes_a_consumer_blocked_in_another_process() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = Queue::<u8>::with_capacity(2).unwrap();
     let q2 = q.clone();
     let mut child = fork_child(move || match q2.get() {
@@ -189,7 +189,7 @@ fn close_wakes_a_consumer_blocked_in_another_process() {
 #[test]
 fn joinable_join_returns_only_after_every_task_done() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = JoinableQueue::<u32>::with_capacity(16).unwrap();
     let go = Queue::<()>::with_capacity(1).unwrap();
     let (q2, go2) = (q.clone(), go.clone());
@@ -228,7 +228,7 @@ fn joinable_join_returns_only_after_every_task_done() {
 #[test]
 fn joinable_join_waits_for_task_done_in_several_consumer_processes() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = JoinableQueue::<u64>::new().unwrap();
     let done = Queue::<u64>::new().unwrap();
     let mut kids: Vec<_> = (0..2)
@@ -263,7 +263,7 @@ fn joinable_join_waits_for_task_done_in_several_consumer_processes() {
 #[test]
 fn a_consumer_killed_holding_a_slot_leaves_the_queue_usable() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = Queue::<u32>::with_capacity(4).unwrap();
     for i in 1..=4 {
         q.put(&i).unwrap();
@@ -297,7 +297,7 @@ fn a_consumer_killed_holding_a_slot_leaves_the_queue_usable() {
 #[test]
 fn a_producer_killed_holding_a_slot_leaves_the_queue_usable() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = JoinableQueue::<u32>::with_capacity(4).unwrap();
     let (q2, ready) = (q.clone(), Queue::<()>::with_capacity(1).unwrap());
     let ready2 = ready.clone();
@@ -334,7 +334,7 @@ fn a_producer_killed_holding_a_slot_leaves_the_queue_usable() {
 #[test]
 fn consumers_sigkilled_at_random_never_wedge_or_duplicate() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     for _round in 0..10 {
         let q = Queue::<u64>::with_capacity(8).unwrap();
         let q2 = q.clone();
@@ -369,7 +369,7 @@ fn consumers_sigkilled_at_random_never_wedge_or_duplicate() {
 #[test]
 fn producers_sigkilled_at_random_never_wedge_or_duplicate() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     for _round in 0..10 {
         let q = Queue::<u64>::with_capacity(8).unwrap();
         let q2 = q.clone();
@@ -443,7 +443,7 @@ fn blob(n: usize, seed: u8) -> Blob {
 #[test]
 fn one_and_sixty_four_mib_items_pass_between_processes() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let before = side_files();
     let q = Queue::<Blob>::with_capacity(4).unwrap();
     let q2 = q.clone();
@@ -469,7 +469,7 @@ fn one_and_sixty_four_mib_items_pass_between_processes() {
 #[test]
 fn large_items_lost_with_a_dead_consumer_leave_no_side_file() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let before = side_files();
     let q = Queue::<Blob>::with_capacity(1).unwrap();
     q.put(&blob(1 << 20, 9)).unwrap();
@@ -495,7 +495,7 @@ fn large_items_lost_with_a_dead_consumer_leave_no_side_file() {
 #[test]
 fn get_timeout_on_an_empty_queue_times_out() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = Queue::<u64>::new().unwrap();
     let t = Instant::now();
     assert!(matches!(
@@ -509,7 +509,7 @@ fn get_timeout_on_an_empty_queue_times_out() {
 #[test]
 fn a_blocked_put_resumes_when_a_consumer_process_makes_room() {
     let _s = serial();
-    let _w = watchdog(T);
+    let _w = watchdog(T + Duration::from_secs(30));
     let q = Queue::<u64>::with_capacity(2).unwrap();
     q.put(&0).unwrap();
     q.put(&1).unwrap();

@@ -183,6 +183,13 @@ impl Shared {
         deadline: Option<Instant>,
         nonblocking: bool,
     ) -> std::result::Result<(), PutErr> {
+        // Small items (the common case) encode on the stack, straight to slot size.
+        let mut small = [0u8; INLINE];
+        match codec::encode_to_slice(item, &mut small) {
+            Ok(Some(n)) => return self.put_bytes(&small[..n], deadline, nonblocking),
+            Ok(None) => {}
+            Err(e) => return Err(PutErr::Codec(e.to_string())),
+        }
         SCRATCH.with(|s| {
             let mut buf = s
                 .try_borrow_mut()
@@ -208,6 +215,9 @@ impl Shared {
         deadline: Option<Instant>,
         nonblocking: bool,
     ) -> std::result::Result<(), PutErr> {
+        if bytes.len() as u64 > self.max_item {
+            return Err(PutErr::TooLarge(bytes.len() as u64, self.max_item));
+        }
         if self.joinable {
             self.ring.task_add();
         }
@@ -230,9 +240,6 @@ impl Shared {
             PutFail::Full => PutErr::Full,
             PutFail::Timeout => PutErr::Timeout,
             PutFail::Closed => PutErr::Closed,
-            PutFail::Failed(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
-                PutErr::TooLarge(bytes.len() as u64, self.max_item)
-            }
             PutFail::Failed(e) => PutErr::Io(e),
         })
     }
@@ -244,9 +251,6 @@ impl Shared {
         nonblocking: bool,
     ) -> std::result::Result<(), PutFail> {
         let len = bytes.len() as u64;
-        if len > self.max_item {
-            return Err(PutFail::Failed(std::io::ErrorKind::FileTooLarge.into()));
-        }
         if self.ring.is_closed() {
             return Err(PutFail::Closed);
         }
