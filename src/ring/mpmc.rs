@@ -34,9 +34,12 @@
 //! `tail` one lap later) checks, before it parks, whether the owner is alive: its pid
 //! (`kill(pid, 0)`) and, against pid reuse, its start time (written to `start` right
 //! after the claim and cleared before the release, so a non-zero `start` is always the
-//! current owner's). A dead owner's slot is moved by CAS to `EMPTY(p + cap)`, exactly
-//! as if the item had been consumed: the item it held is the only loss. An optional
-//! hook lets the channel clean up what the slot referred to (a side file).
+//! current owner's). The checker takes a dead owner's slot over (CAS to the same phase
+//! under its own pid), lets an optional hook clean up what the slot referred to (a
+//! side file), and releases it as `EMPTY(p + cap)`, exactly as if the item had been
+//! consumed: the item it held is the only loss. (Reading the slot only after the
+//! takeover matters: loom caught a version that read it before its CAS, racing with
+//! the next producer's write.)
 //!
 //! # Memory orderings
 //!
@@ -56,7 +59,6 @@
 //! slot's data size before any byte is copied; a bad one is a [`ProtocolError`], and
 //! the slot is still released so the queue goes on.
 
-use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::time::Instant;
 
@@ -173,7 +175,41 @@ pub(crate) struct Slot {
     state: AtomicU64,
     start: AtomicU64,
     meta: AtomicU64,
-    data: UnsafeCell<[u8; INLINE]>,
+    data: DataCell,
+}
+
+/// A slot's data bytes: std's `UnsafeCell`, or loom's (which checks that the owner
+/// protocol really orders every access) under `cfg(loom)`.
+struct DataCell {
+    #[cfg(not(loom))]
+    cell: std::cell::UnsafeCell<[u8; INLINE]>,
+    #[cfg(loom)]
+    cell: loom::cell::UnsafeCell<[u8; INLINE]>,
+}
+
+impl DataCell {
+    #[cfg(loom)]
+    fn new() -> DataCell {
+        DataCell {
+            cell: loom::cell::UnsafeCell::new([0; INLINE]),
+        }
+    }
+
+    #[inline(always)]
+    fn with_mut<R>(&self, f: impl FnOnce(*mut u8) -> R) -> R {
+        #[cfg(not(loom))]
+        return f(self.cell.get().cast());
+        #[cfg(loom)]
+        return self.cell.with_mut(|p| f(p.cast()));
+    }
+
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(*const u8) -> R) -> R {
+        #[cfg(not(loom))]
+        return f(self.cell.get().cast_const().cast());
+        #[cfg(loom)]
+        return self.cell.with(|p| f(p.cast()));
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_SIZE || cfg!(loom));
@@ -185,7 +221,7 @@ impl Slot {
             state: AtomicU64::new(pack(pos, Phase::Empty, 0)),
             start: AtomicU64::new(0),
             meta: AtomicU64::new(0),
-            data: UnsafeCell::new([0; INLINE]),
+            data: DataCell::new(),
         }
     }
 }
@@ -358,7 +394,8 @@ impl Mpmc {
         // SAFETY: the caller owns the slot (its WRITING claim succeeded), so no other
         // party reads or writes `data` until it is published; n <= INLINE; the source is
         // process-local memory and cannot overlap the slot.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), slot.data.get().cast::<u8>(), n) };
+        slot.data
+            .with_mut(|p| unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, n) });
         slot.meta
             .store((u64::from(kind) << 32) | n as u64, Ordering::Relaxed);
     }
@@ -378,9 +415,8 @@ impl Mpmc {
         // SAFETY: the caller owns the slot (a READING claim, or the reclaim of a dead
         // owner's slot, whose writes ended with its death); len <= INLINE (checked); the
         // destination is a local buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(slot.data.get().cast::<u8>(), out.as_mut_ptr(), len)
-        };
+        slot.data
+            .with(|p| unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), len) });
         Ok((kind, len))
     }
 
@@ -527,7 +563,11 @@ impl Mpmc {
 
     /// Reclaims the blocker's slot if its owner is dead (see the module docs). Returns
     /// whether anything changed (so the caller should retry).
-    pub(crate) fn reclaim_if_dead(&self, b: Blocker) -> bool {
+    ///
+    /// The reclaimer first takes the slot over (CAS to the same phase under its own
+    /// pid), so it reads what the slot refers to while it owns it, then releases it as
+    /// `EMPTY(p + cap)`. A reclaimer that dies midway is itself a dead owner.
+    pub(crate) fn reclaim_if_dead(&self, me: Owner, b: Blocker) -> bool {
         let slot = self.slot(b.index);
         let (stamp, phase, pid) = unpack(b.state);
         if !matches!(phase, Phase::Writing | Phase::Reading) {
@@ -540,19 +580,19 @@ impl Mpmc {
         if (self.alive)(Owner { pid, start }) {
             return false;
         }
-        let mut buf = [0u8; INLINE];
-        let data = self.read_data(slot, &mut buf);
-        let _ = slot
-            .start
-            .compare_exchange(start, 0, Ordering::Relaxed, Ordering::Relaxed);
-        let next = pack(stamp + self.cap, Phase::Empty, 0);
+        let mine = pack(stamp, phase, me.pid);
+        // AcqRel: Acquire pairs with whatever the dead owner last published; Release
+        // pairs with the next checker's Acquire load.
         if slot
             .state
-            .compare_exchange(b.state, next, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(b.state, mine, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             return true;
         }
+        slot.start.store(me.start, Ordering::Relaxed);
+        let mut buf = [0u8; INLINE];
+        let data = self.read_data(slot, &mut buf);
         if phase == Phase::Writing && self.ctl().joinable.load(Ordering::Relaxed) != 0 {
             // The item was never delivered: it will never be task_done()'d either.
             let _ = self.task_done();
@@ -560,6 +600,10 @@ impl Mpmc {
         if let (Some(hook), Ok((kind, len))) = (self.hook, data) {
             hook(kind, &buf[..len]);
         }
+        slot.start.store(0, Ordering::Relaxed);
+        // Pairs with the next producer's Acquire load of the state.
+        slot.state
+            .store(pack(stamp + self.cap, Phase::Empty, 0), Ordering::Release);
         self.hdr().not_full.wake_all();
         self.hdr().not_empty.wake_all();
         true
@@ -623,7 +667,7 @@ impl Mpmc {
                 PutTry::Failed(e) => return Err(PutFail::Failed(e)),
                 PutTry::Full(blocker) => {
                     if let Some(b) = blocker {
-                        if self.reclaim_if_dead(b) {
+                        if self.reclaim_if_dead(me, b) {
                             continue;
                         }
                     }
@@ -633,7 +677,10 @@ impl Mpmc {
                     let w = self.hdr().not_full.wait_until(
                         deadline,
                         || self.put_ready(),
-                        || self.tail_blocker().is_some_and(|b| self.reclaim_if_dead(b)),
+                        || {
+                            self.tail_blocker()
+                                .is_some_and(|b| self.reclaim_if_dead(me, b))
+                        },
                     );
                     if w == Wait::TimedOut {
                         return Err(PutFail::Timeout);
@@ -658,7 +705,7 @@ impl Mpmc {
                 Ok(GetTry::Closed) => return Err(GetFail::Closed),
                 Ok(GetTry::Empty(blocker)) => {
                     if let Some(b) = blocker {
-                        if self.reclaim_if_dead(b) {
+                        if self.reclaim_if_dead(me, b) {
                             continue;
                         }
                     }
@@ -668,7 +715,10 @@ impl Mpmc {
                     let w = self.hdr().not_empty.wait_until(
                         deadline,
                         || self.get_ready(),
-                        || self.head_blocker().is_some_and(|b| self.reclaim_if_dead(b)),
+                        || {
+                            self.head_blocker()
+                                .is_some_and(|b| self.reclaim_if_dead(me, b))
+                        },
                     );
                     if w == Wait::TimedOut {
                         return Err(GetFail::Timeout);
@@ -942,7 +992,7 @@ mod loom_tests {
             match r.try_put(owner(pid), 0, &[v], &mut || Ok(())) {
                 PutTry::Done => return,
                 PutTry::Full(Some(b)) => {
-                    r.reclaim_if_dead(b);
+                    r.reclaim_if_dead(owner(pid), b);
                 }
                 _ => {}
             }
@@ -955,7 +1005,7 @@ mod loom_tests {
             match r.try_get(owner(pid), &mut |_, b| b[0]).unwrap() {
                 GetTry::Got(v) => return v,
                 GetTry::Empty(Some(b)) => {
-                    r.reclaim_if_dead(b);
+                    r.reclaim_if_dead(owner(pid), b);
                 }
                 _ => {}
             }
