@@ -3,7 +3,7 @@
 //!
 //! # Design
 //!
-//! One shared region holds an [MPMC slot ring](crate::ring) of exactly `capacity` slots:
+//! One shared region holds an MPMC slot ring (`ring::mpmc`) of exactly `capacity` slots:
 //! every item takes one slot whatever its size, so exactly `capacity` items fit. The
 //! fast path is lock-free: a put is one slot CAS, one index CAS, a copy and a store; a
 //! get likewise. Blocking calls spin briefly, then park on a futex; a put or get makes a
@@ -52,7 +52,7 @@ use crate::sync::waiter::register_process;
 use crate::sys;
 
 /// Capacity of [`Queue::new`] and [`JoinableQueue::new`], in items.
-pub const DEFAULT_CAPACITY: usize = 32_768;
+pub(crate) const DEFAULT_CAPACITY: usize = 32_768;
 /// Largest item, in encoded bytes.
 pub const DEFAULT_MAX_ITEM: u64 = 4 << 30;
 /// Largest encoding stored inline in a slot; larger items go to a side file.
@@ -127,9 +127,11 @@ enum GetErr {
     Io(std::io::Error),
 }
 
-/// What the consumer took out of a slot while it owned it.
-enum Taken<T> {
-    Value(Result<T>),
+/// What the consumer took out of a slot while it owned it. Decoding waits until the
+/// slot is released: `T`'s `Deserialize` is user code, and a panic in it must not leave
+/// a slot held by a live process.
+enum Taken {
+    Inline([u8; INLINE], usize),
     Side(std::io::Result<std::fs::File>, u64),
     Bad(ProtocolError),
 }
@@ -286,7 +288,11 @@ impl Shared {
                 mpmc::me(),
                 deadline,
                 &mut |kind, bytes| match kind {
-                    KIND_INLINE => Taken::Value(codec::decode::<T>(bytes)),
+                    KIND_INLINE => {
+                        let mut copy = [0u8; INLINE];
+                        copy[..bytes.len()].copy_from_slice(bytes);
+                        Taken::Inline(copy, bytes.len())
+                    }
                     KIND_SIDE => match parse_side(bytes) {
                         Some((_, len)) if len > max => {
                             reclaim_hook(kind, bytes);
@@ -308,7 +314,9 @@ impl Shared {
                 GetFail::Protocol(p) => GetErr::Protocol(p),
             })?;
         match taken {
-            Taken::Value(v) => v.map_err(|e| GetErr::Codec(e.to_string())),
+            Taken::Inline(bytes, len) => {
+                codec::decode::<T>(&bytes[..len]).map_err(|e| GetErr::Codec(e.to_string()))
+            }
             Taken::Bad(p) => Err(GetErr::Protocol(p)),
             Taken::Side(file, len) => {
                 let file = file.map_err(GetErr::Io)?;
@@ -486,7 +494,7 @@ pub struct Queue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
-    /// A queue of [`DEFAULT_CAPACITY`] (32,768) items.
+    /// A queue of [`DEFAULT_QUEUE_CAPACITY`](crate::channel::DEFAULT_QUEUE_CAPACITY) (32,768) items.
     ///
     /// # Errors
     /// An OS error creating the shared region.
@@ -535,7 +543,7 @@ pub struct JoinableQueue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
-    /// A joinable queue of [`DEFAULT_CAPACITY`] (32,768) items.
+    /// A joinable queue of [`DEFAULT_QUEUE_CAPACITY`](crate::channel::DEFAULT_QUEUE_CAPACITY) (32,768) items.
     ///
     /// # Errors
     /// An OS error creating the shared region.
