@@ -676,6 +676,19 @@ handle_impls!(JoinableQueue, true);
 mod tests {
     use super::*;
 
+    /// Serializes the tests that count side files.
+    static SIDE_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn side_files() -> usize {
+        std::fs::read_dir(sys::SIDE_DIR)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("shmproc-q-"))
+            })
+            .count()
+    }
+
     #[test]
     fn handles_are_send_and_sync() {
         fn check<X: Send + Sync + Clone>() {}
@@ -685,6 +698,7 @@ mod tests {
 
     #[test]
     fn inline_and_side_items_round_trip_in_order() {
+        let _g = SIDE_FILES.lock().unwrap_or_else(|e| e.into_inner());
         let q = Queue::<Vec<u8>>::with_capacity(8).unwrap();
         let sizes = [0usize, 1, INLINE - 2, INLINE, INLINE + 1, 5000, 1 << 20];
         for (i, &n) in sizes.iter().enumerate() {
@@ -693,6 +707,46 @@ mod tests {
         for (i, &n) in sizes.iter().enumerate() {
             assert_eq!(q.get().unwrap(), vec![i as u8; n]);
         }
+    }
+
+    #[test]
+    fn corrupt_slots_are_errors_and_the_queue_goes_on() {
+        let q = Queue::<Vec<u8>>::with_capacity(8).unwrap();
+        let ring = &q.shared.ring;
+        // Unknown kind.
+        q.put(&vec![1]).unwrap();
+        ring.poke_meta(0, (77 << 32) | 2);
+        assert!(matches!(
+            q.get(),
+            Err(Error::Protocol(ProtocolError::BadRecord))
+        ));
+        // Length beyond the slot.
+        q.put(&vec![2]).unwrap();
+        ring.poke_meta(1, (u64::from(KIND_INLINE) << 32) | 4096);
+        assert_eq!(q.try_get(), Err(TryGetError::Protocol));
+        // A side item whose descriptor claims another length: refused, file removed.
+        let _g = SIDE_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        let before = side_files();
+        q.put(&vec![3; 1000]).unwrap();
+        ring.poke_data(2, 16, 0xFF);
+        assert!(matches!(q.get(), Err(Error::Io(_))));
+        assert_eq!(side_files(), before);
+        // A side item whose descriptor claims more than the limit.
+        q.put(&vec![4; 1000]).unwrap();
+        for i in 16..24 {
+            ring.poke_data(3, i, 0xFF);
+        }
+        assert!(matches!(
+            q.get(),
+            Err(Error::Protocol(ProtocolError::TooLarge { .. }))
+        ));
+        assert_eq!(side_files(), before);
+        // Bytes that are not a T.
+        q.put(&vec![5]).unwrap();
+        ring.poke_data(4, 0, 0xFF);
+        assert!(matches!(q.get(), Err(Error::Codec(_))));
+        q.put(&vec![6]).unwrap();
+        assert_eq!(q.get().unwrap(), vec![6]);
     }
 
     #[test]

@@ -778,6 +778,22 @@ impl Mpmc {
         w == Wait::Ready
     }
 
+    /// Overwrites the `meta` word of the slot of position `pos` (tests of bad input).
+    #[cfg(test)]
+    pub(crate) fn poke_meta(&self, pos: u64, meta: u64) {
+        self.slot(pos).meta.store(meta, Ordering::Relaxed);
+    }
+
+    /// Overwrites data byte `i` of the slot of position `pos` (tests of bad input).
+    #[cfg(test)]
+    pub(crate) fn poke_data(&self, pos: u64, i: usize, b: u8) {
+        assert!(i < INLINE);
+        // SAFETY: i < INLINE; tests call this only while no other party uses the slot.
+        self.slot(pos)
+            .data
+            .with_mut(|p| unsafe { p.add(i).write(b) });
+    }
+
     /// Claims a slot as a producer (or consumer) and never releases it: a stand-in for
     /// a process killed mid-operation, for tests.
     #[doc(hidden)]
