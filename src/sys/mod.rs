@@ -341,22 +341,18 @@ pub(crate) fn fork_generation() -> u64 {
 /// Where side files of large queue items live (tmpfs: shared memory with a name).
 pub(crate) const SIDE_DIR: &str = "/dev/shm";
 
-/// Creates an unnamed file (`O_TMPFILE`, mode 0600) in [`SIDE_DIR`] with `len` bytes
-/// reserved up front (a full tmpfs is an error here, never a SIGBUS later). It has no
-/// name until [`side_link`] gives it one, so a crash before that leaks nothing.
-pub(crate) fn side_create(len: u64) -> io::Result<std::fs::File> {
-    use std::os::fd::AsFd;
+/// Creates an unnamed file (`O_TMPFILE`, mode 0600) in [`SIDE_DIR`]. It has no name
+/// until [`side_link`] gives it one, so a crash before that leaks nothing. Callers fill
+/// it with `write` (never through a mapping), so a full tmpfs is an `ENOSPC` error,
+/// never a SIGBUS.
+pub(crate) fn side_create() -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(SIDE_DIR)?;
-    if len > 0 {
-        fallocate(f.as_fd(), len)?;
-    }
-    Ok(f)
+        .open(SIDE_DIR)
 }
 
 /// Gives an `O_TMPFILE` file the name `path` (`linkat` through `/proc/self/fd`, which
