@@ -1034,7 +1034,7 @@ mod loom_tests {
     #[test]
     fn loom_two_producers_race_for_slots() {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(4);
         b.check(|| {
             let h = heap_ring(2, |_| true);
             let h2 = h.clone();
@@ -1060,7 +1060,7 @@ mod loom_tests {
     #[test]
     fn loom_two_consumers_race_for_items() {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(4);
         b.check(|| {
             let h = heap_ring(2, |_| true);
             put_spin(&h.ring, 3, 1);
@@ -1089,7 +1089,7 @@ mod loom_tests {
     #[test]
     fn loom_producer_consumer_through_one_slot() {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(2);
+        b.preemption_bound = Some(4);
         b.check(|| {
             let h = heap_ring(1, |_| true);
             let h2 = h.clone();
@@ -1108,7 +1108,7 @@ mod loom_tests {
     #[test]
     fn loom_dead_writer_is_skipped_once() {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(2);
+        b.preemption_bound = Some(4);
         b.check(|| {
             let h = heap_ring(1, |o| o.pid != 9);
             assert!(h.ring.claim_and_abandon(owner(9), false));
