@@ -231,6 +231,12 @@ simple_error!(
         Full => "queue is full",
         /// The queue was closed.
         Closed => "queue is closed",
+        /// The item's encoding exceeds the queue's size limit.
+        TooLarge => "item exceeds the queue's size limit",
+        /// The item's `Serialize` failed.
+        Codec => "item could not be encoded",
+        /// Storing a large item failed (side file: no space, no /dev/shm).
+        Io => "OS error while storing a large item",
     }
 );
 simple_error!(
@@ -240,6 +246,12 @@ simple_error!(
         Empty => "queue is empty",
         /// The queue was closed and is drained.
         Closed => "queue is closed",
+        /// The item in shared memory was corrupt (it was consumed).
+        Protocol => "corrupt item in queue",
+        /// The item did not decode as `T` (it was consumed).
+        Codec => "item could not be decoded",
+        /// Reading a large item failed (its side file was missing or wrong).
+        Io => "OS error while reading a large item",
     }
 );
 

@@ -7,3 +7,9 @@ pub use pipe::{
     duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender, DEFAULT_CAPACITY,
     DEFAULT_MAX_MESSAGE,
 };
+
+mod queue;
+
+pub use queue::{JoinableQueue, Queue, DEFAULT_MAX_ITEM, INLINE_BYTES};
+/// Capacity of `Queue::new()` and `JoinableQueue::new()`, in items.
+pub const DEFAULT_QUEUE_CAPACITY: usize = queue::DEFAULT_CAPACITY;

@@ -69,6 +69,20 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> crate
     Ok(())
 }
 
+/// Encodes `value` into `buf` if it fits: `Ok(Some(len))`; `Ok(None)` when it does not
+/// (encode into a vector instead).
+#[inline]
+pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut [u8],
+) -> crate::Result<Option<usize>> {
+    match postcard::to_slice(value, buf) {
+        Ok(used) => Ok(Some(used.len())),
+        Err(postcard::Error::SerializeBufferFull) => Ok(None),
+        Err(e) => Err(crate::Error::Codec(e.to_string())),
+    }
+}
+
 /// Encodes `value` into a new vector.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> crate::Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(|e| crate::Error::Codec(e.to_string()))

@@ -356,3 +356,72 @@ pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
     Ok((st.st_dev, st.st_ino))
 }
+
+/// Where side files of large queue items live (tmpfs: shared memory with a name).
+pub(crate) const SIDE_DIR: &str = "/dev/shm";
+
+/// Creates an unnamed file (`O_TMPFILE`, mode 0600) in [`SIDE_DIR`]. It has no name
+/// until [`side_link`] gives it one, so a crash before that leaks nothing. Callers fill
+/// it with `write` (never through a mapping), so a full tmpfs is an `ENOSPC` error,
+/// never a SIGBUS.
+pub(crate) fn side_create() -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(SIDE_DIR)
+}
+
+/// Gives an `O_TMPFILE` file the name `path` (`linkat` through `/proc/self/fd`, which
+/// needs no privilege). Fails if `path` exists.
+pub(crate) fn side_link(file: &std::fs::File, path: &CStr) -> io::Result<()> {
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: both paths are NUL-terminated strings alive for the call.
+    let res = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    cvt(res).map(drop)
+}
+
+/// Opens the side file `path` for reading (never following a symlink) and unlinks it at
+/// once, so it is freed when the returned file closes. Checks that it is a regular file
+/// of ours, mode 0600, of exactly `len` bytes.
+pub(crate) fn side_take(path: &CStr, len: u64) -> io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = std::path::Path::new(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
+    );
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)?;
+    let _ = side_unlink(path);
+    let (size, uid, mode) = fstat(f.as_fd())?;
+    if size != len || uid != geteuid() || mode & 0o077 != 0 || mode & libc::S_IFMT != libc::S_IFREG
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "side file of a queue item has the wrong size, owner or mode",
+        ));
+    }
+    Ok(f)
+}
+
+/// Removes the side file `path` (ENOENT is not an error).
+pub(crate) fn side_unlink(path: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is a NUL-terminated string alive for the call.
+    match cvt(unsafe { libc::unlink(path.as_ptr()) }) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other.map(drop),
+    }
+}
