@@ -411,12 +411,32 @@ impl Spsc {
     /// `need` does not fit before it), or `None` when fewer than `need` are free now.
     /// `need` is a multiple of 8 and at most [`Spsc::max_record`].
     #[inline]
-    pub(crate) fn reserve(&self, _g: &WriteGuard<'_>, need: u64) -> Option<(u64, u64)> {
+    pub(crate) fn reserve(&self, g: &WriteGuard<'_>, need: u64) -> Option<(u64, u64)> {
+        let w = &self.hdr().w;
+        let before = w.tail.load(Ordering::Relaxed);
+        let mut tail = before;
+        let slot = self.reserve_at(g, &mut tail, need);
+        if tail != before {
+            // Publish the pad; pairs with the reader's Acquire load of `tail`.
+            w.tail.store(tail, Ordering::Release);
+        }
+        slot
+    }
+
+    /// [`Spsc::reserve`] for a batch: `tail` is the writer's private, not yet published
+    /// tail (from [`Spsc::batch_tail`]); padding over the end of the ring advances it
+    /// without publishing. Nothing is visible to the reader until [`Spsc::publish`].
+    #[inline(always)]
+    pub(crate) fn reserve_at(
+        &self,
+        _g: &WriteGuard<'_>,
+        tail: &mut u64,
+        need: u64,
+    ) -> Option<(u64, u64)> {
         debug_assert!(need % 8 == 0 && need <= self.max_record());
         let w = &self.hdr().w;
-        let mut tail = w.tail.load(Ordering::Relaxed);
         let mut head = w.cached_head.load(Ordering::Relaxed);
-        let mut off = tail & (self.cap - 1);
+        let mut off = *tail & (self.cap - 1);
         let mut to_end = self.cap - off;
         let total = if need <= to_end { need } else { to_end + need };
         if tail.wrapping_add(total).wrapping_sub(head) > self.cap {
@@ -430,14 +450,81 @@ impl Spsc {
         if need > to_end {
             // SAFETY: [off, cap) is free (checked above) and in bounds; 8-aligned.
             unsafe { self.write_header(off, RecKind::Pad, to_end - REC_HDR) };
-            tail += to_end;
-            // Publish the pad; pairs with the reader's Acquire load of `tail`.
-            w.tail.store(tail, Ordering::Release);
+            *tail += to_end;
             off = 0;
             to_end = self.cap;
         }
         let free = self.cap - tail.wrapping_sub(head);
         Some((off, free.min(to_end)))
+    }
+
+    /// The published tail, where a batch starts.
+    #[inline(always)]
+    pub(crate) fn batch_tail(&self, _g: &WriteGuard<'_>) -> u64 {
+        self.hdr().w.tail.load(Ordering::Relaxed)
+    }
+
+    /// Writes the header of a batched record whose payload is already at
+    /// `off + REC_HDR` (within a window from [`Spsc::reserve_at`]) and advances the
+    /// private `tail` past it. Not visible until [`Spsc::publish`].
+    #[inline(always)]
+    pub(crate) fn commit_at(
+        &self,
+        _g: &WriteGuard<'_>,
+        tail: &mut u64,
+        off: u64,
+        kind: RecKind,
+        len: u64,
+    ) {
+        debug_assert_eq!(*tail & (self.cap - 1), off);
+        // SAFETY: `reserve_at` returned `off` with at least `record_size(len)` free bytes
+        // (the caller wrote no more than the window), so the header slot is ours.
+        unsafe { self.write_header(off, kind, len) };
+        *tail += record_size(len);
+    }
+
+    /// Publishes every record written up to the private `tail` with one store, and
+    /// wakes the reader if it sleeps.
+    #[inline]
+    pub(crate) fn publish(&self, _g: &WriteGuard<'_>, tail: u64) {
+        let w = &self.hdr().w;
+        if w.tail.load(Ordering::Relaxed) != tail {
+            // Pairs with the reader's Acquire load of `tail`: headers and payloads written
+            // before this store are visible.
+            w.tail.store(tail, Ordering::Release);
+            self.hdr().readable.wake_all();
+        }
+    }
+
+    /// Waits until `need` bytes can be reserved at the private `tail` of a batch (the
+    /// caller published everything before it first, or the reader could not free room).
+    pub(crate) fn wait_writable_at(
+        &self,
+        g: &WriteGuard<'_>,
+        tail: &mut u64,
+        need: u64,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<(u64, u64), Wait> {
+        let mut slot = None;
+        let mut t = *tail;
+        let r = self.hdr().writable.wait_until(
+            deadline,
+            || {
+                t = *tail;
+                slot = self.reserve_at(g, &mut t, need);
+                slot.is_some()
+            },
+            abort,
+        );
+        match (r, slot) {
+            (Wait::Ready, Some(s)) => {
+                *tail = t;
+                Ok(s)
+            }
+            (Wait::Ready, None) => Err(Wait::Aborted),
+            (r, _) => Err(r),
+        }
     }
 
     /// Refreshes the cached head (when a guess of the free space was too small).

@@ -130,6 +130,9 @@ fn codec_csv(rs: &[codecs::Result1]) -> String {
 }
 
 fn main() {
+    // First: a reader started with StartMethod::Spawn re-runs this binary and runs its
+    // target here.
+    shmproc::init();
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
