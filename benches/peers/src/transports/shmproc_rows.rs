@@ -24,8 +24,14 @@ use crate::proc::{EXIT_BAD_DATA, EXIT_IO};
 /// Exit code of a reader whose ready signal could not be sent.
 const EXIT_READY: i32 = 6;
 
-fn finish(seq: &Seq, count: u64) -> ! {
-    std::process::exit(seq.done(count))
+/// Ends the reader after DONE. Success returns from the target, so the child leaves the
+/// way every `Process` does (`_exit` after flushing stdio); `std::process::exit` would
+/// also run the atexit handlers of every library linked into this harness (~0.3 ms).
+fn finish(seq: &Seq, count: u64) {
+    let code = seq.done(count);
+    if code != 0 {
+        std::process::exit(code);
+    }
 }
 
 /// The seed's `reader_proc` over a simplex pipe.
@@ -38,7 +44,7 @@ fn pipe_reader((rx, ready, count): (Receiver<Msg>, Sender<()>, u64)) {
     loop {
         match rx.recv() {
             Ok(Msg::Int(v)) => seq.int(v),
-            Ok(Msg::Done) => finish(&seq, count),
+            Ok(Msg::Done) => return finish(&seq, count),
             Err(_) => std::process::exit(EXIT_IO),
         }
     }
@@ -54,13 +60,24 @@ fn duplex_reader((conn, ready, count): (Connection<Msg>, Sender<()>, u64)) {
     loop {
         match conn.recv() {
             Ok(Msg::Int(v)) => seq.int(v),
-            Ok(Msg::Done) => finish(&seq, count),
+            Ok(Msg::Done) => return finish(&seq, count),
             Err(_) => std::process::exit(EXIT_IO),
         }
     }
 }
 
-/// Starts `p`, waits for its ready signal, times `writer` plus `join()`.
+/// The reader's one-byte "ready" signal: a small ring (256 bytes), so its set-up and
+/// tear-down cost next to nothing.
+fn ready_pipe() -> Result<(Sender<()>, Receiver<()>), String> {
+    shmproc::Pipe::builder()
+        .capacity(256)
+        .build::<()>()
+        .map_err(|e| format!("shmproc::pipe: {e}"))
+}
+
+/// Starts `p`, waits for its ready signal, times `writer` plus `join()`. The writer
+/// borrows its end: dropping it (unmapping the region) is not timed, as for every other
+/// row of the table.
 fn run_reader(
     mut p: Process,
     ready: Receiver<()>,
@@ -99,9 +116,9 @@ fn run_reader(
 
 fn pipe_with(method: StartMethod, count: u64, cfg: &Cfg) -> Result<Duration, String> {
     let (tx, rx) = shmproc::pipe::<Msg>().map_err(|e| format!("shmproc::pipe: {e}"))?;
-    let (rtx, rrx) = shmproc::pipe::<()>().map_err(|e| format!("shmproc::pipe: {e}"))?;
+    let (rtx, rrx) = ready_pipe()?;
     let p = get_context(method).process(pipe_reader, (rx, rtx, count));
-    run_reader(p, rrx, cfg, move || {
+    run_reader(p, rrx, cfg, || {
         for i in 0..count {
             tx.send(&Msg::Int(i)).map_err(|e| format!("send: {e}"))?;
         }
@@ -122,9 +139,9 @@ pub fn pipe_spawn(count: u64, cfg: &Cfg) -> Result<Duration, String> {
 /// `duplex::<Msg>()` (Python's default `Pipe()`), reader forked.
 pub fn duplex(count: u64, cfg: &Cfg) -> Result<Duration, String> {
     let (a, b) = shmproc::duplex::<Msg>().map_err(|e| format!("shmproc::duplex: {e}"))?;
-    let (rtx, rrx) = shmproc::pipe::<()>().map_err(|e| format!("shmproc::pipe: {e}"))?;
+    let (rtx, rrx) = ready_pipe()?;
     let p = get_context(StartMethod::Fork).process(duplex_reader, (b, rtx, count));
-    run_reader(p, rrx, cfg, move || {
+    run_reader(p, rrx, cfg, || {
         for i in 0..count {
             a.send(&Msg::Int(i)).map_err(|e| format!("send: {e}"))?;
         }
@@ -137,9 +154,9 @@ pub fn duplex(count: u64, cfg: &Cfg) -> Result<Duration, String> {
 pub fn pipe_batch(count: u64, cfg: &Cfg) -> Result<Duration, String> {
     const BATCH: u64 = 1024;
     let (tx, rx) = shmproc::pipe::<u64>().map_err(|e| format!("shmproc::pipe: {e}"))?;
-    let (rtx, rrx) = shmproc::pipe::<()>().map_err(|e| format!("shmproc::pipe: {e}"))?;
+    let (rtx, rrx) = ready_pipe()?;
     let p = get_context(StartMethod::Fork).process(u64_reader, (rx, rtx, count));
-    run_reader(p, rrx, cfg, move || {
+    run_reader(p, rrx, cfg, || {
         let mut buf = Vec::with_capacity(BATCH as usize);
         let mut i = 0;
         while i < count {
@@ -160,7 +177,7 @@ fn u64_reader((rx, ready, count): (Receiver<u64>, Sender<()>, u64)) {
     let mut seq = Seq::new();
     loop {
         match rx.recv() {
-            Ok(super::DONE) => finish(&seq, count),
+            Ok(super::DONE) => return finish(&seq, count),
             Ok(v) => seq.int(v),
             Err(_) => std::process::exit(EXIT_IO),
         }
@@ -184,7 +201,7 @@ fn queue_reader((q, ready, count): (shmproc::Queue<Msg>, Sender<()>, u64)) {
     loop {
         match q.get() {
             Ok(Msg::Int(v)) => seq.int(v),
-            Ok(Msg::Done) => finish(&seq, count),
+            Ok(Msg::Done) => return finish(&seq, count),
             Err(_) => std::process::exit(EXIT_IO),
         }
     }
@@ -194,9 +211,9 @@ fn queue_reader((q, ready, count): (shmproc::Queue<Msg>, Sender<()>, u64)) {
 #[cfg(feature = "shmproc-queue")]
 pub fn queue(count: u64, cfg: &Cfg) -> Result<Duration, String> {
     let q = shmproc::Queue::<Msg>::new().map_err(|e| format!("Queue::new: {e}"))?;
-    let (rtx, rrx) = shmproc::pipe::<()>().map_err(|e| format!("shmproc::pipe: {e}"))?;
+    let (rtx, rrx) = ready_pipe()?;
     let p = get_context(StartMethod::Fork).process(queue_reader, (q.clone(), rtx, count));
-    run_reader(p, rrx, cfg, move || {
+    run_reader(p, rrx, cfg, || {
         for i in 0..count {
             q.put(&Msg::Int(i)).map_err(|e| format!("put: {e}"))?;
         }
