@@ -834,7 +834,7 @@ pub(crate) fn ring_in_region(
 /// `src` is valid for reads and `dst` for writes of `n` bytes; the ranges do not overlap.
 #[inline(always)]
 unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
-    // SAFETY (for every arm): each access lies inside [src, src + n) or [dst, dst + n),
+    // SAFETY: in every arm, each access lies inside [src, src + n) or [dst, dst + n),
     // which the caller guarantees; unaligned accesses use read/write_unaligned.
     unsafe {
         match n {
