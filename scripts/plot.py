@@ -4,7 +4,7 @@
   experiment-summary.csv -> experiment-throughput.png  (msgs/s per transport, per count)
   codecs.csv             -> codecs.png                 (encode+decode ns per payload)
   sizes.csv              -> sizes.png                  (throughput vs message size; when present)
-  latency.csv            -> latency.png                (round-trip distribution; when present)
+  latency.csv            -> latency.png                (round-trip median/p99/p99.9; when present)
 
 Installs matplotlib with pip when it is missing.
 """
@@ -19,7 +19,12 @@ def need_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError:
         print("plot.py: installing matplotlib with pip", file=sys.stderr)
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "matplotlib"])
+        try:
+            subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "matplotlib"])
+        except (subprocess.CalledProcessError, OSError) as e:
+            print(f"plot.py: could not install matplotlib ({e}); no plots, the tables are "
+                  "complete without them (try: apt-get install python3-matplotlib)", file=sys.stderr)
+            sys.exit(0)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -132,21 +137,27 @@ def sizes(plt, d):
 
 
 def latency(plt, d):
-    """latency.csv: transport,mode,round_trip_ns (one line per sample)."""
+    """latency.csv: bench,samples,median_ns,p99_ns,p999_ns,max_ns (benches/latency.rs)."""
     path = os.path.join(d, "latency.csv")
     if not os.path.exists(path):
         return None
     rows = read(path)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for key in dict.fromkeys((r["transport"], r["mode"]) for r in rows):
-        v = sorted(float(r["round_trip_ns"]) for r in rows if (r["transport"], r["mode"]) == key)
-        ax.plot(v, [i / len(v) for i in range(len(v))], label=f"{key[0]} ({key[1]})")
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = [r["bench"] for r in rows]
+    qs = [("median_ns", "median"), ("p99_ns", "p99"), ("p999_ns", "p99.9")]
+    h = 0.8 / len(qs)
+    for k, (col, lab) in enumerate(qs):
+        ax.barh([i + k * h for i in range(len(names))], [float(r[col]) for r in rows], height=h, label=lab)
+    ax.set_yticks([i + h for i in range(len(names))])
+    ax.set_yticklabels(names)
+    ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("round trip (ns)")
-    ax.set_ylabel("fraction of samples (CDF)")
-    ax.set_title("Ping-pong round-trip latency")
-    ax.grid(which="both", alpha=0.3)
-    ax.legend()
+    ax.set_xlabel("round trip (ns, log scale; HDR histogram over all criterion iterations)")
+    ax.set_title("Ping-pong round-trip latency between two processes")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     out = os.path.join(d, "latency.png")
     fig.savefig(out, dpi=110)

@@ -340,3 +340,90 @@ fn ends_created_while_another_thread_forks_never_leak_into_the_child() {
         "{held_open} of {created} pipes were kept open by a child"
     );
 }
+
+#[test]
+fn send_all_delivers_every_batch_in_order_across_processes() {
+    let _s = serial();
+    let _w = watchdog(T);
+    // A small ring, so batches wrap (padding) and fill it (publish, wait, go on).
+    let (tx, rx) = Pipe::builder().capacity(4096).build::<u64>().unwrap();
+    let mut child = fork_child(move || {
+        for i in 0..200_000u64 {
+            if rx.recv_timeout(T) != Ok(i) {
+                return 2;
+            }
+        }
+        match rx.recv_timeout(T) {
+            Err(RecvTimeoutError::Disconnected) => 0,
+            _ => 3,
+        }
+    });
+    let mut next = 0u64;
+    for len in [1usize, 7, 1000, 0, 3000, 1] {
+        let batch: Vec<u64> = (next..next + len as u64).collect();
+        tx.send_all(&batch).unwrap();
+        next += len as u64;
+    }
+    while next < 200_000 {
+        let batch: Vec<u64> = (next..(next + 1024).min(200_000)).collect();
+        tx.send_all(&batch).unwrap();
+        next += batch.len() as u64;
+    }
+    drop(tx);
+    child.expect_success(T);
+}
+
+#[test]
+fn send_all_mixes_small_and_streamed_messages() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = Pipe::builder().capacity(1024).build::<Vec<u8>>().unwrap();
+    // 0 bytes to 10 rings' worth: in place, copied whole, and streamed in pieces.
+    let msgs: Vec<Vec<u8>> = [0usize, 5, 60, 200, 255, 300, 10_240, 3, 1]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| (0..n).map(|i| (i * 31 + k) as u8).collect())
+        .collect();
+    let expect = msgs.clone();
+    let mut child = fork_child(move || {
+        for m in &expect {
+            if rx.recv_timeout(T).as_ref() != Ok(m) {
+                return 2;
+            }
+        }
+        0
+    });
+    tx.send_all(&msgs).unwrap();
+    child.expect_success(T);
+}
+
+#[test]
+fn send_all_publishes_the_whole_batch_before_returning() {
+    let (tx, rx) = pipe::<u64>().unwrap();
+    tx.send_all(&[]).unwrap();
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.send_all(&[1, 2, 3]).unwrap();
+    for i in 1..=3 {
+        assert_eq!(rx.try_recv(), Ok(i));
+    }
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    let (a, b) = duplex::<u64>().unwrap();
+    a.send_all(&[7, 8]).unwrap();
+    assert_eq!((b.try_recv(), b.try_recv()), (Ok(7), Ok(8)));
+}
+
+#[test]
+fn send_all_reports_disconnected_and_stops_when_the_reader_is_gone() {
+    let (tx, rx) = pipe::<u64>().unwrap();
+    drop(rx);
+    assert_eq!(tx.send_all(&[1, 2, 3]), Err(SendError::Disconnected));
+}
+
+#[test]
+fn send_all_refuses_an_oversized_message_after_sending_the_ones_before() {
+    let (tx, rx) = Pipe::builder().max_message(16).build::<Vec<u8>>().unwrap();
+    let res = tx.send_all(&[vec![1u8; 2], vec![0u8; 100], vec![3u8; 2]]);
+    assert!(matches!(res, Err(SendError::TooLarge { .. })));
+    assert_eq!(rx.try_recv(), Ok(vec![1u8; 2]));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+}

@@ -446,6 +446,65 @@ impl Shared {
         })
     }
 
+    /// Sends every message of `msgs` in order, holding the writer role throughout and
+    /// publishing them with one store of the ring's tail (or one per ring-full of them).
+    fn send_all_impl<T: Serialize>(&self, msgs: &[T]) -> std::result::Result<(), SendFail> {
+        let tx = self.tx.as_ref().expect("sending end has a ring to write");
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        if self.readers_dropped(tx) {
+            return Err(SendFail::Disconnected);
+        }
+        let block = Block::Until(None);
+        let g = tx
+            .acquire_writer(None, || self.peer_gone())
+            .map_err(|w| wait_to_fail(w, block))?;
+        let mut tail = tx.batch_tail(&g);
+        for msg in msgs {
+            let slot = match tx.reserve_at(&g, &mut tail, MIN_WINDOW) {
+                Some(s) => Some(s),
+                None => {
+                    // Full: let the reader see what is written, then wait for room.
+                    tx.publish(&g, tail);
+                    match tx.wait_writable_at(&g, &mut tail, MIN_WINDOW, None, || self.peer_gone())
+                    {
+                        Ok(s) => Some(s),
+                        Err(w) => return Err(wait_to_fail(w, block)),
+                    }
+                }
+            };
+            if let Some((off, window)) = slot {
+                let max = window.min(tx.max_record()) - REC_HDR;
+                let mut sink = tx.sink(&g, off, max);
+                match codec::encode_in_place(msg, &mut sink) {
+                    Ok(n) => {
+                        let n = n as u64;
+                        if n > self.max_message {
+                            tx.publish(&g, tail);
+                            return Err(SendFail::TooLarge(n, self.max_message));
+                        }
+                        tx.commit_at(&g, &mut tail, off, RecKind::Msg, n);
+                        continue;
+                    }
+                    Err(EncodeError::Codec(e)) => {
+                        tx.publish(&g, tail);
+                        return Err(SendFail::Codec(e));
+                    }
+                    Err(EncodeError::Full) => {}
+                }
+            }
+            // A message larger than the window: publish, then the one-message path.
+            tx.publish(&g, tail);
+            let mut buf = Vec::new();
+            codec::encode_into(msg, &mut buf).map_err(|e| SendFail::Codec(e.to_string()))?;
+            self.send_locked(tx, &g, &buf, block, None)?;
+            tail = tx.batch_tail(&g);
+        }
+        tx.publish(&g, tail);
+        Ok(())
+    }
+
     fn send_bytes_impl(&self, bytes: &[u8], block: Block) -> std::result::Result<(), SendFail> {
         let tx = self.tx.as_ref().expect("sending end has a ring to write");
         if self.readers_dropped(tx) {
@@ -714,6 +773,29 @@ macro_rules! sender_methods {
         pub fn send_timeout(&self, msg: &T, timeout: Duration) -> std::result::Result<(), SendTimeoutError> {
             self.shared().send_value(msg, Block::Until(deadline_after(timeout))).map_err(|f| {
                 send_errors!(f, SendTimeoutError { Full => SendTimeoutError::Timeout, Timeout => SendTimeoutError::Timeout })
+            })
+        }
+
+        /// Sends every message of `msgs`, in order, as [`send`](Self::send) would one by
+        /// one, but publishes them to the receiver together: one store of the ring's
+        /// index per call (or per ring-full), and one wake-up at most. Other senders'
+        /// messages are never interleaved within the batch. The messages are visible to
+        /// the receiver when this returns; none of them before (except when the batch
+        /// fills the ring, which publishes what is written and waits for room).
+        ///
+        /// ```
+        /// let (tx, rx) = shmproc::pipe::<u64>()?;
+        /// tx.send_all(&[1, 2, 3])?;
+        /// assert_eq!(rx.iter().take(3).collect::<Vec<_>>(), [1, 2, 3]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
+        /// # Errors
+        /// As [`send`](Self::send). On an error the messages before the failing one
+        /// have been sent, and none after it.
+        pub fn send_all(&self, msgs: &[T]) -> std::result::Result<(), SendError> {
+            self.shared().send_all_impl(msgs).map_err(|f| {
+                send_errors!(f, SendError { Full => SendError::Disconnected, Timeout => SendError::Disconnected })
             })
         }
 

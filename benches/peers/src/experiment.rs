@@ -249,6 +249,45 @@ pub fn table(rows: &[Row], counts: &[u64], runs: usize) -> String {
     s
 }
 
+fn median_of(rows: &[Row], id: &str, idx: usize) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.id == id)
+        .and_then(|r| r.cells.get(idx))
+        .and_then(Cell::median)
+}
+
+/// DESIGN.md's targets for the seed's experiment, as ratios measured in this run: the
+/// headline row (`shmproc-pipe`: `pipe::<Msg>()`, forked reader) against the raw SPSC
+/// ring of `u64`, the OS pipe and Python's `multiprocessing.Pipe`.
+pub fn targets(rows: &[Row], counts: &[u64]) -> String {
+    let mut s = String::from(
+        "| messages | shmproc pipe::<Msg>() | share of raw SPSC ring (target ≥ 50%) | × OS pipe (target ≥ 50×) | × Python Pipe (target ≥ 500×) |\n|---|---|---|---|---|\n",
+    );
+    let fmt = |v: Option<f64>, pct: bool, target: f64| match v {
+        Some(x) if pct => format!("{:.1}% {}", x * 100.0, if x >= target { "✓" } else { "✗" }),
+        Some(x) => format!("{:.1}× {}", x, if x >= target { "✓" } else { "✗" }),
+        None => "n/a".into(),
+    };
+    for (i, &c) in counts.iter().enumerate() {
+        let Some(shm) = median_of(rows, "shmproc-pipe", i) else {
+            continue;
+        };
+        let ring = median_of(rows, "spsc-ring", i).map(|t| t / shm);
+        let os = median_of(rows, "os-pipe", i).map(|t| t / shm);
+        let py = median_of(rows, "python-mp-pipe", i).map(|t| t / shm);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            count_name(c),
+            fmt_rate(c as f64 / shm),
+            fmt(ring, true, 0.5),
+            fmt(os, false, 50.0),
+            fmt(py, false, 500.0)
+        );
+    }
+    s
+}
+
 /// bench-results/experiment-raw.csv and experiment-summary.csv.
 pub fn write_csv(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;

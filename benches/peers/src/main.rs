@@ -130,6 +130,9 @@ fn codec_csv(rs: &[codecs::Result1]) -> String {
 }
 
 fn main() {
+    // First: a reader started with StartMethod::Spawn re-runs this binary and runs its
+    // target here.
+    shmproc::init();
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
@@ -149,7 +152,9 @@ fn main() {
     let mut failed = false;
     if args.cmd == "experiment" || args.cmd == "all" {
         let rows = experiment::run(&args.exp);
-        let table = experiment::table(&rows, &args.exp.counts, args.exp.runs);
+        let mut table = experiment::table(&rows, &args.exp.counts, args.exp.runs);
+        table.push_str("\nTargets (DESIGN.md), same run:\n\n");
+        table.push_str(&experiment::targets(&rows, &args.exp.counts));
         println!("{table}");
         if let Some(dir) = &args.out {
             if let Err(e) = experiment::write_csv(dir, &rows)
@@ -161,7 +166,7 @@ fn main() {
         }
         // A transport that should always work here failing is a harness bug: exit non-zero.
         for r in &rows {
-            if ["os-pipe", "spsc-ring"].contains(&r.id.as_str())
+            if ["os-pipe", "spsc-ring", "shmproc-pipe"].contains(&r.id.as_str())
                 && r.cells.iter().any(|c| c.secs.is_empty())
             {
                 failed = true;

@@ -43,18 +43,28 @@ pub fn all() -> Vec<Transport> {
     vec![
         Transport {
             id: "shmproc-pipe",
-            label: "shmproc pipe::<Msg>() (postcard)",
+            label: "shmproc pipe::<Msg>() (postcard), forked reader",
             run: shmproc_rows::pipe,
         },
         Transport {
+            id: "shmproc-pipe-spawn",
+            label: "shmproc pipe::<Msg>(), spawned reader",
+            run: shmproc_rows::pipe_spawn,
+        },
+        Transport {
             id: "shmproc-duplex",
-            label: "shmproc duplex::<Msg>()",
+            label: "shmproc duplex::<Msg>(), forked reader",
             run: shmproc_rows::duplex,
         },
         Transport {
             id: "shmproc-queue",
             label: "shmproc Queue::<Msg>",
             run: shmproc_rows::queue,
+        },
+        Transport {
+            id: "shmproc-send-all",
+            label: "shmproc pipe::<u64>() send_all, 1024/batch",
+            run: shmproc_rows::pipe_batch,
         },
         Transport {
             id: "os-pipe",
