@@ -526,3 +526,42 @@ fn a_blocked_put_resumes_when_a_consumer_process_makes_room() {
     q.put(&2).unwrap();
     child.expect_success(T);
 }
+
+#[test]
+fn a_killed_consumer_not_yet_reaped_does_not_wedge_the_queue() {
+    // A process killed while it holds a slot stays a zombie until its parent reaps it,
+    // and a zombie still answers kill(pid, 0). The others must not wait for the reaping.
+    let _s = serial();
+    let _w = watchdog(T + Duration::from_secs(30));
+    let q = Queue::<u32>::with_capacity(2).unwrap();
+    q.put(&1).unwrap();
+    q.put(&2).unwrap();
+    let (q2, ready) = (q.clone(), Queue::<()>::with_capacity(1).unwrap());
+    let ready2 = ready.clone();
+    let mut child = fork_child(move || {
+        if !q2.__claim_and_abandon(true) {
+            return 2;
+        }
+        let _ = ready2.put(&());
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    ready.get_timeout(T).unwrap();
+    // SIGKILL without reaping: the child stays a zombie while we use the queue.
+    nix::sys::signal::kill(child.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let t0 = Instant::now();
+    while std::fs::read_to_string(format!("/proc/{}/stat", child.pid()))
+        .map(|s| !s.contains(") Z"))
+        .unwrap_or(false)
+    {
+        assert!(t0.elapsed() < T, "child did not become a zombie");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(q.get_timeout(T).unwrap(), 2);
+    // The zombie's slot is the one this put needs.
+    q.put_timeout(&3, Duration::from_secs(5)).unwrap();
+    q.put_timeout(&4, Duration::from_secs(5)).unwrap();
+    assert_eq!(q.get_timeout(T).unwrap(), 3);
+    assert_eq!(q.get_timeout(T).unwrap(), 4);
+    child.kill(); // reaps it
+}

@@ -121,7 +121,7 @@ pub(crate) struct Owner {
 /// Whether a slot owner still runs: its pid exists and, when its start time is known,
 /// that pid was not reused by another process.
 pub(crate) fn owner_alive(o: Owner) -> bool {
-    if !crate::sys::pid_alive(o.pid) {
+    if !crate::sys::pid_running(o.pid) {
         return false;
     }
     o.start == 0 || crate::sys::start_time(o.pid) == Some(o.start)

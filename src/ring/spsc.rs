@@ -355,7 +355,7 @@ impl Spsc {
                     let mut spins = 0u32;
                     // Pairs with the Release store of `in_send = 0` in WriteGuard::drop.
                     while w.in_send.load(Ordering::Acquire) != 0 {
-                        if !crate::sys::pid_alive(holder) {
+                        if !crate::sys::pid_running(holder) {
                             w.in_send.store(0, Ordering::Release);
                             break;
                         }
@@ -386,7 +386,7 @@ impl Spsc {
                 || own.lock.load(Ordering::Relaxed) == 0,
                 || {
                     let holder = own.lock.load(Ordering::Relaxed);
-                    if holder != 0 && !crate::sys::pid_alive(holder) {
+                    if holder != 0 && !crate::sys::pid_running(holder) {
                         stolen = own
                             .lock
                             .compare_exchange(holder, my_pid, Ordering::Acquire, Ordering::Relaxed)

@@ -281,9 +281,15 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     res == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Whether process `pid` exists and has not exited: [`pid_alive`], and not a zombie (a
+/// process killed but not yet reaped by its parent still answers `kill(pid, 0)`, yet it
+/// will never release what it held). Reads `/proc/<pid>/stat`: for slow paths only.
+pub(crate) fn pid_running(pid: u32) -> bool {
+    pid_alive(pid) && !matches!(task_state(pid), Some((b'Z' | b'X', _)))
+}
+
 /// The start time of a task in clock ticks since boot (field 22 of `/proc/<pid>/stat`),
 /// which with the pid identifies a process across pid reuse. `None` when it is gone.
-#[allow(dead_code)] // for pid-reuse checks of lock owners (in progress)
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces: skip past it.
