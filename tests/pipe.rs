@@ -427,3 +427,31 @@ fn send_all_refuses_an_oversized_message_after_sending_the_ones_before() {
     assert_eq!(rx.try_recv(), Ok(vec![1u8; 2]));
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
 }
+
+#[test]
+fn a_busy_try_recv_loop_sees_a_dead_writer_within_64_calls() {
+    // try_recv asks the kernel about the writers only on the first empty call and then
+    // every 64th (a poll() per call made busy-spinning slower than blocking).
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = pipe::<u32>().unwrap();
+    let mut child = fork_child(move || {
+        tx.send(&1).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    assert_eq!(rx.recv_timeout(T), Ok(1));
+    for _ in 0..1000 {
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+    child.kill(); // SIGKILL and reap: every descriptor of the writer is closed now
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        match rx.try_recv() {
+            Err(TryRecvError::Empty) => assert!(calls <= 64, "still Empty after {calls} calls"),
+            Err(TryRecvError::Disconnected) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

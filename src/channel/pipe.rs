@@ -587,7 +587,16 @@ struct RecvState {
     partial: Option<u64>,
     /// Dropping the rest of a stream whose header was refused.
     skipping: bool,
+    /// Consecutive `try_recv`s that found the ring empty. Whether the writers are all
+    /// gone is a system call (`poll` on the presence pipe), so a busy-polling reader asks
+    /// the kernel on the first empty call and then once every [`EMPTY_POLLS_PER_CHECK`].
+    empty_polls: u32,
 }
+
+/// How many consecutive empty `try_recv`s pass between two liveness checks. A writer's
+/// death is reported by at most this many calls late; a single call after a quiet
+/// period always checks.
+const EMPTY_POLLS_PER_CHECK: u32 = 64;
 
 enum RecvFail {
     Empty,
@@ -601,7 +610,11 @@ impl Shared {
     fn recv_raw(&self, st: &mut RecvState, block: Block) -> std::result::Result<(), RecvFail> {
         let rx = self.rx.as_ref().expect("receiving end has a ring to read");
         loop {
-            match rx.peek().map_err(RecvFail::Protocol)? {
+            let peeked = rx.peek().map_err(RecvFail::Protocol)?;
+            if peeked.is_some() {
+                st.empty_polls = 0;
+            }
+            match peeked {
                 Some(rec) => match rec.kind {
                     RecKind::Msg => {
                         st.partial = None;
@@ -667,7 +680,9 @@ impl Shared {
                 None => {
                     let deadline = match block {
                         Block::No => {
-                            return Err(if self.peer_gone() && !rx.has_data() {
+                            let check = st.empty_polls % EMPTY_POLLS_PER_CHECK == 0;
+                            st.empty_polls = st.empty_polls.wrapping_add(1);
+                            return Err(if check && self.peer_gone() && !rx.has_data() {
                                 st.partial = None;
                                 RecvFail::Disconnected
                             } else {
