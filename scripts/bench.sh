@@ -11,7 +11,6 @@
 #   RUNS=3 COUNTS=10000,100000 scripts/bench.sh
 #   COUNTS=10000,100000,1000000,10000000 PYTHON_MAX=1000000 scripts/bench.sh
 #   SKIP_CRITERION=1 scripts/bench.sh                 # only the experiment + codecs
-#   FEATURES=--features=shmproc-peers/shmproc-queue scripts/bench.sh   # Queue row (once on main)
 #
 # BENCHMARKS.md quotes the tables from bench-results/*.md.
 set -euo pipefail

@@ -185,13 +185,9 @@ fn u64_reader((rx, ready, count): (Receiver<u64>, Sender<()>, u64)) {
 }
 
 // ---------------------------------------------------------------------------------
-// HOOK: shmproc::Queue (issue: Queue is being built on another branch).
-// Once `shmproc::Queue` is on main, build with `--features shmproc-queue` (then make the
-// feature default). The API assumed: Queue::<T>::new() / with_capacity(n) / put(&T) /
-// get(); Queue is Clone + Serialize + Deserialize, so it is passed as a Process arg.
+// shmproc::Queue: the seed's experiment through a Queue (one producer, one consumer).
 // ---------------------------------------------------------------------------------
 
-#[cfg(feature = "shmproc-queue")]
 fn queue_reader((q, ready, count): (shmproc::Queue<Msg>, Sender<()>, u64)) {
     if ready.send(&()).is_err() {
         std::process::exit(EXIT_READY);
@@ -208,7 +204,6 @@ fn queue_reader((q, ready, count): (shmproc::Queue<Msg>, Sender<()>, u64)) {
 }
 
 /// `Queue::<Msg>::new()`: one producer (this process), one consumer (a forked reader).
-#[cfg(feature = "shmproc-queue")]
 pub fn queue(count: u64, cfg: &Cfg) -> Result<Duration, String> {
     let q = shmproc::Queue::<Msg>::new().map_err(|e| format!("Queue::new: {e}"))?;
     let (rtx, rrx) = ready_pipe()?;
@@ -221,8 +216,3 @@ pub fn queue(count: u64, cfg: &Cfg) -> Result<Duration, String> {
     })
 }
 
-/// Placeholder until `shmproc::Queue` exists (see the hook above).
-#[cfg(not(feature = "shmproc-queue"))]
-pub fn queue(_count: u64, _cfg: &Cfg) -> Result<Duration, String> {
-    Err("not measured: shmproc::Queue not on main yet (build with --features shmproc-queue)".into())
-}
