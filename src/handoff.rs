@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -30,13 +30,14 @@ use crate::error::{Error, Result};
 /// A per-process object whose file descriptors tell peers this process holds an end.
 pub(crate) trait Inherited: Send + Sync {
     /// Closes this process's liveness descriptors. Called in a freshly forked child
-    /// (one thread) for objects the child was not handed.
+    /// (one thread) for objects the child was not handed, and when the object is
+    /// unregistered. Must be idempotent.
     fn release_in_child(&self);
 }
 
 struct Registry {
     next: u64,
-    objects: BTreeMap<u64, Weak<dyn Inherited>>,
+    objects: BTreeMap<u64, Arc<dyn Inherited>>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -48,8 +49,11 @@ fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Registers an object; returns its id, to pass to [`note_drop`] and [`unregister`].
-pub(crate) fn register(obj: Weak<dyn Inherited>) -> u64 {
+/// Registers an object; returns its id, to pass to [`note_drop`] and
+/// [`unregister_and_release`]. The registry keeps the object alive until then, so a
+/// child forked at any moment can release it, even while the handle that owned it is
+/// being dropped on another thread.
+pub(crate) fn register(obj: Arc<dyn Inherited>) -> u64 {
     let mut reg = registry();
     let id = reg.next;
     reg.next += 1;
@@ -57,9 +61,14 @@ pub(crate) fn register(obj: Weak<dyn Inherited>) -> u64 {
     id
 }
 
-/// Removes an object (from its `Drop`).
-pub(crate) fn unregister(id: u64) {
-    registry().objects.remove(&id);
+/// Removes an object and releases its descriptors, under the registry lock, which fork
+/// also holds: a child forked meanwhile sees either the object registered with its
+/// descriptors open (and releases them) or neither.
+pub(crate) fn unregister_and_release(id: u64) {
+    let mut reg = registry();
+    if let Some(obj) = reg.objects.remove(&id) {
+        obj.release_in_child();
+    }
 }
 
 thread_local! {
@@ -126,9 +135,7 @@ impl ForkGuard {
             if keep.binary_search(id).is_ok() {
                 continue;
             }
-            if let Some(obj) = obj.upgrade() {
-                obj.release_in_child();
-            }
+            obj.release_in_child();
         }
     }
 }

@@ -170,10 +170,8 @@ struct Shared {
     tx: Option<Spsc>,
     rx: Option<Spsc>,
     max_message: u64,
-    /// Write end of this side's presence pipe (-1 once released).
-    token: AtomicI32,
-    /// Read end of the other side's presence pipe (-1 once released).
-    watch: AtomicI32,
+    /// This process's presence descriptors (owned by the hand-off registry too).
+    presence: Arc<Presence>,
     /// Writer: last reader-drop count seen.
     seen_reader_drops: AtomicU32,
     reg_id: std::sync::OnceLock<u64>,
@@ -229,17 +227,21 @@ impl Shared {
             tx,
             rx,
             max_message,
-            token: AtomicI32::new(into_raw(token)),
-            watch: AtomicI32::new(into_raw(watch)),
+            presence: Arc::new(Presence {
+                token: AtomicI32::new(into_raw(token)),
+                watch: AtomicI32::new(into_raw(watch)),
+            }),
             seen_reader_drops: AtomicU32::new(seen),
             reg_id: std::sync::OnceLock::new(),
         })
     }
 
-    /// Registers for fork hygiene (needs the `Arc`).
+    /// Registers for fork hygiene (once).
     fn register(self: &Arc<Self>) {
-        let weak: std::sync::Weak<dyn Inherited> = Arc::downgrade(self) as _;
-        let _ = self.reg_id.set(handoff::register(weak));
+        if self.reg_id.get().is_none() {
+            let presence: Arc<dyn Inherited> = self.presence.clone();
+            let _ = self.reg_id.set(handoff::register(presence));
+        }
     }
 
     fn reg_id(&self) -> u64 {
@@ -249,7 +251,7 @@ impl Shared {
     /// Whether every end of the other side is gone. A released watch (an end this
     /// forked child was not handed) counts as gone.
     fn peer_gone(&self) -> bool {
-        let fd = self.watch.load(Ordering::Acquire);
+        let fd = self.presence.watch.load(Ordering::Acquire);
         match sys::borrow_raw_checked(fd) {
             Ok(b) => sys::peer_state(b) == PeerState::Gone,
             Err(_) => true,
@@ -272,20 +274,33 @@ fn into_raw(fd: OwnedFd) -> RawFd {
     std::os::fd::IntoRawFd::into_raw_fd(fd)
 }
 
-impl Inherited for Shared {
+/// One process's presence on a channel: the write end of its side's presence pipe (its
+/// token) and the read end of the other side's (its watch). -1 once released.
+struct Presence {
+    token: AtomicI32,
+    watch: AtomicI32,
+}
+
+impl Inherited for Presence {
     fn release_in_child(&self) {
         sys::close_raw(self.token.swap(-1, Ordering::AcqRel));
         sys::close_raw(self.watch.swap(-1, Ordering::AcqRel));
     }
 }
 
+impl Drop for Presence {
+    fn drop(&mut self) {
+        self.release_in_child();
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(id) = self.reg_id.get() {
-            handoff::unregister(*id);
+        match self.reg_id.get() {
+            // Closes the descriptors under the registry lock (no fork in between).
+            Some(id) => handoff::unregister_and_release(*id),
+            None => self.presence.release_in_child(),
         }
-        sys::close_raw(self.token.swap(-1, Ordering::AcqRel));
-        sys::close_raw(self.watch.swap(-1, Ordering::AcqRel));
         if let Some(tx) = &self.tx {
             tx.wake_reader();
         }
@@ -315,8 +330,8 @@ impl Shared {
         };
         Ok(Wire {
             region: handoff::pass_fd(self.region.fd())?,
-            token: handoff::pass_fd(borrow(&self.token)?)?,
-            watch: handoff::pass_fd(borrow(&self.watch)?)?,
+            token: handoff::pass_fd(borrow(&self.presence.token)?)?,
+            watch: handoff::pass_fd(borrow(&self.presence.watch)?)?,
             side: self.side,
             kind: self.region_kind() as u32,
         })

@@ -215,4 +215,3 @@ pub fn queue(count: u64, cfg: &Cfg) -> Result<Duration, String> {
         q.put(&Msg::Done).map_err(|e| format!("put: {e}"))
     })
 }
-
