@@ -16,7 +16,7 @@
 //! size, four object parameters, checksum). Opening validates all of it; a foreign,
 //! truncated, other-version, wrong-kind or corrupt region is a [`RegionError`].
 //!
-//! Like memmap2's `MmapRaw`, a [`Region`] hands out raw pointers only, never references
+//! Like memmap2's `MmapRaw`, a `Region` hands out raw pointers only, never references
 //! into memory that another process can write.
 
 use std::ffi::{CStr, CString};
@@ -56,9 +56,9 @@ pub(crate) enum Kind {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// [`MAGIC`].
+    /// The magic bytes `SHMPROC\x01`.
     pub magic: u64,
-    /// [`VERSION`].
+    /// The layout version (1).
     pub version: u32,
     /// The object kind.
     pub kind: u32,
