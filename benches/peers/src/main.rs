@@ -12,6 +12,7 @@
 
 mod codecs;
 mod experiment;
+mod locks;
 mod proc;
 mod transports;
 
@@ -50,7 +51,7 @@ fn parse() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "experiment" | "codecs" | "all" | "list" if first => a.cmd = arg.clone(),
+            "experiment" | "codecs" | "locks" | "all" | "list" if first => a.cmd = arg.clone(),
             "--counts" => {
                 a.exp.counts = val("--counts")?
                     .split(',')
@@ -169,6 +170,21 @@ fn main() {
             if ["os-pipe", "spsc-ring", "shmproc-pipe"].contains(&r.id.as_str())
                 && r.cells.iter().any(|c| c.secs.is_empty())
             {
+                failed = true;
+            }
+        }
+    }
+    if args.cmd == "locks" || args.cmd == "all" {
+        match locks::run(5) {
+            Ok(t) => {
+                println!("{t}");
+                if let Some(dir) = &args.out {
+                    let _ = std::fs::create_dir_all(dir);
+                    let _ = std::fs::write(dir.join("locks.md"), &t);
+                }
+            }
+            Err(e) => {
+                eprintln!("locks: {e}");
                 failed = true;
             }
         }
