@@ -18,6 +18,13 @@ if [ $# -gt 0 ]; then run "$@"; exit; fi
 run pipe sizes_from_zero duplex_ping_pong reader_sees_disconnected sigkill_of_the_writer two_writer try_send
 run hostile
 run proptests a_valid any_flipped
+run sync
+run queue full_and_empty close joinable killed_holding not_yet_reaped get_timeout blocked_put
+run pool
+for b in sync_spawn queue_spawn pool_spawn; do
+  echo "== valgrind: $b (fork and spawn)"
+  "${VG[@]}" "$(bin $b)"
+done
 echo "== valgrind: process_spawn (fork and spawn)"
 "${VG[@]}" "$(bin process_spawn)"
 echo "== valgrind: all clean"

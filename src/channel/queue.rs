@@ -13,18 +13,16 @@
 //!
 //! An item is encoded with the crate's codec (serde + postcard). Encodings of up to
 //! [`INLINE_BYTES`] (104) bytes — integers, small enums, short strings — live inline in
-//! the slot. A larger item goes to a *side file*: the producer writes it into an
-//! anonymous tmpfs file (`O_TMPFILE` in `/dev/shm`, mode 0600, written with `pwrite`, so
-//! a full tmpfs is an error, never a SIGBUS), claims a slot, records the file's random 128-bit name and length in
-//! it, gives the file that name (`linkat`) and publishes the slot. The consumer that
-//! takes the slot opens the file and unlinks it at once, before it releases the slot,
-//! then reads it. So an item of any size up to the limit ([`DEFAULT_MAX_ITEM`], 4 GiB)
-//! fits, and items wait in the queue without the producer staying alive. The cost is
-//! about ten system calls per large item: small beside copying a large one, but it
-//! makes medium items (a few hundred bytes to a few KiB) far slower than inline ones
-//! (on the 2-core development machine, 1 producer → 1 consumer process: ~10 M items/s
-//! inline, ~60 k items/s through side files, ~0.5 GB/s for 1 MiB items). A shared
-//! overflow arena for medium items is the planned next step.
+//! the slot. A larger item goes to the queue's *items file*: an anonymous memfd created
+//! with the queue and shared by every handle like the queue's region (inherited by a
+//! forked child, passed by descriptor to a spawned one). Slot `i` owns the 4 GiB window
+//! at offset `i × 2^32` of that sparse file: the producer writes the item there with
+//! `pwrite` while it holds the slot (a full memory cgroup is an error, never a SIGBUS:
+//! the file is never mapped), the consumer reads it with `pread` while it holds the slot
+//! and frees the pages (`FALLOC_FL_PUNCH_HOLE`) before releasing it. So an item of any
+//! size up to the limit ([`DEFAULT_MAX_ITEM`], 4 GiB) fits, items wait in the queue
+//! without their producer, and nothing ever appears in `/dev/shm`: the file goes away
+//! with the last process that holds the queue, however it ends.
 //!
 //! # Crashes
 //!
@@ -34,13 +32,10 @@
 //! slot if not. The item it held is lost (and its side file removed); nothing else is.
 //! In a `JoinableQueue`, an item lost with a dead producer is counted done; an item
 //! lost with a dead consumer is not (as in Python, `join` then waits for a `task_done`
-//! that never comes).
-//!
-//! Side files are named only while an item waits in the queue. If every process using
-//! the queue exits while large items are still queued, their side files remain in
-//! `/dev/shm` (named `shmproc-q-*`); drain the queue before exiting.
+//! that never comes). The pages of a lost large item are freed by the reclaimer.
 
 use std::marker::PhantomData;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,12 +54,15 @@ use crate::sys;
 pub(crate) const DEFAULT_CAPACITY: usize = 32_768;
 /// Largest item, in encoded bytes.
 pub const DEFAULT_MAX_ITEM: u64 = 4 << 30;
-/// Largest encoding stored inline in a slot; larger items go to a side file.
+/// Largest encoding stored inline in a slot; larger items go to the items file.
 pub const INLINE_BYTES: usize = INLINE;
 
 const KIND_INLINE: u32 = 1;
 const KIND_SIDE: u32 = 2;
-const SIDE_DESC: usize = 24;
+/// Each slot's window in the items file: 4 GiB, the largest item.
+const WINDOW_SHIFT: u32 = 32;
+/// Slots whose window fits in a file (offsets below 2^62).
+const MAX_SIDE_SLOT: u64 = 1 << 30;
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -73,6 +71,8 @@ thread_local! {
 /// One process's view of a queue: the mapping and the ring in it.
 struct Shared {
     region: Region,
+    /// The items file: large items, one 4 GiB window per slot.
+    items: Arc<std::fs::File>,
     ring: Mpmc,
     joinable: bool,
     max_item: u64,
@@ -88,43 +88,28 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-fn side_path(name: u128) -> std::ffi::CString {
-    std::ffi::CString::new(format!("{}/shmproc-q-{name:032x}", sys::SIDE_DIR))
-        .expect("no NUL in a formatted path")
+fn parse_side(data: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(data.try_into().ok()?))
 }
 
-/// A fresh side-file name: a random 128-bit base per thread (one `getrandom`), plus a
-/// counter. Unguessable enough: a squatter could only make a put fail (`linkat` never
-/// replaces a file), and the reader checks owner, mode and size.
-fn side_name() -> std::io::Result<u128> {
-    thread_local! {
-        static NEXT: std::cell::Cell<(u64, u128)> = const { std::cell::Cell::new((u64::MAX, 0)) };
+/// The offset of slot `index`'s window in the items file.
+fn window(index: u64) -> std::io::Result<u64> {
+    if index >= MAX_SIDE_SLOT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "queue too large for items over 104 bytes (2^30 slots at most)",
+        ));
     }
-    let gen = sys::fork_generation();
-    NEXT.with(|c| {
-        let (g, mut n) = c.get();
-        if g != gen {
-            n = sys::random_u128()?;
-        }
-        c.set((gen, n.wrapping_add(1)));
-        Ok(n)
-    })
+    Ok(index << WINDOW_SHIFT)
 }
 
-fn parse_side(data: &[u8]) -> Option<(u128, u64)> {
-    if data.len() != SIDE_DESC {
-        return None;
-    }
-    let name = u128::from_le_bytes(data[..16].try_into().ok()?);
-    let len = u64::from_le_bytes(data[16..].try_into().ok()?);
-    Some((name, len))
-}
-
-/// Removes the side file of an item lost with a dead process.
-fn reclaim_hook(kind: u32, data: &[u8]) {
+/// Frees the pages of an item lost with a dead process.
+fn reclaim_pages(items: &std::fs::File, kind: u32, data: &[u8], index: u64) {
     if kind == KIND_SIDE {
-        if let Some((name, _)) = parse_side(data) {
-            let _ = sys::side_unlink(&side_path(name));
+        if let (Some(len), Ok(off)) = (parse_side(data), window(index)) {
+            // Whole pages (a partial page is only zeroed), never past the window.
+            let span = len.next_multiple_of(1 << 16).min(1 << WINDOW_SHIFT);
+            let _ = sys::punch_hole(items.as_fd(), off, span);
         }
     }
 }
@@ -154,7 +139,7 @@ enum GetErr {
 /// a slot held by a live process.
 enum Taken {
     Inline([u8; INLINE], usize),
-    Side(std::io::Result<std::fs::File>, u64),
+    Side(std::io::Result<Vec<u8>>),
     Bad(ProtocolError),
 }
 
@@ -174,20 +159,26 @@ impl Shared {
             DEFAULT_MAX_ITEM,
         ];
         let region = Region::create(Kind::Queue, Mpmc::memory_size(cap), params)?;
-        let s = Shared::from_region(region)?;
+        let items = std::fs::File::from(sys::memfd_create(c"shmproc-queue-items")?);
+        let s = Shared::from_region(region, items)?;
         s.ring.init(joinable);
         Ok(s)
     }
 
-    fn from_region(region: Region) -> Result<Shared> {
+    fn from_region(region: Region, items: std::fs::File) -> Result<Shared> {
         let [cap, slot, joinable, max_item] = region.params();
         if slot != mpmc::SLOT_SIZE as u64 || joinable > 1 {
             return Err(RegionError::Corrupt.into());
         }
         let mut ring = mpmc::ring_in_region(&region, 0, cap)?;
-        ring.set_reclaim_hook(reclaim_hook);
+        let items = Arc::new(items);
+        let for_hook = items.clone();
+        ring.set_reclaim_hook(Arc::new(move |kind, data, index| {
+            reclaim_pages(&for_hook, kind, data, index)
+        }));
         Ok(Shared {
             region,
+            items,
             ring,
             joinable: joinable == 1,
             max_item,
@@ -251,7 +242,7 @@ impl Shared {
                 KIND_INLINE,
                 bytes,
                 deadline,
-                &mut || Ok(()),
+                &mut |_| Ok(()),
                 nonblocking,
             )
         } else {
@@ -281,19 +272,15 @@ impl Shared {
         if nonblocking && self.ring.len() >= self.ring.capacity() {
             return Err(PutFail::Full);
         }
-        let file = sys::side_create().map_err(PutFail::Failed)?;
-        file.write_all_at(bytes, 0).map_err(PutFail::Failed)?;
-        let name = side_name().map_err(PutFail::Failed)?;
-        let mut desc = [0u8; SIDE_DESC];
-        desc[..16].copy_from_slice(&name.to_le_bytes());
-        desc[16..].copy_from_slice(&len.to_le_bytes());
-        let path = side_path(name);
+        let desc = len.to_le_bytes();
+        let items = &self.items;
         self.ring.put(
             mpmc::me(),
             KIND_SIDE,
             &desc,
             deadline,
-            &mut || sys::side_link(&file, &path),
+            // Written while this process holds the slot, in the slot's own window.
+            &mut |index| items.write_all_at(bytes, window(index)?),
             nonblocking,
         )
     }
@@ -309,19 +296,30 @@ impl Shared {
             .get(
                 mpmc::me(),
                 deadline,
-                &mut |kind, bytes| match kind {
+                &mut |kind, bytes, index| match kind {
                     KIND_INLINE => {
                         let mut copy = [0u8; INLINE];
                         copy[..bytes.len()].copy_from_slice(bytes);
                         Taken::Inline(copy, bytes.len())
                     }
                     KIND_SIDE => match parse_side(bytes) {
-                        Some((_, len)) if len > max => {
-                            reclaim_hook(kind, bytes);
+                        Some(len) if len > max => {
+                            reclaim_pages(&self.items, kind, bytes, index);
                             Taken::Bad(ProtocolError::TooLarge { len, max })
                         }
-                        Some((name, len)) => {
-                            Taken::Side(sys::side_take(&side_path(name), len), len)
+                        Some(len) => {
+                            let read = || -> std::io::Result<Vec<u8>> {
+                                let off = window(index)?;
+                                let n = usize::try_from(len).map_err(|_| {
+                                    std::io::Error::from(std::io::ErrorKind::InvalidData)
+                                })?;
+                                let mut buf = vec![0u8; n];
+                                self.items.read_exact_at(&mut buf, off)?;
+                                Ok(buf)
+                            };
+                            let res = read();
+                            reclaim_pages(&self.items, kind, bytes, index);
+                            Taken::Side(res)
                         }
                         None => Taken::Bad(ProtocolError::BadRecord),
                     },
@@ -340,13 +338,9 @@ impl Shared {
                 codec::decode::<T>(&bytes[..len]).map_err(|e| GetErr::Codec(e.to_string()))
             }
             Taken::Bad(p) => Err(GetErr::Protocol(p)),
-            Taken::Side(file, len) => {
-                let file = file.map_err(GetErr::Io)?;
-                let n =
-                    usize::try_from(len).map_err(|_| GetErr::Protocol(ProtocolError::BadRecord))?;
-                let mut buf = vec![0u8; n];
-                file.read_exact_at(&mut buf, 0).map_err(GetErr::Io)?;
-                codec::decode::<T>(&buf).map_err(|e| GetErr::Codec(e.to_string()))
+            Taken::Side(bytes) => {
+                let bytes = bytes.map_err(GetErr::Io)?;
+                codec::decode::<T>(&bytes).map_err(|e| GetErr::Codec(e.to_string()))
             }
         }
     }
@@ -648,8 +642,11 @@ macro_rules! handle_impls {
                 use serde::ser::Error as _;
                 let region = handoff::pass_fd(self.shared.region.fd())
                     .map_err(|e| S::Error::custom(e.to_string()))?;
+                let items = handoff::pass_fd(self.shared.items.as_fd())
+                    .map_err(|e| S::Error::custom(e.to_string()))?;
                 Wire {
                     region,
+                    items,
                     joinable: $joinable,
                 }
                 .serialize(s)
@@ -675,6 +672,7 @@ macro_rules! handle_impls {
 #[derive(Serialize, Deserialize)]
 struct Wire {
     region: i32,
+    items: i32,
     joinable: bool,
 }
 
@@ -684,7 +682,8 @@ fn open_wire(w: Wire, joinable: bool) -> Result<Shared> {
     }
     register_process();
     let region = Region::open_fd(handoff::adopt_fd(w.region)?, Kind::Queue)?;
-    let s = Shared::from_region(region)?;
+    let items = std::fs::File::from(handoff::adopt_fd(w.items)?);
+    let s = Shared::from_region(region, items)?;
     if s.joinable != joinable {
         return Err(Error::Handle("handle of another queue type"));
     }
@@ -698,17 +697,10 @@ handle_impls!(JoinableQueue, true);
 mod tests {
     use super::*;
 
-    /// Serializes the tests that count side files.
-    static SIDE_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    fn side_files() -> usize {
-        std::fs::read_dir(sys::SIDE_DIR)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("shmproc-q-"))
-            })
-            .count()
+    /// Bytes of memory the queue's items file holds.
+    fn allocated<T>(q: &Queue<T>) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        q.shared.items.metadata().unwrap().blocks() * 512
     }
 
     #[test]
@@ -720,15 +712,19 @@ mod tests {
 
     #[test]
     fn inline_and_side_items_round_trip_in_order() {
-        let _g = SIDE_FILES.lock().unwrap_or_else(|e| e.into_inner());
         let q = Queue::<Vec<u8>>::with_capacity(8).unwrap();
         let sizes = [0usize, 1, INLINE - 2, INLINE, INLINE + 1, 5000, 1 << 20];
         for (i, &n) in sizes.iter().enumerate() {
             q.put(&vec![i as u8; n]).unwrap();
         }
+        assert!(
+            allocated(&q) >= 1 << 20,
+            "large items live in the items file"
+        );
         for (i, &n) in sizes.iter().enumerate() {
             assert_eq!(q.get().unwrap(), vec![i as u8; n]);
         }
+        assert_eq!(allocated(&q), 0, "consumed items' pages are freed");
     }
 
     #[test]
@@ -746,23 +742,22 @@ mod tests {
         q.put(&vec![2]).unwrap();
         ring.poke_meta(1, (u64::from(KIND_INLINE) << 32) | 4096);
         assert_eq!(q.try_get(), Err(TryGetError::Protocol));
-        // A side item whose descriptor claims another length: refused, file removed.
-        let _g = SIDE_FILES.lock().unwrap_or_else(|e| e.into_inner());
-        let before = side_files();
+        // A large item whose descriptor claims a shorter length: a codec error, and its
+        // pages are freed all the same.
         q.put(&vec![3; 1000]).unwrap();
-        ring.poke_data(2, 16, 0xFF);
-        assert!(matches!(q.get(), Err(Error::Io(_))));
-        assert_eq!(side_files(), before);
-        // A side item whose descriptor claims more than the limit.
-        q.put(&vec![4; 1000]).unwrap();
-        for i in 16..24 {
-            ring.poke_data(3, i, 0xFF);
+        for (i, b) in 5u64.to_le_bytes().iter().enumerate() {
+            ring.poke_data(2, i, *b);
         }
+        assert!(matches!(q.get(), Err(Error::Codec(_))));
+        assert_eq!(allocated(&q), 0);
+        // A large item whose descriptor claims more than the limit: refused, pages freed.
+        q.put(&vec![4; 1000]).unwrap();
+        ring.poke_data(3, 7, 0x01);
         assert!(matches!(
             q.get(),
             Err(Error::Protocol(ProtocolError::TooLarge { .. }))
         ));
-        assert_eq!(side_files(), before);
+        assert_eq!(allocated(&q), 0);
         // Bytes that are not a T.
         q.put(&vec![5]).unwrap();
         ring.poke_data(4, 0, 0xFF);

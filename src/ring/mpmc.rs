@@ -230,7 +230,9 @@ impl Slot {
 pub(crate) const CONTROL_SIZE: usize = std::mem::size_of::<MpmcHeader>();
 
 /// Called with the kind and data of a dead owner's slot when it is reclaimed.
-pub(crate) type ReclaimHook = fn(kind: u32, data: &[u8]);
+/// Called with the kind, data and slot index of a dead owner's reclaimed slot, so the
+/// queue can free what the slot referred to.
+pub(crate) type ReclaimHook = std::sync::Arc<dyn Fn(u32, &[u8], u64) + Send + Sync>;
 
 /// Handle to a ring in memory that outlives it.
 pub(crate) struct Mpmc {
@@ -421,14 +423,14 @@ impl Mpmc {
     }
 
     /// Tries to put one item: claims the slot at `tail`, copies `bytes` (at most
-    /// [`INLINE`]) in with `kind`, runs `on_claimed` (which may fail: then the slot is
-    /// given up and nothing is published), and publishes.
+    /// [`INLINE`]) in with `kind`, runs `on_claimed(slot index)` (which may fail: then
+    /// the slot is given up and nothing is published), and publishes.
     pub(crate) fn try_put(
         &self,
         me: Owner,
         kind: u32,
         bytes: &[u8],
-        on_claimed: &mut dyn FnMut() -> std::io::Result<()>,
+        on_claimed: &mut dyn FnMut(u64) -> std::io::Result<()>,
     ) -> PutTry {
         if self.ctl().closed.load(Ordering::Acquire) != 0 {
             return PutTry::Closed;
@@ -454,7 +456,7 @@ impl Mpmc {
                 let _ = tail.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
                 slot.start.store(me.start, Ordering::Relaxed);
                 self.write_data(slot, kind, bytes);
-                let ok = on_claimed();
+                let ok = on_claimed(pos % self.cap);
                 slot.start.store(0, Ordering::Relaxed);
                 match ok {
                     Ok(()) => {
@@ -493,12 +495,12 @@ impl Mpmc {
     }
 
     /// Tries to get one item: claims the slot at `head`, copies its data out, runs
-    /// `take(kind, bytes)` while still owning the slot (so a side resource it refers to
+    /// `take(kind, bytes, slot index)` while still owning the slot (so a side resource it refers to
     /// can be taken over before the slot is released), and releases the slot.
     pub(crate) fn try_get<R>(
         &self,
         me: Owner,
-        take: &mut dyn FnMut(u32, &[u8]) -> R,
+        take: &mut dyn FnMut(u32, &[u8], u64) -> R,
     ) -> Result<GetTry<R>, ProtocolError> {
         let head = &self.hdr().head;
         let mut pos = head.load(Ordering::Relaxed);
@@ -524,7 +526,7 @@ impl Mpmc {
                 let mut buf = [0u8; INLINE];
                 let res = self
                     .read_data(slot, &mut buf)
-                    .map(|(kind, len)| take(kind, &buf[..len]));
+                    .map(|(kind, len)| take(kind, &buf[..len], pos % self.cap));
                 slot.start.store(0, Ordering::Relaxed);
                 // Pairs with the next producer's Acquire load of the state.
                 slot.state
@@ -597,8 +599,8 @@ impl Mpmc {
             // The item was never delivered: it will never be task_done()'d either.
             let _ = self.task_done();
         }
-        if let (Some(hook), Ok((kind, len))) = (self.hook, data) {
-            hook(kind, &buf[..len]);
+        if let (Some(hook), Ok((kind, len))) = (self.hook.as_ref(), data) {
+            hook(kind, &buf[..len], b.index);
         }
         slot.start.store(0, Ordering::Relaxed);
         // Pairs with the next producer's Acquire load of the state.
@@ -657,7 +659,7 @@ impl Mpmc {
         kind: u32,
         bytes: &[u8],
         deadline: Option<Instant>,
-        on_claimed: &mut dyn FnMut() -> std::io::Result<()>,
+        on_claimed: &mut dyn FnMut(u64) -> std::io::Result<()>,
         nonblocking: bool,
     ) -> Result<(), PutFail> {
         loop {
@@ -695,7 +697,7 @@ impl Mpmc {
         &self,
         me: Owner,
         deadline: Option<Instant>,
-        take: &mut dyn FnMut(u32, &[u8]) -> R,
+        take: &mut dyn FnMut(u32, &[u8], u64) -> R,
         nonblocking: bool,
     ) -> Result<R, GetFail> {
         loop {
@@ -879,11 +881,11 @@ mod tests {
     const ME: Owner = Owner { pid: 1, start: 0 };
 
     fn put(r: &Mpmc, v: u8) -> PutTry {
-        r.try_put(ME, 1, &[v; 3], &mut || Ok(()))
+        r.try_put(ME, 1, &[v; 3], &mut |_| Ok(()))
     }
 
     fn get(r: &Mpmc) -> Option<Vec<u8>> {
-        match r.try_get(ME, &mut |_, b| b.to_vec()).unwrap() {
+        match r.try_get(ME, &mut |_, b, _| b.to_vec()).unwrap() {
             GetTry::Got(v) => Some(v),
             _ => None,
         }
@@ -924,7 +926,7 @@ mod tests {
         assert!(matches!(put(&r, 2), PutTry::Done));
         r.slot(0).meta.store(u64::from(u32::MAX), Ordering::Relaxed);
         assert_eq!(
-            r.try_get(ME, &mut |_, b| b.to_vec()).unwrap_err(),
+            r.try_get(ME, &mut |_, b, _| b.to_vec()).unwrap_err(),
             ProtocolError::BadRecord
         );
         assert_eq!(get(&r).unwrap(), vec![2; 3]);
@@ -940,7 +942,7 @@ mod tests {
         assert!(r.claim_and_abandon(dead, false));
         assert!(matches!(put(&r, 7), PutTry::Done));
         assert_eq!(
-            r.get(ME, None, &mut |_, b| b.to_vec(), false).unwrap(),
+            r.get(ME, None, &mut |_, b, _| b.to_vec(), false).unwrap(),
             vec![7; 3]
         );
         assert!(
@@ -951,7 +953,7 @@ mod tests {
         assert!(matches!(put(&r, 8), PutTry::Done));
         assert!(r.claim_and_abandon(dead, true));
         assert!(matches!(put(&r, 9), PutTry::Done));
-        r.put(ME, 1, &[10; 3], Some(Instant::now()), &mut || Ok(()), true)
+        r.put(ME, 1, &[10; 3], Some(Instant::now()), &mut |_| Ok(()), true)
             .unwrap();
         assert_eq!(get(&r).unwrap(), vec![9; 3]);
         assert_eq!(get(&r).unwrap(), vec![10; 3]);
@@ -965,7 +967,7 @@ mod tests {
         assert!(matches!(put(&r, 2), PutTry::Closed));
         assert_eq!(get(&r).unwrap(), vec![1; 3]);
         assert!(matches!(
-            r.try_get(ME, &mut |_, _| ()).unwrap(),
+            r.try_get(ME, &mut |_, _, _| ()).unwrap(),
             GetTry::Closed
         ));
     }
@@ -1005,7 +1007,7 @@ mod loom_tests {
 
     fn put_spin(r: &Mpmc, pid: u32, v: u8) {
         loop {
-            match r.try_put(owner(pid), 0, &[v], &mut || Ok(())) {
+            match r.try_put(owner(pid), 0, &[v], &mut |_| Ok(())) {
                 PutTry::Done => return,
                 PutTry::Full(Some(b)) => {
                     r.reclaim_if_dead(owner(pid), b);
@@ -1018,7 +1020,7 @@ mod loom_tests {
 
     fn get_spin(r: &Mpmc, pid: u32) -> u8 {
         loop {
-            match r.try_get(owner(pid), &mut |_, b| b[0]).unwrap() {
+            match r.try_get(owner(pid), &mut |_, b, _| b[0]).unwrap() {
                 GetTry::Got(v) => return v,
                 GetTry::Empty(Some(b)) => {
                     r.reclaim_if_dead(owner(pid), b);
@@ -1040,12 +1042,12 @@ mod loom_tests {
             let h2 = h.clone();
             let p = loom::thread::spawn(move || {
                 assert!(matches!(
-                    h2.ring.try_put(owner(1), 0, &[10], &mut || Ok(())),
+                    h2.ring.try_put(owner(1), 0, &[10], &mut |_| Ok(())),
                     PutTry::Done
                 ));
             });
             assert!(matches!(
-                h.ring.try_put(owner(2), 0, &[20], &mut || Ok(())),
+                h.ring.try_put(owner(2), 0, &[20], &mut |_| Ok(())),
                 PutTry::Done
             ));
             p.join().unwrap();
@@ -1067,12 +1069,12 @@ mod loom_tests {
             put_spin(&h.ring, 3, 2);
             let h2 = h.clone();
             let c = loom::thread::spawn(move || {
-                match h2.ring.try_get(owner(1), &mut |_, b| b[0]).unwrap() {
+                match h2.ring.try_get(owner(1), &mut |_, b, _| b[0]).unwrap() {
                     GetTry::Got(v) => v,
                     other => panic!("{other:?}"),
                 }
             });
-            let mine = match h.ring.try_get(owner(2), &mut |_, b| b[0]).unwrap() {
+            let mine = match h.ring.try_get(owner(2), &mut |_, b, _| b[0]).unwrap() {
                 GetTry::Got(v) => v,
                 other => panic!("{other:?}"),
             };

@@ -38,6 +38,20 @@ pub(crate) fn memfd_create(name: &CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Frees the pages of `[offset, offset + len)` of a file (`FALLOC_FL_PUNCH_HOLE`,
+/// keeping its size): reading the range again gives zeroes.
+pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate with integer arguments on a valid fd.
+    cvt(unsafe { libc::fallocate(fd.as_raw_fd(), mode, off, len) }).map(drop)
+}
+
 /// `fallocate(fd, 0, 0, len)`: reserve every page now, so a full tmpfs or memory cgroup
 /// is an error here and never a SIGBUS on first touch.
 pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
@@ -361,73 +375,4 @@ pub(crate) fn task_state(tid: u32) -> Option<(u8, u64)> {
 pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
     Ok((st.st_dev, st.st_ino))
-}
-
-/// Where side files of large queue items live (tmpfs: shared memory with a name).
-pub(crate) const SIDE_DIR: &str = "/dev/shm";
-
-/// Creates an unnamed file (`O_TMPFILE`, mode 0600) in [`SIDE_DIR`]. It has no name
-/// until [`side_link`] gives it one, so a crash before that leaks nothing. Callers fill
-/// it with `write` (never through a mapping), so a full tmpfs is an `ENOSPC` error,
-/// never a SIGBUS.
-pub(crate) fn side_create() -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(SIDE_DIR)
-}
-
-/// Gives an `O_TMPFILE` file the name `path` (`linkat` through `/proc/self/fd`, which
-/// needs no privilege). Fails if `path` exists.
-pub(crate) fn side_link(file: &std::fs::File, path: &CStr) -> io::Result<()> {
-    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: both paths are NUL-terminated strings alive for the call.
-    let res = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    cvt(res).map(drop)
-}
-
-/// Opens the side file `path` for reading (never following a symlink) and unlinks it at
-/// once, so it is freed when the returned file closes. Checks that it is a regular file
-/// of ours, mode 0600, of exactly `len` bytes.
-pub(crate) fn side_take(path: &CStr, len: u64) -> io::Result<std::fs::File> {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let p = std::path::Path::new(
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
-    );
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(p)?;
-    let _ = side_unlink(path);
-    let (size, uid, mode) = fstat(f.as_fd())?;
-    if size != len || uid != geteuid() || mode & 0o077 != 0 || mode & libc::S_IFMT != libc::S_IFREG
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "side file of a queue item has the wrong size, owner or mode",
-        ));
-    }
-    Ok(f)
-}
-
-/// Removes the side file `path` (ENOENT is not an error).
-pub(crate) fn side_unlink(path: &CStr) -> io::Result<()> {
-    // SAFETY: `path` is a NUL-terminated string alive for the call.
-    match cvt(unsafe { libc::unlink(path.as_ptr()) }) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other.map(drop),
-    }
 }
