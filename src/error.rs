@@ -235,7 +235,7 @@ simple_error!(
         TooLarge => "item exceeds the queue's size limit",
         /// The item's `Serialize` failed.
         Codec => "item could not be encoded",
-        /// Storing a large item failed (side file: no space, no /dev/shm).
+        /// Storing a large item failed (the items file: no memory left).
         Io => "OS error while storing a large item",
     }
 );
@@ -250,7 +250,7 @@ simple_error!(
         Protocol => "corrupt item in queue",
         /// The item did not decode as `T` (it was consumed).
         Codec => "item could not be decoded",
-        /// Reading a large item failed (its side file was missing or wrong).
+        /// Reading a large item failed (the items file could not be read).
         Io => "OS error while reading a large item",
     }
 );

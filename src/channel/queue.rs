@@ -29,7 +29,7 @@
 //! A process killed between claiming a slot and publishing (or releasing) it does not
 //! wedge the queue: the slot carries the claimer's pid and start time, and whoever
 //! waits behind it checks that the claimer still lives before parking, and reclaims the
-//! slot if not. The item it held is lost (and its side file removed); nothing else is.
+//! slot if not. The item it held is lost (and its pages freed); nothing else is.
 //! In a `JoinableQueue`, an item lost with a dead producer is counted done; an item
 //! lost with a dead consumer is not (as in Python, `join` then waits for a `task_done`
 //! that never comes). The pages of a lost large item are freed by the reclaimer.
@@ -378,7 +378,7 @@ macro_rules! queue_methods {
         ///
         /// # Errors
         /// `Closed` after [`close`](Self::close); `TooLarge` over the item limit;
-        /// `Codec` when `T`'s `Serialize` fails; `Io` when a large item's side file
+        /// `Codec` when `T`'s `Serialize` fails; `Io` when writing a large item to the items file
         /// cannot be created.
         pub fn put(&self, item: &T) -> Result<()> {
             self.shared.put_value(item, None, false).map_err(put_error)
@@ -416,7 +416,7 @@ macro_rules! queue_methods {
         /// # Errors
         /// `Closed` once the queue is closed and drained; `Codec` when the item does
         /// not decode as `T`, `Protocol` when it is corrupt (either way it is consumed);
-        /// `Io` when a large item's side file cannot be read.
+        /// `Io` when a large item cannot be read from the items file.
         pub fn get(&self) -> Result<T> {
             self.shared.get_value(None, false).map_err(get_error)
         }
@@ -519,7 +519,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// A queue in which exactly `items` items fit, whatever their size. Its shared
-    /// region takes 128 bytes per item (large items live in side files).
+    /// region takes 128 bytes per item (large items live in the items memfd).
     ///
     /// # Errors
     /// `InvalidState` for 0 or more than 2^32 items; an OS error creating the region.

@@ -36,7 +36,7 @@
 //! after the claim and cleared before the release, so a non-zero `start` is always the
 //! current owner's). The checker takes a dead owner's slot over (CAS to the same phase
 //! under its own pid), lets an optional hook clean up what the slot referred to (a
-//! side file), and releases it as `EMPTY(p + cap)`, exactly as if the item had been
+//! large item's pages), and releases it as `EMPTY(p + cap)`, exactly as if the item had been
 //! consumed: the item it held is the only loss. (Reading the slot only after the
 //! takeover matters: loom caught a version that read it before its CAS, racing with
 //! the next producer's write.)
