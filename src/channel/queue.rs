@@ -378,8 +378,8 @@ macro_rules! queue_methods {
         ///
         /// # Errors
         /// `Closed` after [`close`](Self::close); `TooLarge` over the item limit;
-        /// `Codec` when `T`'s `Serialize` fails; `Io` when writing a large item to the items file
-        /// cannot be created.
+        /// `Codec` when `T`'s `Serialize` fails; `Io` when a large item cannot be
+        /// written to the items file (no memory left).
         pub fn put(&self, item: &T) -> Result<()> {
             self.shared.put_value(item, None, false).map_err(put_error)
         }
