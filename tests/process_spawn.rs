@@ -9,8 +9,9 @@
 //!
 //! Filter: `cargo test --test process_spawn -- SUBSTRING`.
 
+mod harness;
+
 use std::io::{BufRead, BufReader};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use shmproc::process::{get_context, Process, StartMethod};
 
 const WATCHDOG: Duration = Duration::from_secs(240);
-const METHODS: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
+use harness::{method_name, METHODS};
 
 // ---------------------------------------------------------------------------------------
 // targets
@@ -117,13 +118,6 @@ fn echo_plus_one(conn: shmproc::Connection<u64>) {
 // ---------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------
-
-fn method_name(m: StartMethod) -> &'static str {
-    match m {
-        StartMethod::Fork => "fork",
-        StartMethod::Spawn => "spawn",
-    }
-}
 
 fn parse_method(s: &str) -> StartMethod {
     match s {
@@ -536,7 +530,7 @@ fn run_scenario(name: &str, m: StartMethod) -> ! {
     std::process::exit(code.unwrap_or(99))
 }
 
-type Test = (&'static str, fn(StartMethod));
+use harness::Test;
 
 const TESTS: &[Test] = &[
     (
@@ -621,40 +615,8 @@ fn main() {
     if args.len() == 4 && args[1] == "--scenario" {
         run_scenario(&args[2], parse_method(&args[3]));
     }
-    std::thread::spawn(|| {
-        std::thread::sleep(WATCHDOG);
-        eprintln!("watchdog: process tests still running after {WATCHDOG:?}; aborting");
-        std::process::abort();
-    });
     // Orphans (the daemon of a SIGKILLed scenario) are reparented to us, so we can see
     // them die and reap them.
     nix::sys::prctl::set_child_subreaper(true).unwrap();
-    let filter: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed) = (0, Vec::new());
-    for (name, test) in TESTS {
-        for m in METHODS {
-            let full = format!("{name}::{}", method_name(m));
-            if !filter.is_empty() && !filter.iter().any(|f| full.contains(f.as_str())) {
-                continue;
-            }
-            let t = Instant::now();
-            match catch_unwind(AssertUnwindSafe(|| test(m))) {
-                Ok(()) => {
-                    passed += 1;
-                    println!("test {full} ... ok ({:?})", t.elapsed());
-                }
-                Err(_) => {
-                    println!("test {full} ... FAILED");
-                    failed.push(full);
-                }
-            }
-        }
-    }
-    println!("\nprocess_spawn: {passed} passed, {} failed", failed.len());
-    if !failed.is_empty() {
-        for f in &failed {
-            println!("    {f}");
-        }
-        std::process::exit(1);
-    }
+    harness::run("process_spawn", TESTS, &METHODS, WATCHDOG)
 }

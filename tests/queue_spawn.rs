@@ -7,15 +7,15 @@
 //!
 //! Filter: `cargo test --test queue_spawn -- SUBSTRING`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+mod harness;
+
+use std::time::Duration;
 
 use shmproc::process::{get_context, Process, StartMethod};
 use shmproc::{pipe, Error, JoinableQueue, Queue, Sender};
 
 const WATCHDOG: Duration = Duration::from_secs(240);
 const T: Duration = Duration::from_secs(60);
-const METHODS: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
 
 const ITEMS: u64 = 400_000;
 const PER_PRODUCER: u64 = ITEMS / 2;
@@ -171,7 +171,7 @@ fn close_in_a_child_closes_for_the_parent(m: StartMethod) {
     assert!(matches!(q.get(), Err(Error::Closed)));
 }
 
-type Test = (&'static str, fn(StartMethod));
+use harness::Test;
 
 const TESTS: &[Test] = &[
     (
@@ -194,45 +194,5 @@ const TESTS: &[Test] = &[
 
 fn main() {
     shmproc::init();
-    std::thread::spawn(|| {
-        std::thread::sleep(WATCHDOG);
-        eprintln!("watchdog: queue tests still running after {WATCHDOG:?}; aborting");
-        std::process::abort();
-    });
-    let args: Vec<String> = std::env::args().collect();
-    let filter: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed) = (0, Vec::new());
-    for (name, test) in TESTS {
-        for m in METHODS {
-            let full = format!(
-                "{name}::{}",
-                if m == StartMethod::Fork {
-                    "fork"
-                } else {
-                    "spawn"
-                }
-            );
-            if !filter.is_empty() && !filter.iter().any(|f| full.contains(f.as_str())) {
-                continue;
-            }
-            let t = Instant::now();
-            match catch_unwind(AssertUnwindSafe(|| test(m))) {
-                Ok(()) => {
-                    passed += 1;
-                    println!("test {full} ... ok ({:?})", t.elapsed());
-                }
-                Err(_) => {
-                    println!("test {full} ... FAILED");
-                    failed.push(full);
-                }
-            }
-        }
-    }
-    println!("\nqueue_spawn: {passed} passed, {} failed", failed.len());
-    if !failed.is_empty() {
-        for f in &failed {
-            println!("    {f}");
-        }
-        std::process::exit(1);
-    }
+    harness::run("queue_spawn", TESTS, &harness::METHODS, WATCHDOG)
 }

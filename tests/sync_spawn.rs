@@ -8,7 +8,8 @@
 //!
 //! Filter: `cargo test --test sync_spawn -- SUBSTRING`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+mod harness;
+
 use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -19,7 +20,6 @@ use shmproc::{
 };
 
 const WATCHDOG: Duration = Duration::from_secs(240);
-const METHODS: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 const LONG: Duration = Duration::from_secs(30);
 
@@ -163,13 +163,6 @@ fn bump_array((a, k): (Array<u32>, u32)) {
 // ---------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------
-
-fn method_name(m: StartMethod) -> &'static str {
-    match m {
-        StartMethod::Fork => "fork",
-        StartMethod::Spawn => "spawn",
-    }
-}
 
 fn start<A, R>(m: StartMethod, f: fn(A) -> R, args: A) -> Process
 where
@@ -382,7 +375,7 @@ fn an_array_of_1000_u32_updated_from_two_children(m: StartMethod) {
     }
 }
 
-type Test = (&'static str, fn(StartMethod));
+use harness::Test;
 
 const TESTS: &[Test] = &[
     (
@@ -437,38 +430,5 @@ const TESTS: &[Test] = &[
 
 fn main() {
     shmproc::process::init();
-    std::thread::spawn(|| {
-        std::thread::sleep(WATCHDOG);
-        eprintln!("watchdog: sync tests still running after {WATCHDOG:?}; aborting");
-        std::process::abort();
-    });
-    let args: Vec<String> = std::env::args().collect();
-    let filter: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed) = (0, Vec::new());
-    for (name, test) in TESTS {
-        for m in METHODS {
-            let full = format!("{name}::{}", method_name(m));
-            if !filter.is_empty() && !filter.iter().any(|f| full.contains(f.as_str())) {
-                continue;
-            }
-            let t = Instant::now();
-            match catch_unwind(AssertUnwindSafe(|| test(m))) {
-                Ok(()) => {
-                    passed += 1;
-                    println!("test {full} ... ok ({:?})", t.elapsed());
-                }
-                Err(_) => {
-                    println!("test {full} ... FAILED");
-                    failed.push(full);
-                }
-            }
-        }
-    }
-    println!("\nsync_spawn: {passed} passed, {} failed", failed.len());
-    if !failed.is_empty() {
-        for f in &failed {
-            println!("    {f}");
-        }
-        std::process::exit(1);
-    }
+    harness::run("sync_spawn", TESTS, &harness::METHODS, WATCHDOG)
 }
