@@ -19,7 +19,7 @@ run pipe sizes_from_zero duplex_ping_pong reader_sees_disconnected sigkill_of_th
 run hostile
 run proptests a_valid any_flipped
 run sync
-run queue full_and_empty close joinable killed_holding not_yet_reaped get_timeout blocked_put
+run queue
 run pool
 for b in sync_spawn queue_spawn pool_spawn; do
   echo "== valgrind: $b (fork and spawn)"
