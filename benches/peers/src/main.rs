@@ -14,6 +14,7 @@ mod codecs;
 mod experiment;
 mod locks;
 mod proc;
+mod queues;
 mod transports;
 
 use std::fmt::Write as _;
@@ -51,7 +52,9 @@ fn parse() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "experiment" | "codecs" | "locks" | "all" | "list" if first => a.cmd = arg.clone(),
+            "experiment" | "codecs" | "locks" | "queues" | "all" | "list" if first => {
+                a.cmd = arg.clone()
+            }
             "--counts" => {
                 a.exp.counts = val("--counts")?
                     .split(',')
@@ -170,6 +173,21 @@ fn main() {
             if ["os-pipe", "spsc-ring", "shmproc-pipe"].contains(&r.id.as_str())
                 && r.cells.iter().any(|c| c.secs.is_empty())
             {
+                failed = true;
+            }
+        }
+    }
+    if args.cmd == "queues" || args.cmd == "all" {
+        match queues::run(2_000_000, 3) {
+            Ok(t) => {
+                println!("{t}");
+                if let Some(dir) = &args.out {
+                    let _ = std::fs::create_dir_all(dir);
+                    let _ = std::fs::write(dir.join("queues.md"), &t);
+                }
+            }
+            Err(e) => {
+                eprintln!("queues: {e}");
                 failed = true;
             }
         }
