@@ -121,10 +121,14 @@ pub(crate) struct Owner {
 /// Whether a slot owner still runs: its pid exists and, when its start time is known,
 /// that pid was not reused by another process.
 pub(crate) fn owner_alive(o: Owner) -> bool {
-    if !crate::sys::pid_running(o.pid) {
+    if !crate::sys::pid_alive(o.pid) {
         return false;
     }
-    o.start == 0 || crate::sys::start_time(o.pid) == Some(o.start)
+    // One read of /proc: not a zombie, and (when known) the same start time.
+    match crate::sys::task_state(o.pid) {
+        Some((state, start)) => !crate::sys::exited(state) && (o.start == 0 || start == o.start),
+        None => o.start == 0,
+    }
 }
 
 /// This process as a slot owner (cached; recomputed after a fork).

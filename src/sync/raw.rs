@@ -289,7 +289,7 @@ impl RawLock {
                     return true; // vanished between the two checks
                 };
                 // A killed process stays a zombie until reaped: it holds nothing.
-                if state == b'Z' || state == b'X' || state == b'x' {
+                if crate::sys::exited(state) {
                     return true;
                 }
                 let tag = self.owner_tag.load(Ordering::Relaxed);

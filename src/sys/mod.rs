@@ -299,16 +299,20 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 /// process killed but not yet reaped by its parent still answers `kill(pid, 0)`, yet it
 /// will never release what it held). Reads `/proc/<pid>/stat`: for slow paths only.
 pub(crate) fn pid_running(pid: u32) -> bool {
-    pid_alive(pid) && !matches!(task_state(pid), Some((b'Z' | b'X', _)))
+    // An unreadable /proc entry (hidepid) proves nothing: only a state letter does.
+    pid_alive(pid) && !task_state(pid).is_some_and(|(state, _)| exited(state))
+}
+
+/// Whether a `/proc` state letter ([`task_state`]) is that of a task that has exited
+/// (`Z` zombie, `X`/`x` dead) but may still answer `kill(tid, 0)`.
+pub(crate) fn exited(state: u8) -> bool {
+    matches!(state, b'Z' | b'X' | b'x')
 }
 
 /// The start time of a task in clock ticks since boot (field 22 of `/proc/<pid>/stat`),
 /// which with the pid identifies a process across pid reuse. `None` when it is gone.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces: skip past it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+    task_state(pid).map(|(_, start)| start)
 }
 
 /// Closes a raw fd number owned by the caller (used only on fds taken from an
