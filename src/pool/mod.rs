@@ -41,8 +41,7 @@
 //!
 //! * A task that panics fails its call with [`Error::TaskPanicked`] carrying the panic's
 //!   message; the worker catches the panic and lives on. The worker also writes one line
-//!   with the message and its location on its stderr (straight to the descriptor: a
-//!   forked worker may have inherited std's stderr lock held by a parent thread).
+//!   with its pid, the message and its location on its stderr.
 //! * A worker that dies while it holds a task (abort, SIGKILL, `exit`) fails that call
 //!   with [`Error::WorkerDied`] (its pid, and the signal or exit code); the pool starts a
 //!   replacement and goes on. CPython's `Pool` hangs forever in this case.
@@ -62,9 +61,9 @@
 //!
 //! With [`StartMethod::Fork`], workers are forked from the pool's own threads; what is
 //! safe in a forked child is described in the [`process`](crate::process) module (in
-//! short: a task should not take a lock that another thread of the parent may have held,
-//! `println!` included). The pool's own code in the worker takes none: it exits with a
-//! bounded flush of stdout and `_exit`. A thread in the parent waiting for a reply also
+//! short: a task should not take a lock of its own that another thread of the parent may
+//! have held; std's stdout and stderr are safe, the fork holds them). A worker exits
+//! like any `Process`: it flushes stdout and stderr, then `_exit`s. A thread in the parent waiting for a reply also
 //! polls its worker's exit status, so a worker's death is seen even when some other
 //! process holds a copy of its pipe. With [`StartMethod::Spawn`], `main` must call
 //! [`crate::init`] first.

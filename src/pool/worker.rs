@@ -13,7 +13,6 @@
 //! [`OK`], or a UTF-8 message otherwise.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -127,32 +126,17 @@ fn run_initializer(wire: &[u8]) -> Result<(), String> {
     }
 }
 
-/// How long a worker waits for its stdout/stderr to flush before it exits anyway.
-const FLUSH_GRACE: Duration = Duration::from_millis(200);
-
-/// Ends the worker: flushes stdout and stderr from a helper thread, waiting at most
-/// [`FLUSH_GRACE`], then `_exit`s. A worker forked from a multi-threaded parent may have
-/// inherited std's stdout lock held by a parent thread that does not exist here (the
-/// libtest harness prints from its main thread): a plain flush would block forever.
+/// Ends the worker like every forked or spawned `Process`: flushes stdout and stderr
+/// (never held by a vanished thread: `Process::start` holds them across the fork), then
+/// `_exit`s.
 fn exit_worker(code: i32) -> ! {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let flusher = std::thread::Builder::new()
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
-            let _ = tx.send(());
-        });
-    if flusher.is_ok() {
-        let _ = rx.recv_timeout(FLUSH_GRACE);
-    }
+    crate::process::flush_stdio();
     proc::exit_now(code)
 }
 
-/// Reports a task's panic on the worker's stderr without std's stderr lock (which a
-/// forked worker may have inherited held): the message goes to the parent as the call's
-/// error, this line is for whoever reads the worker's stderr.
+/// Reports a task's panic on the worker's stderr as one line naming the worker: the
+/// message goes to the parent as the call's error, this line is for whoever reads the
+/// worker's stderr.
 fn install_panic_report() {
     let Ok(err) = sys::borrow_raw_checked(2).and_then(sys::dup_cloexec) else {
         return;

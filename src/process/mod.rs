@@ -526,7 +526,7 @@ fn run_catching(f: impl FnOnce()) -> i32 {
 }
 
 /// Flushes the child's stdout and stderr before it exits.
-fn flush_stdio() {
+pub(crate) fn flush_stdio() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
