@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fork_child, serial, watchdog, Child};
+use common::{fork_child, serial, watchdog};
 use shmproc::{
     Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock,
     Semaphore, Value,
@@ -13,17 +13,6 @@ use shmproc::{
 
 const T: Duration = Duration::from_secs(60);
 
-/// `fork_child`, holding stdout and stderr locked across the fork. The test harness
-/// prints from other threads; a child forked while one of them holds the stdout lock
-/// would inherit it locked and hang at its first print or at the exit-time flush
-/// (`process::fork` flushes stdio in the child). Holding both locks in the forking
-/// thread means no other thread holds them at the fork, and the child (the same
-/// thread, re-entrantly) can still use them.
-fn fork(f: impl FnOnce() -> i32 + Send + 'static) -> Child {
-    let _out = std::io::stdout().lock();
-    let _err = std::io::stderr().lock();
-    fork_child(f)
-}
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
 /// Appends `x` to a log kept in `log` (element 0 is the length).
@@ -48,7 +37,7 @@ fn the_seeds_three_processes_print_one_after_another_inside_the_lock() {
     let mut children: Vec<_> = (0..3u32)
         .map(|i| {
             let (lock, log) = (lock.clone(), log.clone());
-            fork(move || {
+            fork_child(move || {
                 for _ in 0..5 {
                     let _g = lock.lock().unwrap();
                     push(&log, 100 + i); // start marker
@@ -84,7 +73,7 @@ fn four_processes_adding_20000_each_under_the_values_lock_give_exactly_80000() {
     let mut children: Vec<_> = (0..4)
         .map(|_| {
             let v = v.clone();
-            fork(move || {
+            fork_child(move || {
                 for _ in 0..20_000 {
                     *v.lock().unwrap() += 1;
                 }
@@ -105,7 +94,7 @@ fn a_sigkilled_holder_gives_the_waiting_locker_owner_died_then_the_lock_works() 
     let lock = Lock::new().unwrap();
     let held = Event::new().unwrap();
     let (l2, h2) = (lock.clone(), held.clone());
-    let mut holder = fork(move || {
+    let mut holder = fork_child(move || {
         let g = l2.lock().unwrap();
         h2.set();
         std::thread::sleep(Duration::from_secs(120));
@@ -116,7 +105,7 @@ fn a_sigkilled_holder_gives_the_waiting_locker_owner_died_then_the_lock_works() 
     // A second process waits for the lock while the holder is killed.
     let waiting = Event::new().unwrap();
     let (l3, w3) = (lock.clone(), waiting.clone());
-    let mut waiter = fork(move || {
+    let mut waiter = fork_child(move || {
         w3.set();
         match l3.lock_timeout(Duration::from_secs(30)) {
             Err(LockError::OwnerDied(g)) => drop(g),
@@ -139,7 +128,7 @@ fn a_sigkilled_holder_gives_the_waiting_locker_owner_died_then_the_lock_works() 
     // And from this process, and from yet another one.
     drop(lock.lock_timeout(Duration::from_secs(30)).unwrap());
     let l4 = lock.clone();
-    fork(move || match l4.lock_timeout(Duration::from_secs(30)) {
+    fork_child(move || match l4.lock_timeout(Duration::from_secs(30)) {
         Ok(_) => 0,
         Err(_) => 5,
     })
@@ -154,7 +143,7 @@ fn a_sigkilled_holder_is_detected_by_a_later_locker_within_a_second() {
     let v = Value::new(7u32).unwrap();
     let held = Event::new().unwrap();
     let (v2, h2) = (v.clone(), held.clone());
-    let mut holder = fork(move || {
+    let mut holder = fork_child(move || {
         let mut g = v2.lock().unwrap();
         *g = 8;
         h2.set();
@@ -174,7 +163,7 @@ fn a_sigkilled_holder_is_detected_by_a_later_locker_within_a_second() {
     // try_lock notices a dead holder too.
     let (v2, h2) = (v.clone(), held.clone());
     held.clear();
-    let mut holder = fork(move || {
+    let mut holder = fork_child(move || {
         let _g = v2.lock().unwrap();
         h2.set();
         std::thread::sleep(Duration::from_secs(120));
@@ -199,7 +188,7 @@ fn killing_a_busy_locker_at_random_points_never_wedges_the_lock() {
     for round in 0..12u64 {
         started.clear();
         let (v2, s2) = (v.clone(), started.clone());
-        let mut child = fork(move || loop {
+        let mut child = fork_child(move || loop {
             let mut g = v2.lock().unwrap_or_else(|e| e.into_guard().unwrap());
             *g += 1;
             s2.set();
@@ -228,7 +217,7 @@ fn a_thread_that_exits_holding_the_lock_in_a_live_process_is_an_owner_death() {
     let lock = Lock::new().unwrap();
     let (done, release) = (Event::new().unwrap(), Event::new().unwrap());
     let (l2, d2, r2) = (lock.clone(), done.clone(), release.clone());
-    let mut child = fork(move || {
+    let mut child = fork_child(move || {
         let l3 = l2.clone();
         std::thread::spawn(move || std::mem::forget(l3.lock().unwrap()))
             .join()
@@ -259,7 +248,7 @@ fn try_lock_would_block_and_lock_timeout_times_out_while_another_process_holds_i
     let lock = Lock::new().unwrap();
     let (held, release) = (Event::new().unwrap(), Event::new().unwrap());
     let (l2, h2, r2) = (lock.clone(), held.clone(), release.clone());
-    let mut child = fork(move || {
+    let mut child = fork_child(move || {
         let g = l2.lock().unwrap();
         h2.set();
         if !r2.wait(WAIT) {
@@ -290,7 +279,7 @@ fn rlock_is_reentrant_for_its_holder_and_exclusive_for_other_processes() {
     let done = Event::new().unwrap();
     let (r2, p2, a2, d2) = (r.clone(), probe.clone(), answer.clone(), done.clone());
     // The child answers each probe with 1 (could lock) or 2 (WouldBlock).
-    let mut child = fork(move || {
+    let mut child = fork_child(move || {
         for _ in 0..3 {
             if !p2.wait(WAIT) {
                 return 3;
@@ -337,7 +326,7 @@ fn semaphore_admits_at_most_its_count_across_processes() {
     let mut children: Vec<_> = (0..4)
         .map(|_| {
             let (sem, stats) = (sem.clone(), stats.clone());
-            fork(move || {
+            fork_child(move || {
                 for _ in 0..10 {
                     if sem.acquire_timeout(Duration::from_secs(30)).is_err() {
                         return 2;
@@ -364,7 +353,7 @@ fn semaphore_admits_at_most_its_count_across_processes() {
     assert_eq!(sem.value(), 2);
     // Counts move across processes: the child takes both units.
     let s2 = sem.clone();
-    fork(move || {
+    fork_child(move || {
         if s2.try_acquire().is_ok() && s2.try_acquire().is_ok() && s2.try_acquire().is_err() {
             0
         } else {
@@ -379,7 +368,7 @@ fn semaphore_admits_at_most_its_count_across_processes() {
     ));
     // A release in another process wakes a waiter here.
     let s2 = sem.clone();
-    let mut c = fork(move || {
+    let mut c = fork_child(move || {
         std::thread::sleep(Duration::from_millis(50));
         s2.release().map_or(2, |_| 0)
     });
@@ -395,7 +384,7 @@ fn bounded_semaphore_refuses_over_release_in_any_process() {
     assert!(sem.release().is_err());
     sem.acquire().unwrap();
     let s2 = sem.clone();
-    fork(move || {
+    fork_child(move || {
         if s2.release().is_ok() && s2.release().is_err() {
             0
         } else {
@@ -413,7 +402,7 @@ fn event_set_in_one_process_wakes_a_waiting_process() {
     let _w = watchdog(T);
     let (ev, ready) = (Event::new().unwrap(), Event::new().unwrap());
     let (e2, r2) = (ev.clone(), ready.clone());
-    let mut child = fork(move || {
+    let mut child = fork_child(move || {
         if e2.wait(Some(Duration::from_millis(20))) {
             return 2; // not set yet
         }
@@ -446,7 +435,7 @@ fn condition_notify_wakes_a_process_waiting_for_a_predicate() {
     let mut children: Vec<_> = (0..2)
         .map(|_| {
             let (c2, s2, w2) = (cond.clone(), state.clone(), waiting.clone());
-            fork(move || {
+            fork_child(move || {
                 let g = c2.lock().unwrap();
                 w2.set();
                 let (g, ok) = c2
@@ -480,7 +469,7 @@ fn condition_notify_wakes_a_process_waiting_for_a_predicate() {
     let (c2, w2) = (cond.clone(), waiting.clone());
     waiting.clear();
     let g = cond.lock().unwrap();
-    let mut child = fork(move || {
+    let mut child = fork_child(move || {
         if !w2.wait(WAIT) {
             return 2;
         }
@@ -504,7 +493,7 @@ fn a_condition_built_on_an_existing_lock_accepts_that_locks_guards() {
     let state = Value::new(0u32).unwrap();
     let waiting = Event::new().unwrap();
     let (l2, c2, s2, w2) = (lock.clone(), cond.clone(), state.clone(), waiting.clone());
-    let mut child = fork(move || {
+    let mut child = fork_child(move || {
         let g = l2.lock().unwrap(); // the plain lock's guard
         w2.set();
         let (g, ok) = c2.wait_for(g, || s2.get() == 1, WAIT).unwrap();
@@ -544,7 +533,7 @@ fn barrier_of_three_processes_releases_them_together_with_distinct_indices() {
     let mut children: Vec<_> = (0..3usize)
         .map(|i| {
             let (b, seen) = (b.clone(), seen.clone());
-            fork(move || {
+            fork_child(move || {
                 for round in 0..2 {
                     match b.wait(WAIT) {
                         Ok(idx) => seen.set(round * 3 + i, 10 + idx as u32),
@@ -574,7 +563,7 @@ fn a_barrier_wait_that_times_out_breaks_it_for_every_process_until_reset() {
     let b = Barrier::new(3).unwrap();
     let b2 = b.clone();
     // One other party arrives and waits; the third never comes.
-    let mut child = fork(move || match b2.wait(WAIT) {
+    let mut child = fork_child(move || match b2.wait(WAIT) {
         Err(BarrierError::Broken) => 0,
         _ => 2,
     });
@@ -595,7 +584,7 @@ fn a_barrier_wait_that_times_out_breaks_it_for_every_process_until_reset() {
     let mut children: Vec<_> = (0..2)
         .map(|_| {
             let b2 = b.clone();
-            fork(move || b2.wait(WAIT).map_or(2, |_| 0))
+            fork_child(move || b2.wait(WAIT).map_or(2, |_| 0))
         })
         .collect();
     b.wait(WAIT).unwrap();
@@ -612,7 +601,7 @@ fn an_array_of_1000_u32_updated_from_two_processes_keeps_every_update() {
     let mut children: Vec<_> = (0..2u32)
         .map(|k| {
             let a = a.clone();
-            fork(move || {
+            fork_child(move || {
                 for round in 0..50 {
                     let mut g = a.lock().unwrap();
                     for (i, x) in g.iter_mut().enumerate() {
