@@ -31,7 +31,7 @@ use crate::error::{
 };
 use crate::handoff::{self, Inherited};
 use crate::region::{Kind, Region};
-use crate::ring::spsc::{record_size, RecKind, Spsc, REC_HDR};
+use crate::ring::spsc::{record_size, RecKind, Spsc, MIN_WINDOW, REC_HDR};
 use crate::sync::waiter::{register_process, Wait};
 use crate::sys::{self, PeerState};
 
@@ -40,8 +40,6 @@ pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// Default largest message: 4 GiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 4 << 30;
 const MIN_CAPACITY: usize = 256;
-/// Smallest window worth encoding into in place.
-const MIN_WINDOW: u64 = 64;
 
 /// Namespace for [`Pipe::builder`].
 #[derive(Debug)]
@@ -620,7 +618,27 @@ enum RecvFail {
     Protocol(ProtocolError),
 }
 
+/// Messages of up to this many encoded bytes are received through a copy on the stack
+/// (see [`Shared::take_small`]); larger ones through the receiver's buffer.
+const SMALL: usize = 64;
+
 impl Shared {
+    /// The fast path of every receive: a whole message of at most [`SMALL`] bytes is at
+    /// the head of the ring. Copies it into `out`, consumes it, and returns its length;
+    /// `None` sends the caller down the general path ([`Shared::recv_raw`]).
+    #[inline(always)]
+    fn take_small(&self, st: &mut RecvState, out: &mut [u8; SMALL]) -> Option<usize> {
+        if self.max_message < SMALL as u64 {
+            return None;
+        }
+        let n = self.rx.as_ref()?.take_small(out)?;
+        // As `recv_raw` does for a whole message: an unfinished stream is dropped.
+        st.partial = None;
+        st.skipping = false;
+        st.empty_polls = 0;
+        Some(n)
+    }
+
     /// Receives one message into `st.buf`.
     fn recv_raw(&self, st: &mut RecvState, block: Block) -> std::result::Result<(), RecvFail> {
         let rx = self.rx.as_ref().expect("receiving end has a ring to read");
@@ -852,6 +870,10 @@ macro_rules! receiver_methods {
         /// `Protocol` when the peer wrote a corrupt record.
         pub fn recv(&self) -> std::result::Result<T, RecvError> {
             let mut st = self.state.borrow_mut();
+            let mut small = [0u8; SMALL];
+            if let Some(n) = self.shared().take_small(&mut st, &mut small) {
+                return codec::decode(&small[..n]).map_err(|e| RecvError::Codec(e.to_string()));
+            }
             self.shared().recv_raw(&mut st, Block::Until(None)).map_err(|f| {
                 recv_errors!(f, RecvError { Empty => RecvError::Disconnected, Timeout => RecvError::Disconnected })
             })?;
@@ -864,6 +886,10 @@ macro_rules! receiver_methods {
         /// `Empty` when none is, or as [`recv`](Self::recv).
         pub fn try_recv(&self) -> std::result::Result<T, TryRecvError> {
             let mut st = self.state.borrow_mut();
+            let mut small = [0u8; SMALL];
+            if let Some(n) = self.shared().take_small(&mut st, &mut small) {
+                return codec::decode(&small[..n]).map_err(|e| TryRecvError::Codec(e.to_string()));
+            }
             self.shared().recv_raw(&mut st, Block::No).map_err(|f| {
                 recv_errors!(f, TryRecvError { Empty => TryRecvError::Empty, Timeout => TryRecvError::Empty })
             })?;
@@ -876,6 +902,10 @@ macro_rules! receiver_methods {
         /// `Timeout` when none arrived in time, or as [`recv`](Self::recv).
         pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvTimeoutError> {
             let mut st = self.state.borrow_mut();
+            let mut small = [0u8; SMALL];
+            if let Some(n) = self.shared().take_small(&mut st, &mut small) {
+                return codec::decode(&small[..n]).map_err(|e| RecvTimeoutError::Codec(e.to_string()));
+            }
             self.shared().recv_raw(&mut st, Block::Until(deadline_after(timeout))).map_err(|f| {
                 recv_errors!(f, RecvTimeoutError { Empty => RecvTimeoutError::Timeout, Timeout => RecvTimeoutError::Timeout })
             })?;

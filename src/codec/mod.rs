@@ -89,6 +89,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> crate::Result<Vec<u8>> {
 }
 
 /// Decodes a `T` from exactly `bytes`.
+#[inline]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> crate::Result<T> {
     postcard::from_bytes(bytes).map_err(|e| crate::Error::Codec(e.to_string()))
 }

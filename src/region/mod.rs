@@ -29,7 +29,7 @@ use crate::sys;
 /// "SHMPROC\x01" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
 /// Layout version of this build.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Bytes reserved for the header; the payload starts here (keeps it cache-line aligned).
 pub(crate) const HEADER_LEN: usize = 128;
 
@@ -392,10 +392,10 @@ mod tests {
         bad[0] ^= 1;
         assert_eq!(validate_image(&bad), Err(RegionError::Foreign));
         let mut bad = img.clone();
-        bad[8] = 2;
+        bad[8] = VERSION as u8 + 1;
         assert!(matches!(
             validate_image(&bad),
-            Err(RegionError::Version { found: 2, .. })
+            Err(RegionError::Version { found, .. }) if found == VERSION + 1
         ));
         let mut bad = img.clone();
         bad[30] ^= 0x40;

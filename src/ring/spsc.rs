@@ -4,8 +4,8 @@
 //! # Layout
 //!
 //! ```text
-//! [ writer line: tail, cached_head, in_send ][ reader line: head, cached_tail ]
-//! [ readable waiter ][ writable waiter ][ ownership: owner, lock, lock waiter ]
+//! [ writer line: tail, cached_head ][ reader line: head, cached_tail ]
+//! [ readable waiter ][ writable waiter ][ ownership: owner, in_send, lock, lock waiter ]
 //! [ data: capacity bytes (a power of two) ]
 //! ```
 //!
@@ -45,6 +45,9 @@ use crate::sync::waiter::{Wait, Waiter};
 
 /// Record header size; also the alignment of every record.
 pub(crate) const REC_HDR: u64 = 8;
+/// The smallest window worth encoding into in place (an encoder writes without knowing
+/// the size first).
+pub(crate) const MIN_WINDOW: u64 = 64;
 const TAG_MAGIC: u32 = 0x00A5_C300;
 const TAG_MASK: u32 = 0xFFFF_FF00;
 
@@ -111,7 +114,6 @@ fn header_word(kind: RecKind, len: u64) -> u64 {
 struct WriterLine {
     tail: AtomicU64,
     cached_head: AtomicU64,
-    in_send: AtomicU32,
 }
 
 #[repr(C)]
@@ -126,6 +128,11 @@ struct ReaderLine {
 struct Ownership {
     /// 0: free; a token (pid << 32 | tid): biased to that thread; `SHARED`: use `lock`.
     owner: AtomicU64,
+    /// 1 while the biased owner is inside a send. On this line, which only the writer
+    /// touches in steady state, and not on `tail`'s, which the reader polls: two more
+    /// stores per send to a line the reader keeps pulling back would cost two more
+    /// cache-line transfers per message.
+    in_send: AtomicU32,
     /// Shared mode: 0 free, else the holder's pid.
     lock: AtomicU32,
     /// Bumped whenever a reader end is dropped; writers re-check reader liveness when
@@ -195,7 +202,7 @@ impl Drop for WriteGuard<'_> {
         let own = &self.ring.hdr().own;
         match self.mode {
             // Pairs with the revoker's Acquire load of `in_send`.
-            Mode::Biased => self.ring.hdr().w.in_send.store(0, Ordering::Release),
+            Mode::Biased => self.ring.hdr().own.in_send.store(0, Ordering::Release),
             Mode::Shared => {
                 own.lock.store(0, Ordering::Release);
                 own.lock_wait.wake_all();
@@ -285,8 +292,7 @@ impl Spsc {
         let me = my_token();
         let own = &self.hdr().own;
         if own.owner.load(Ordering::Relaxed) == me {
-            let w = &self.hdr().w;
-            w.in_send.store(1, Ordering::Relaxed);
+            own.in_send.store(1, Ordering::Relaxed);
             // Fast side of the asymmetric barrier; the revoker issues membarrier.
             light_fence();
             if own.owner.load(Ordering::Acquire) == me {
@@ -295,7 +301,7 @@ impl Spsc {
                     mode: Mode::Biased,
                 });
             }
-            w.in_send.store(0, Ordering::Release);
+            own.in_send.store(0, Ordering::Release);
         }
         self.acquire_writer_slow(me, deadline, abort)
     }
@@ -308,7 +314,6 @@ impl Spsc {
         mut abort: impl FnMut() -> bool,
     ) -> Result<WriteGuard<'_>, Wait> {
         let own = &self.hdr().own;
-        let w = &self.hdr().w;
         let my_pid = (me >> 32) as u32;
         loop {
             let o = own.owner.load(Ordering::Acquire);
@@ -318,7 +323,7 @@ impl Spsc {
                     .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    w.in_send.store(1, Ordering::Relaxed);
+                    own.in_send.store(1, Ordering::Relaxed);
                     light_fence();
                     if own.owner.load(Ordering::Acquire) == me {
                         return Ok(WriteGuard {
@@ -326,12 +331,12 @@ impl Spsc {
                             mode: Mode::Biased,
                         });
                     }
-                    w.in_send.store(0, Ordering::Release);
+                    own.in_send.store(0, Ordering::Release);
                 }
                 continue;
             }
             if o == me {
-                w.in_send.store(1, Ordering::Relaxed);
+                own.in_send.store(1, Ordering::Relaxed);
                 light_fence();
                 if own.owner.load(Ordering::Acquire) == me {
                     return Ok(WriteGuard {
@@ -339,7 +344,7 @@ impl Spsc {
                         mode: Mode::Biased,
                     });
                 }
-                w.in_send.store(0, Ordering::Release);
+                own.in_send.store(0, Ordering::Release);
                 continue;
             }
             if o & SHARED == 0 {
@@ -354,9 +359,9 @@ impl Spsc {
                     let holder = (o >> 32) as u32;
                     let mut spins = 0u32;
                     // Pairs with the Release store of `in_send = 0` in WriteGuard::drop.
-                    while w.in_send.load(Ordering::Acquire) != 0 {
+                    while own.in_send.load(Ordering::Acquire) != 0 {
                         if !crate::sys::pid_running(holder) {
-                            w.in_send.store(0, Ordering::Release);
+                            own.in_send.store(0, Ordering::Release);
                             break;
                         }
                         spins += 1;
@@ -743,6 +748,55 @@ impl Spsc {
         }
     }
 
+    /// The reader's fast path for the common record: a whole message (`MSG`) of at most
+    /// `N` payload bytes at the head. Copies its payload into `out`, consumes the record
+    /// and returns the payload length. `None` when the ring is empty or the head holds
+    /// anything else (padding, a piece of a stream, a larger message, a bad header): the
+    /// caller then takes the general path ([`Spsc::peek`]), which handles or reports it.
+    #[inline(always)]
+    pub(crate) fn take_small<const N: usize>(&self, out: &mut [u8; N]) -> Option<usize> {
+        const { assert!(N % 8 == 0) };
+        let r = &self.hdr().r;
+        let head = r.head.load(Ordering::Relaxed);
+        let mut tail = r.cached_tail.load(Ordering::Relaxed);
+        if head == tail {
+            // Pairs with the writer's Release store of `tail`.
+            tail = self.hdr().w.tail.load(Ordering::Acquire);
+            r.cached_tail.store(tail, Ordering::Relaxed);
+            if head == tail {
+                return None;
+            }
+        }
+        let avail = tail.wrapping_sub(head);
+        if avail > self.cap || (avail | head) % 8 != 0 {
+            return None;
+        }
+        let off = head & (self.cap - 1);
+        // SAFETY: as in `peek`: off is 8-aligned, off + 8 <= cap, and the bytes are
+        // published (head < tail).
+        let word = unsafe { self.data.as_ptr().add(off as usize).cast::<u64>().read() };
+        let len = word & 0xFFFF_FFFF;
+        if (word >> 32) as u32 != RecKind::Msg.tag() || len > N as u64 {
+            return None;
+        }
+        let size = record_size(len);
+        if size > avail || size > self.cap - off || size > self.max_record().max(REC_HDR * 2) {
+            return None;
+        }
+        // SAFETY: the payload [off + 8, off + 8 + align8(len)) lies inside the record,
+        // which was just checked to be inside the data area and the published range the
+        // reader owns until the store of `head` below; align8(len) <= N because N is a
+        // multiple of 8; `out` is a local array that cannot overlap shared memory.
+        unsafe {
+            let src = self.data.as_ptr().add((off + REC_HDR) as usize);
+            copy_bytes(src, out.as_mut_ptr(), align8(len) as usize);
+        }
+        // Pairs with the writer's Acquire load of `head` in `reserve`.
+        r.head.store(head.wrapping_add(size), Ordering::Release);
+        self.hdr().writable.wake_all();
+        Some(len as usize)
+    }
+
     /// Appends bytes `[from, from + n)` of the record's payload to `out`.
     #[inline]
     pub(crate) fn read_into(&self, rec: &Record, from: u64, n: u64, out: &mut Vec<u8>) {
@@ -1027,6 +1081,50 @@ mod tests {
         m.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&5u32.to_ne_bytes());
         m.0[CONTROL_SIZE + 4] = 0x99;
         assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
+    }
+
+    #[test]
+    fn take_small_takes_only_whole_small_messages_and_leaves_the_rest_to_peek() {
+        let (_m, r) = ring();
+        let mut out = [0u8; 16];
+        assert_eq!(r.take_small(&mut out), None, "empty ring");
+        let g = r.acquire_writer(None, || false).unwrap();
+        // 0..=16 bytes are small; 17 bytes and stream pieces are not.
+        for n in 0..=17u8 {
+            let msg: Vec<u8> = (0..n).map(|i| i ^ n).collect();
+            r.write_record(&g, RecKind::Msg, &[&msg], None, || false)
+                .unwrap();
+        }
+        r.write_record(
+            &g,
+            RecKind::Begin,
+            &[&3u64.to_ne_bytes(), b"abc"],
+            None,
+            || false,
+        )
+        .unwrap();
+        drop(g);
+        for n in 0..=16u8 {
+            let len = r.take_small(&mut out).expect("a small message");
+            let want: Vec<u8> = (0..n).map(|i| i ^ n).collect();
+            assert_eq!(&out[..len], &want[..]);
+        }
+        assert_eq!(r.take_small(&mut out), None, "17 bytes: the general path");
+        let rec = r.peek().unwrap().unwrap();
+        assert_eq!((rec.kind, rec.len), (RecKind::Msg, 17));
+        r.consume(&rec);
+        assert_eq!(r.take_small(&mut out), None, "a stream's first piece");
+        assert_eq!(r.peek().unwrap().unwrap().kind, RecKind::Begin);
+
+        // A corrupt header is not taken (peek reports it).
+        let (mut m2, r2) = ring();
+        let g = r2.acquire_writer(None, || false).unwrap();
+        r2.write_record(&g, RecKind::Msg, &[b"hi"], None, || false)
+            .unwrap();
+        drop(g);
+        m2.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert_eq!(r2.take_small(&mut [0u8; 2048]), None);
+        assert_eq!(r2.peek().unwrap_err(), ProtocolError::BadRecord);
     }
 }
 
