@@ -604,6 +604,8 @@ struct RecvState {
     /// gone is a system call (`poll` on the presence pipe), so a busy-polling reader asks
     /// the kernel on the first empty call and then once every [`EMPTY_POLLS_PER_CHECK`].
     empty_polls: u32,
+    /// How many looks the last wait for a message took ([`Spsc::wait_readable`]).
+    pace: u32,
 }
 
 /// How many consecutive empty `try_recv`s pass between two liveness checks. A writer's
@@ -724,7 +726,9 @@ impl Shared {
                         }
                         Block::Until(d) => d,
                     };
-                    match rx.wait_readable(deadline, || self.peer_gone()) {
+                    let (outcome, looks) = rx.wait_readable(deadline, || self.peer_gone(), st.pace);
+                    st.pace = looks;
+                    match outcome {
                         Wait::Ready => {}
                         Wait::TimedOut => return Err(RecvFail::Timeout),
                         Wait::Aborted => {
@@ -757,7 +761,7 @@ impl Shared {
         }
         let deadline = Some(Instant::now() + timeout.unwrap_or(Duration::ZERO));
         !matches!(
-            rx.wait_readable(deadline, || self.peer_gone()),
+            rx.wait_readable(deadline, || self.peer_gone(), u32::MAX).0,
             Wait::TimedOut
         )
     }

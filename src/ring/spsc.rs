@@ -43,6 +43,10 @@ use crate::error::ProtocolError;
 use crate::sync::atomic::{light_fence, AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::sync::waiter::{Wait, Waiter};
 
+/// Spin hints (~25 ns each on the development machine) a reader streaming at the
+/// writer's heels waits before it looks at the tail again (see [`Spsc::wait_readable`]).
+const HEELS_PAUSE: u32 = if cfg!(loom) { 0 } else { 8 };
+
 /// Record header size; also the alignment of every record.
 pub(crate) const REC_HDR: u64 = 8;
 /// The smallest window worth encoding into in place (an encoder writes without knowing
@@ -840,18 +844,39 @@ impl Spsc {
     }
 
     /// Waits until a record (or padding) is published, `deadline` passes or `abort`.
+    ///
+    /// `pace` says how this reader's last wait went: the number of looks at the tail it
+    /// took (see the return value). A reader whose last wait ended at the first or second
+    /// look is streaming right at the writer's heels: every record it reads then shares
+    /// a cache line with the one being written, and each of its looks pulls that line
+    /// away from the writer mid-copy (measured: records of 24 to 104 bytes went 3x
+    /// slower than 16 or 128 bytes). Such a reader first pauses for [`HEELS_PAUSE`]
+    /// spin hints, letting the writer run a few records ahead, then looks. A reader
+    /// whose messages arrive further apart (ping-pong, a quiet channel) looks at once,
+    /// so latency is unchanged. Returns the outcome and the number of looks taken.
     pub(crate) fn wait_readable(
         &self,
         deadline: Option<Instant>,
         abort: impl FnMut() -> bool,
-    ) -> Wait {
+        pace: u32,
+    ) -> (Wait, u32) {
         let r = &self.hdr().r;
         let w = &self.hdr().w;
-        self.hdr().readable.wait_until(
+        if pace <= 2 {
+            for _ in 0..HEELS_PAUSE {
+                std::hint::spin_loop();
+            }
+        }
+        let mut looks = 0u32;
+        let outcome = self.hdr().readable.wait_until(
             deadline,
-            || w.tail.load(Ordering::Acquire) != r.head.load(Ordering::Relaxed),
+            || {
+                looks = looks.saturating_add(1);
+                w.tail.load(Ordering::Acquire) != r.head.load(Ordering::Relaxed)
+            },
             abort,
-        )
+        );
+        (outcome, looks)
     }
 
     /// Whether anything is published and unread.
