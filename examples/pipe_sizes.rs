@@ -3,11 +3,11 @@
 //! to 4 KiB. Prints one line per size: ns per message and bandwidth.
 //!
 //! ```text
-//! cargo run --release --example pipe_sizes [count]
+//! cargo run --release --example pipe_sizes [count] [ring capacity in bytes]
 //! ```
 use std::time::Instant;
 
-use shmproc::{pipe, Process, Receiver};
+use shmproc::{Pipe, Process, Receiver};
 
 fn reader((rx, count, size): (Receiver<()>, u64, usize)) {
     let mut buf = Vec::new();
@@ -25,8 +25,12 @@ fn main() -> shmproc::Result<()> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    let capacity: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(shmproc::channel::DEFAULT_CAPACITY);
     for size in [8usize, 16, 32, 48, 56, 64, 72, 96, 128, 256, 1024, 4096] {
-        let (tx, rx) = pipe::<()>()?;
+        let (tx, rx) = Pipe::builder().capacity(capacity).build::<()>()?;
         let msg = vec![0x5a_u8; size];
         let mut p = Process::new(reader, (rx, count, size));
         p.start()?;
