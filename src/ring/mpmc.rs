@@ -64,7 +64,7 @@ use std::time::Instant;
 
 use crate::error::ProtocolError;
 use crate::sync::atomic::{AtomicU32, AtomicU64, CachePadded, Ordering};
-use crate::sync::waiter::{Wait, Waiter};
+use crate::sync::waiter::{Spin, Wait, Waiter};
 
 /// Size of one slot in bytes.
 pub(crate) const SLOT_SIZE: usize = 128;
@@ -672,15 +672,16 @@ impl Mpmc {
                 PutTry::Closed => return Err(PutFail::Closed),
                 PutTry::Failed(e) => return Err(PutFail::Failed(e)),
                 PutTry::Full(blocker) => {
-                    if let Some(b) = blocker {
-                        if self.reclaim_if_dead(me, b) {
+                    if nonblocking {
+                        if blocker.is_some_and(|b| self.reclaim_if_dead(me, b)) {
                             continue;
                         }
-                    }
-                    if nonblocking {
                         return Err(PutFail::Full);
                     }
-                    let w = self.hdr().not_full.wait_until(
+                    // A blocker is checked for death only before sleeping (the abort
+                    // check): it is almost always alive and about to release the slot.
+                    let w = self.hdr().not_full.wait_until_spin(
+                        spin_for(blocker),
                         deadline,
                         || self.put_ready(),
                         || {
@@ -710,15 +711,14 @@ impl Mpmc {
                 Ok(GetTry::Got(r)) => return Ok(r),
                 Ok(GetTry::Closed) => return Err(GetFail::Closed),
                 Ok(GetTry::Empty(blocker)) => {
-                    if let Some(b) = blocker {
-                        if self.reclaim_if_dead(me, b) {
+                    if nonblocking {
+                        if blocker.is_some_and(|b| self.reclaim_if_dead(me, b)) {
                             continue;
                         }
-                    }
-                    if nonblocking {
                         return Err(GetFail::Empty);
                     }
-                    let w = self.hdr().not_empty.wait_until(
+                    let w = self.hdr().not_empty.wait_until_spin(
+                        spin_for(blocker),
                         deadline,
                         || self.get_ready(),
                         || {
@@ -836,6 +836,18 @@ impl Mpmc {
         let _ = idx.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
         slot.start.store(me.start, Ordering::Relaxed);
         true
+    }
+}
+
+/// How long a blocked party spins before it sleeps: briefly when another process holds
+/// the slot it waits for mid-operation (when that owner does not finish at once it was
+/// preempted, and it needs a CPU; see `sync::waiter`), the default when the ring is
+/// plainly empty or full.
+fn spin_for(blocker: Option<Blocker>) -> Spin {
+    if blocker.is_some() {
+        Spin::OWNER
+    } else {
+        Spin::DEFAULT
     }
 }
 

@@ -1,20 +1,26 @@
 //! Park/wake for process-shared memory: spin briefly, then sleep on a futex; a waker
-//! makes a system call only when somebody is parked.
+//! makes a system call only when somebody is asleep.
 //!
 //! # Protocol
 //!
-//! A `Waiter` is two words in shared memory: `seq`, the futex word, and `parked`, the
-//! number of parked waiters. The waiter:
+//! A `Waiter`'s futex word `seq` is a counter whose low bit, `SLEEPERS`, says that
+//! somebody may be asleep on the word's current value. The waiter:
 //!
 //! 1. spins, then yields, re-checking its condition;
-//! 2. increments `parked`, reads `seq`, issues a full barrier, re-checks its condition;
-//! 3. sleeps in `FUTEX_WAIT(seq, value read)` for at most one slice, then loops.
+//! 2. sets `SLEEPERS` (a CAS; the word it sleeps on is the one it armed), issues a full
+//!    barrier, re-checks its condition;
+//! 3. sleeps in `FUTEX_WAIT(seq, armed word)` for at most one slice, then loops.
 //!
-//! The waker publishes its data (a Release store), issues a barrier, and if `parked`
-//! is non-zero bumps `seq` and calls `FUTEX_WAKE`. This is Dekker's pattern: with a
-//! full barrier on both sides, either the waiter's re-check sees the data, or the waker
-//! sees `parked != 0`, and since the waiter read `seq` before re-checking, a bump in
-//! between makes its `FUTEX_WAIT` return at once. No wake-up is lost.
+//! The waker publishes its data (a Release store), issues a barrier, and if `SLEEPERS`
+//! is set clears it by moving the word on (armed + 1) and calls `FUTEX_WAKE`. This is
+//! Dekker's pattern: with a full barrier on both sides, either the waiter's re-check
+//! sees the data, or the waker sees `SLEEPERS`; and since the waker changes the word
+//! the waiter armed, that waiter's `FUTEX_WAIT` returns at once if it had not slept yet.
+//! No wake-up is lost. Clearing the bit makes one wake per sleep: until a woken waiter
+//! runs and arms again, later wakers see no sleeper and make no system call (a waiter
+//! that counted itself parked until it ran again made every waker call `FUTEX_WAKE` for
+//! as long as the woken process waited for a CPU: tens of thousands of calls per second
+//! on an oversubscribed machine).
 //!
 //! The barrier is asymmetric, so that the hot path (every send) pays nothing: the waker
 //! issues only a compiler fence, and the waiter — which is about to sleep anyway —
@@ -23,6 +29,18 @@
 //! registers (see [`register_process`]). Where the kernel lacks membarrier, the waker
 //! falls back to a real `SeqCst` fence. Sleeps are sliced (at most
 //! [`PARK_SLICE`]) so that a waiter also notices a peer that died without waking it.
+//!
+//! # Spinning
+//!
+//! How long to spin before sleeping is the caller's choice ([`Spin`]). Waiting for a
+//! peer to *produce* something (an item, room, a lock) spins and yields a little
+//! ([`Spin::DEFAULT`]). Waiting for another process to *finish an operation it is in
+//! the middle of* (a queue slot it claimed and has not yet published, tens of
+//! nanoseconds of work when it runs) spins briefly and then sleeps at once
+//! ([`Spin::OWNER`]): when that process does not finish within the spin it was
+//! preempted, and it needs a CPU, which a spinning or yielding waiter keeps from it
+//! (the kernel's `sched_yield` need not run another task; with more processes than
+//! cores, such waits lasted whole time slices).
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +51,30 @@ pub(crate) const PARK_SLICE: Duration = Duration::from_millis(50);
 
 const SPINS: u32 = if cfg!(loom) { 0 } else { 64 };
 const YIELDS: u32 = if cfg!(loom) { 0 } else { 16 };
+
+/// Set in `seq` while somebody may be asleep on its current value.
+const SLEEPERS: u32 = 1;
+
+/// How long [`Waiter::wait_until_spin`] spins and yields before it sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spin {
+    spins: u32,
+    yields: u32,
+}
+
+impl Spin {
+    /// Waiting for a peer to produce something: spin, yield, then sleep.
+    pub(crate) const DEFAULT: Spin = Spin {
+        spins: SPINS,
+        yields: YIELDS,
+    };
+    /// Waiting for another process to finish an operation it is in the middle of:
+    /// spin briefly, then sleep without yielding (see the module docs).
+    pub(crate) const OWNER: Spin = Spin {
+        spins: SPINS,
+        yields: 0,
+    };
+}
 
 /// Whether this process may rely on `membarrier` (0 unknown, 1 yes, 2 no), and for
 /// which pid it registered (a forked child must register again).
@@ -102,8 +144,10 @@ pub(crate) enum Wait {
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct Waiter {
+    /// The futex word: a counter, with [`SLEEPERS`] in bit 0.
     seq: AtomicU32,
-    parked: AtomicU32,
+    /// Unused; keeps the two-word layout of the structures that embed a `Waiter`.
+    _reserved: AtomicU32,
 }
 
 impl Waiter {
@@ -112,26 +156,42 @@ impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
             seq: AtomicU32::new(0),
-            parked: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
         }
     }
 
     /// Wakes every parked waiter, if there is any. Call after publishing the change the
-    /// waiters wait for. Costs a compiler fence and one load when nobody is parked.
+    /// waiters wait for. Costs a compiler fence and one load when nobody is asleep.
     #[inline(always)]
     pub(crate) fn wake_all(&self) {
         waker_fence();
-        // Pairs with the `parked` increment + barrier in `wait_until`.
-        if self.parked.load(Ordering::Relaxed) != 0 {
+        // Pairs with the SLEEPERS CAS + barrier in `wait_until_spin`.
+        if self.seq.load(Ordering::Relaxed) & SLEEPERS != 0 {
             self.wake_slow();
         }
     }
 
     #[cold]
     fn wake_slow(&self) {
-        self.seq.fetch_add(1, Ordering::Release);
-        #[cfg(not(loom))]
-        crate::sys::futex_wake(&self.seq, u32::MAX);
+        let mut cur = self.seq.load(Ordering::Relaxed);
+        while cur & SLEEPERS != 0 {
+            // armed + 1: clears SLEEPERS and moves the word, so a waiter about to sleep
+            // on the armed value returns at once. A failed CAS means another waker
+            // cleared it (and wakes), or a waiter armed again: look again.
+            match self.seq.compare_exchange_weak(
+                cur,
+                cur.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    #[cfg(not(loom))]
+                    crate::sys::futex_wake(&self.seq, u32::MAX);
+                    return;
+                }
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Waits until `ready()` holds, the deadline passes, or `abort()` says to stop
@@ -139,51 +199,57 @@ impl Waiter {
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
+        ready: impl FnMut() -> bool,
+        abort: impl FnMut() -> bool,
+    ) -> Wait {
+        self.wait_until_spin(Spin::DEFAULT, deadline, ready, abort)
+    }
+
+    /// [`Waiter::wait_until`] with the given spinning before the first sleep.
+    pub(crate) fn wait_until_spin(
+        &self,
+        spin: Spin,
+        deadline: Option<Instant>,
         mut ready: impl FnMut() -> bool,
         mut abort: impl FnMut() -> bool,
     ) -> Wait {
-        for i in 0..SPINS + YIELDS {
+        for i in 0..spin.spins + spin.yields {
             if ready() {
                 return Wait::Ready;
             }
-            if i < SPINS {
+            if i < spin.spins {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
             }
         }
         loop {
-            self.parked.fetch_add(1, Ordering::SeqCst);
-            let seq = self.seq.load(Ordering::SeqCst);
-            waiter_fence();
-            let outcome = if ready() {
-                Some(Wait::Ready)
-            } else if abort() {
-                Some(Wait::Aborted)
-            } else {
-                let slice = match deadline {
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => Some(left.min(PARK_SLICE)),
-                        _ => None,
-                    },
-                    None => Some(PARK_SLICE),
-                };
-                match slice {
-                    None => Some(Wait::TimedOut),
-                    Some(t) => {
-                        self.sleep(seq, t);
-                        None
-                    }
-                }
-            };
-            self.parked.fetch_sub(1, Ordering::SeqCst);
-            if let Some(o) = outcome {
-                // A last look: the condition may have come true as the deadline passed.
-                if o == Wait::TimedOut && ready() {
-                    return Wait::Ready;
-                }
-                return o;
+            let cur = self.seq.load(Ordering::SeqCst);
+            let armed = cur | SLEEPERS;
+            if cur != armed
+                && self
+                    .seq
+                    .compare_exchange(cur, armed, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+            {
+                continue;
             }
+            waiter_fence();
+            if ready() {
+                return Wait::Ready;
+            }
+            if abort() {
+                return Wait::Aborted;
+            }
+            let slice = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(PARK_SLICE),
+                    // A last look: the condition may have come true as the deadline passed.
+                    _ => return if ready() { Wait::Ready } else { Wait::TimedOut },
+                },
+                None => PARK_SLICE,
+            };
+            self.sleep(armed, slice);
             if ready() {
                 return Wait::Ready;
             }
