@@ -31,7 +31,9 @@
 //! # Dead owners
 //!
 //! A party stuck behind a `WRITING`/`READING` slot (a consumer at `head`, a producer at
-//! `tail` one lap later) checks, before it parks, whether the owner is alive: its pid
+//! `tail` one lap later) checks, before it parks (not on sight: the owner is nearly
+//! always alive and about to finish; and then at most every `LIVENESS_EVERY`), whether
+//! the owner is alive: its pid
 //! (`kill(pid, 0)`) and, against pid reuse, its start time (written to `start` right
 //! after the claim and cleared before the release, so a non-zero `start` is always the
 //! current owner's). The checker takes a dead owner's slot over (CAS to the same phase
@@ -60,7 +62,7 @@
 //! the slot is still released so the queue goes on.
 
 use std::ptr::NonNull;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::ProtocolError;
 use crate::sync::atomic::{AtomicU32, AtomicU64, CachePadded, Ordering};
@@ -666,6 +668,7 @@ impl Mpmc {
         on_claimed: &mut dyn FnMut(u64) -> std::io::Result<()>,
         nonblocking: bool,
     ) -> Result<(), PutFail> {
+        let mut checked = None;
         loop {
             match self.try_put(me, kind, bytes, on_claimed) {
                 PutTry::Done => return Ok(()),
@@ -685,8 +688,10 @@ impl Mpmc {
                         deadline,
                         || self.put_ready(),
                         || {
-                            self.tail_blocker()
-                                .is_some_and(|b| self.reclaim_if_dead(me, b))
+                            due(&mut checked)
+                                && self
+                                    .tail_blocker()
+                                    .is_some_and(|b| self.reclaim_if_dead(me, b))
                         },
                     );
                     if w == Wait::TimedOut {
@@ -705,6 +710,7 @@ impl Mpmc {
         take: &mut dyn FnMut(u32, &[u8], u64) -> R,
         nonblocking: bool,
     ) -> Result<R, GetFail> {
+        let mut checked = None;
         loop {
             match self.try_get(me, take) {
                 Err(p) => return Err(GetFail::Protocol(p)),
@@ -722,8 +728,10 @@ impl Mpmc {
                         deadline,
                         || self.get_ready(),
                         || {
-                            self.head_blocker()
-                                .is_some_and(|b| self.reclaim_if_dead(me, b))
+                            due(&mut checked)
+                                && self
+                                    .head_blocker()
+                                    .is_some_and(|b| self.reclaim_if_dead(me, b))
                         },
                     );
                     if w == Wait::TimedOut {
@@ -849,6 +857,21 @@ fn spin_for(blocker: Option<Blocker>) -> Spin {
     } else {
         Spin::DEFAULT
     }
+}
+
+/// How often a waiting party looks at the liveness of the slot owner it waits for (a
+/// `kill` and a read of `/proc`): before its first sleep, then at most this often (a
+/// sleeper woken by releases of other slots sleeps again many times a millisecond).
+const LIVENESS_EVERY: Duration = Duration::from_millis(2);
+
+/// Whether a liveness check is due, given the time of the last one (updated).
+fn due(last: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    if last.is_some_and(|t| now.saturating_duration_since(t) < LIVENESS_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 /// The ring at byte `offset` of a region's payload. The region must outlive the ring

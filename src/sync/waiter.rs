@@ -293,4 +293,30 @@ mod loom_tests {
             t.join().unwrap();
         });
     }
+
+    /// Two wakers publish one flag each; the waiter needs both. A waker that finds
+    /// SLEEPERS already cleared by the other makes no call, so the waiter must still see
+    /// its flag (through its re-check after arming again) and never sleep through it.
+    #[test]
+    fn no_lost_wakeup_with_two_wakers() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let w = Arc::new((Waiter::new(), AtomicU64::new(0)));
+            let spawn_waker = |bit: u64| {
+                let w = w.clone();
+                loom::thread::spawn(move || {
+                    w.1.fetch_or(bit, Ordering::Release);
+                    w.0.wake_all();
+                })
+            };
+            let t1 = spawn_waker(1);
+            let t2 = spawn_waker(2);
+            let r =
+                w.0.wait_until(None, || w.1.load(Ordering::Acquire) == 3, || false);
+            assert_eq!(r, Wait::Ready);
+            t1.join().unwrap();
+            t2.join().unwrap();
+        });
+    }
 }
