@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::ProtocolError;
 use crate::sync::atomic::{AtomicU32, AtomicU64, CachePadded, Ordering};
-use crate::sync::waiter::{Spin, Wait, Waiter};
+use crate::sync::waiter::{Wait, Waiter};
 
 /// Size of one slot in bytes.
 pub(crate) const SLOT_SIZE: usize = 128;
@@ -683,8 +683,14 @@ impl Mpmc {
                     }
                     // A blocker is checked for death only before sleeping (the abort
                     // check): it is almost always alive and about to release the slot.
-                    let w = self.hdr().not_full.wait_until_spin(
-                        spin_for(blocker),
+                    let waiter = &self.hdr().not_full;
+                    let wait = if blocker.is_some() {
+                        Waiter::wait_for_owner
+                    } else {
+                        Waiter::wait_until
+                    };
+                    let w = wait(
+                        waiter,
                         deadline,
                         || self.put_ready(),
                         || {
@@ -723,8 +729,14 @@ impl Mpmc {
                         }
                         return Err(GetFail::Empty);
                     }
-                    let w = self.hdr().not_empty.wait_until_spin(
-                        spin_for(blocker),
+                    let waiter = &self.hdr().not_empty;
+                    let wait = if blocker.is_some() {
+                        Waiter::wait_for_owner
+                    } else {
+                        Waiter::wait_until
+                    };
+                    let w = wait(
+                        waiter,
                         deadline,
                         || self.get_ready(),
                         || {
@@ -844,18 +856,6 @@ impl Mpmc {
         let _ = idx.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
         slot.start.store(me.start, Ordering::Relaxed);
         true
-    }
-}
-
-/// How long a blocked party spins before it sleeps: briefly when another process holds
-/// the slot it waits for mid-operation (when that owner does not finish at once it was
-/// preempted, and it needs a CPU; see `sync::waiter`), the default when the ring is
-/// plainly empty or full.
-fn spin_for(blocker: Option<Blocker>) -> Spin {
-    if blocker.is_some() {
-        Spin::OWNER
-    } else {
-        Spin::DEFAULT
     }
 }
 

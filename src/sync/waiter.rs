@@ -30,17 +30,20 @@
 //! falls back to a real `SeqCst` fence. Sleeps are sliced (at most
 //! [`PARK_SLICE`]) so that a waiter also notices a peer that died without waking it.
 //!
-//! # Spinning
+//! # Waiting for an operation in progress
 //!
-//! How long to spin before sleeping is the caller's choice ([`Spin`]). Waiting for a
-//! peer to *produce* something (an item, room, a lock) spins and yields a little
-//! ([`Spin::DEFAULT`]). Waiting for another process to *finish an operation it is in
-//! the middle of* (a queue slot it claimed and has not yet published, tens of
-//! nanoseconds of work when it runs) spins briefly and then sleeps at once
-//! ([`Spin::OWNER`]): when that process does not finish within the spin it was
-//! preempted, and it needs a CPU, which a spinning or yielding waiter keeps from it
-//! (the kernel's `sched_yield` need not run another task; with more processes than
-//! cores, such waits lasted whole time slices).
+//! Waiting for a peer to *produce* something (an item, room, a lock) spins, yields a
+//! little, then parks as above ([`Waiter::wait_until`]). Waiting for another process to
+//! *finish an operation it is in the middle of* (a queue slot it claimed and has not
+//! yet published: tens of nanoseconds of work when it runs) is different
+//! ([`Waiter::wait_for_owner`]): it spins briefly, then naps in short timed sleeps
+//! without arming the word. When the owner does not finish within the spin it was
+//! preempted, and it needs a CPU, which a spinning or yielding waiter keeps from it (the
+//! kernel's `sched_yield` need not run another task: with more processes than cores,
+//! such waits lasted whole time slices). And a parked waiter would be woken by every
+//! unrelated change the word signals (other slots' releases), paying a barrier to park
+//! again each time, while the wakers paid a `FUTEX_WAKE` each: a nap costs nobody else
+//! anything, and the owner usually finishes during the first one, as soon as it runs.
 
 use std::time::{Duration, Instant};
 
@@ -55,26 +58,11 @@ const YIELDS: u32 = if cfg!(loom) { 0 } else { 16 };
 /// Set in `seq` while somebody may be asleep on its current value.
 const SLEEPERS: u32 = 1;
 
-/// How long [`Waiter::wait_until_spin`] spins and yields before it sleeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Spin {
-    spins: u32,
-    yields: u32,
-}
-
-impl Spin {
-    /// Waiting for a peer to produce something: spin, yield, then sleep.
-    pub(crate) const DEFAULT: Spin = Spin {
-        spins: SPINS,
-        yields: YIELDS,
-    };
-    /// Waiting for another process to finish an operation it is in the middle of:
-    /// spin briefly, then sleep without yielding (see the module docs).
-    pub(crate) const OWNER: Spin = Spin {
-        spins: SPINS,
-        yields: 0,
-    };
-}
+/// The first nap of [`Waiter::wait_for_owner`]; each next one is twice as long, up to
+/// [`NAP_MAX`].
+const NAP_FIRST: Duration = Duration::from_micros(20);
+/// The longest nap of [`Waiter::wait_for_owner`].
+const NAP_MAX: Duration = Duration::from_millis(1);
 
 /// Whether this process may rely on `membarrier` (0 unknown, 1 yes, 2 no), and for
 /// which pid it registered (a forked child must register again).
@@ -199,25 +187,14 @@ impl Waiter {
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
-        ready: impl FnMut() -> bool,
-        abort: impl FnMut() -> bool,
-    ) -> Wait {
-        self.wait_until_spin(Spin::DEFAULT, deadline, ready, abort)
-    }
-
-    /// [`Waiter::wait_until`] with the given spinning before the first sleep.
-    pub(crate) fn wait_until_spin(
-        &self,
-        spin: Spin,
-        deadline: Option<Instant>,
         mut ready: impl FnMut() -> bool,
         mut abort: impl FnMut() -> bool,
     ) -> Wait {
-        for i in 0..spin.spins + spin.yields {
+        for i in 0..SPINS + YIELDS {
             if ready() {
                 return Wait::Ready;
             }
-            if i < spin.spins {
+            if i < SPINS {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -253,6 +230,45 @@ impl Waiter {
             if ready() {
                 return Wait::Ready;
             }
+        }
+    }
+
+    /// Waits, like [`Waiter::wait_until`], for another process to finish an operation
+    /// it is in the middle of (see the module docs): spins briefly, then naps (20 µs,
+    /// doubling up to 1 ms) until `ready()`, the deadline, or `abort()` (checked before
+    /// each nap). A nap ends early when the word is woken, but never arms it, so no
+    /// waker makes a system call for it.
+    pub(crate) fn wait_for_owner(
+        &self,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut() -> bool,
+        mut abort: impl FnMut() -> bool,
+    ) -> Wait {
+        for _ in 0..SPINS {
+            if ready() {
+                return Wait::Ready;
+            }
+            std::hint::spin_loop();
+        }
+        let mut nap = NAP_FIRST;
+        loop {
+            if ready() {
+                return Wait::Ready;
+            }
+            if abort() {
+                return Wait::Aborted;
+            }
+            let t = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(nap),
+                    _ => return if ready() { Wait::Ready } else { Wait::TimedOut },
+                },
+                None => nap,
+            };
+            // Any value: the nap is a timed sleep that a wake of the word may cut short.
+            let seq = self.seq.load(Ordering::Relaxed);
+            self.sleep(seq, t);
+            nap = (nap * 2).min(NAP_MAX);
         }
     }
 
