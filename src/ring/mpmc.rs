@@ -669,6 +669,7 @@ impl Mpmc {
         nonblocking: bool,
     ) -> Result<(), PutFail> {
         let mut checked = None;
+        let mut napped = false;
         loop {
             match self.try_put(me, kind, bytes, on_claimed) {
                 PutTry::Done => return Ok(()),
@@ -680,6 +681,12 @@ impl Mpmc {
                             continue;
                         }
                         return Err(PutFail::Full);
+                    }
+                    if blocker.is_none() && !napped && self.cap >= FULL_NAP_MIN_CAPACITY {
+                        // Plainly full: let the consumers drain a while (see FULL_NAP).
+                        napped = true;
+                        self.hdr().not_full.nap(deadline, FULL_NAP);
+                        continue;
                     }
                     // A blocker is checked for death only before sleeping (the abort
                     // check): it is almost always alive and about to release the slot.
@@ -858,6 +865,18 @@ impl Mpmc {
         true
     }
 }
+
+/// How long a producer that finds a large ring plainly full (no slot held mid-operation)
+/// sleeps before it waits for room as usual, once per put. Waiting for the first free
+/// slot keeps producers chasing the consumers slot by slot: each put then waits for one
+/// get, the spinning producer takes the CPU the consumers need when processes outnumber
+/// cores, and both sides fight over the same cache lines. After the nap the consumers
+/// have freed a stretch of slots, which the producer fills without waiting. The
+/// consumers lose nothing: a ring of at least [`FULL_NAP_MIN_CAPACITY`] items keeps them
+/// busy far longer than the nap.
+const FULL_NAP: Duration = Duration::from_micros(200);
+/// Smallest ring whose producers nap when it is full.
+const FULL_NAP_MIN_CAPACITY: u64 = 4096;
 
 /// How often a waiting party looks at the liveness of the slot owner it waits for (a
 /// `kill` and a read of `/proc`): before its first sleep, then at most this often (a

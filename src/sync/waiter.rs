@@ -272,6 +272,18 @@ impl Waiter {
         }
     }
 
+    /// Sleeps for `t` (at most until the deadline) without arming the word: nobody needs
+    /// to wake the sleeper, and a wake of the word may cut the nap short.
+    pub(crate) fn nap(&self, deadline: Option<Instant>, t: Duration) {
+        let t = match deadline {
+            Some(d) => t.min(d.saturating_duration_since(Instant::now())),
+            None => t,
+        };
+        if !t.is_zero() {
+            self.sleep(self.seq.load(Ordering::Relaxed), t);
+        }
+    }
+
     #[cfg(not(loom))]
     fn sleep(&self, seq: u32, t: Duration) {
         crate::sys::futex_wait(&self.seq, seq, Some(t));
