@@ -298,6 +298,66 @@ impl Waiter {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn waiting_for_an_owner_ends_ready_timed_out_or_aborted() {
+        let w = Arc::new((Waiter::new(), AtomicBool::new(false)));
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(3));
+            // No wake_all: the owner's release is seen by the napping waiter anyway.
+            w2.1.store(true, Ordering::Release);
+        });
+        let r =
+            w.0.wait_for_owner(None, || w.1.load(Ordering::Acquire), || false);
+        assert_eq!(r, Wait::Ready);
+        t.join().unwrap();
+        let soon = Some(Instant::now() + Duration::from_millis(5));
+        assert_eq!(w.0.wait_for_owner(soon, || false, || false), Wait::TimedOut);
+        assert_eq!(w.0.wait_for_owner(None, || false, || true), Wait::Aborted);
+    }
+
+    #[test]
+    fn a_nap_ends_at_the_deadline() {
+        let w = Waiter::new();
+        let t0 = Instant::now();
+        w.nap(Some(t0), Duration::from_secs(60));
+        w.nap(Some(t0 + Duration::from_millis(1)), Duration::from_secs(60));
+        assert!(t0.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_parked_waiter_is_woken_once_and_later_wakers_make_no_call() {
+        let w = Arc::new((Waiter::new(), AtomicBool::new(false)));
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || {
+            w2.0.wait_until(None, || w2.1.load(Ordering::Acquire), || false)
+        });
+        // Wait until the waiter has armed the word, then publish and wake.
+        while w.0.seq.load(Ordering::Acquire) & SLEEPERS == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.1.store(true, Ordering::Release);
+        w.0.wake_all();
+        assert_eq!(t.join().unwrap(), Wait::Ready);
+        // Disarmed by the wake (or by this one, had the waiter armed again after it).
+        w.0.wake_all();
+        let before = w.0.seq.load(Ordering::Acquire);
+        assert_eq!(before & SLEEPERS, 0);
+        w.0.wake_all();
+        assert_eq!(
+            w.0.seq.load(Ordering::Acquire),
+            before,
+            "nobody armed: no wake"
+        );
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
