@@ -682,8 +682,9 @@ impl Mpmc {
                         }
                         return Err(PutFail::Full);
                     }
-                    if blocker.is_none() && !napped && self.cap >= FULL_NAP_MIN_CAPACITY {
-                        // Plainly full: let the consumers drain a while (see FULL_NAP).
+                    if !napped && self.cap >= FULL_NAP_MIN_CAPACITY {
+                        // Full (a consumer may be finishing the slot at the tail): let
+                        // the consumers drain a while (see FULL_NAP).
                         napped = true;
                         self.hdr().not_full.nap(deadline, FULL_NAP);
                         continue;
@@ -866,8 +867,8 @@ impl Mpmc {
     }
 }
 
-/// How long a producer that finds a large ring plainly full (no slot held mid-operation)
-/// sleeps before it waits for room as usual, once per put. Waiting for the first free
+/// How long a producer that finds a large ring full sleeps before it waits for room as
+/// usual, once per put. Waiting for the first free
 /// slot keeps producers chasing the consumers slot by slot: each put then waits for one
 /// get, the spinning producer takes the CPU the consumers need when processes outnumber
 /// cores, and both sides fight over the same cache lines. After the nap the consumers
