@@ -43,6 +43,23 @@
 //! takeover matters: loom caught a version that read it before its CAS, racing with
 //! the next producer's write.)
 //!
+//! # Waiting
+//!
+//! A blocked party spins, yields, then parks on `not_empty` / `not_full` (see
+//! `sync::waiter`), except in three cases, all about running with more processes than
+//! cores, where a spinning waiter takes the CPU that the party it waits for needs:
+//!
+//! * Blocked by a slot another process holds mid-operation (`WRITING` at `head`,
+//!   `READING`/`WRITING` at `tail`): a short spin, then short naps
+//!   (`Waiter::wait_for_owner`). Its owner was preempted between claim and release.
+//! * A producer finding a large ring full naps once ([`FULL_NAP`]) before waiting as
+//!   usual, so the consumers drain a stretch instead of being chased slot by slot.
+//! * A process whose blocking operations keep colliding with others of its role
+//!   naps ([`contended`]), one per role at a time.
+//!
+//! Liveness of a blocking owner is checked only before sleeping, and at most every
+//! [`LIVENESS_EVERY`].
+//!
 //! # Memory orderings
 //!
 //! * A claim CAS is `AcqRel`: Acquire pairs with the previous owner's Release
@@ -1086,6 +1103,25 @@ mod tests {
             .unwrap();
         assert_eq!(get(&r).unwrap(), vec![9; 3]);
         assert_eq!(get(&r).unwrap(), vec![10; 3]);
+    }
+
+    #[test]
+    fn collisions_make_one_party_per_role_nap() {
+        let (_m, r) = ring(2);
+        // A window with few collisions: no nap; with many: a nap.
+        CONTENTION.with(|c| c.set((0, 0)));
+        assert!(!(0..CONTENTION_WINDOW).any(|_| contended()));
+        for _ in 0..CONTENTION_LIMIT {
+            note_contention();
+        }
+        assert!((0..CONTENTION_WINDOW).any(|_| contended()));
+        // The nap takes the role's flag and gives it back; a party that finds it taken
+        // does not nap.
+        r.contention_nap(1, &r.hdr().not_empty, Some(Instant::now()));
+        assert_eq!(r.ctl().backoff[1].load(Ordering::Relaxed), 0);
+        r.ctl().backoff[0].store(1, Ordering::Relaxed);
+        r.contention_nap(0, &r.hdr().not_full, None);
+        assert_eq!(r.ctl().backoff[0].load(Ordering::Relaxed), 1);
     }
 
     #[test]
