@@ -153,7 +153,7 @@ impl Waiter {
     #[inline(always)]
     pub(crate) fn wake_all(&self) {
         waker_fence();
-        // Pairs with the SLEEPERS CAS + barrier in `wait_until_spin`.
+        // Pairs with the SLEEPERS CAS + barrier in `wait_until`.
         if self.seq.load(Ordering::Relaxed) & SLEEPERS != 0 {
             self.wake_slow();
         }
