@@ -165,6 +165,50 @@ fn full_and_empty_on_a_capacity_4_queue() {
     assert_eq!(q.try_put(&5), Err(TryPutError::Full));
 }
 
+/// A large queue's producer naps once when it finds the queue full (so consumers can
+/// drain a stretch): a put still honours its timeout, completes once another process
+/// makes room, and fails with `Closed` when the queue is closed while it waits.
+#[test]
+fn a_full_large_queue_times_out_puts_admits_them_on_room_and_closes_them() {
+    let _s = serial();
+    let _w = watchdog(T + Duration::from_secs(30));
+    let q = Queue::<u32>::with_capacity(4096).unwrap();
+    for i in 0..4096 {
+        q.try_put(&i).unwrap();
+    }
+    assert!(matches!(
+        q.put_timeout(&9, Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        q.put_timeout(&9, Duration::ZERO),
+        Err(Error::Timeout)
+    ));
+    // A producer in another process blocks until this one takes an item.
+    let q2 = q.clone();
+    let mut child = fork_child(move || match q2.put_timeout(&4096, T) {
+        Ok(()) => 0,
+        Err(_) => 2,
+    });
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(q.get_timeout(T).unwrap(), 0);
+    child.expect_success(T);
+    assert_eq!(q.len(), 4096);
+    // A producer blocked on the full queue sees the close.
+    let q3 = q.clone();
+    let mut child = fork_child(move || match q3.put(&1) {
+        Err(Error::Closed) => 0,
+        _ => 2,
+    });
+    std::thread::sleep(Duration::from_millis(5));
+    q.close();
+    child.expect_success(T);
+    for i in 1..=4096 {
+        assert_eq!(q.get_timeout(T).unwrap(), i);
+    }
+    assert!(matches!(q.get(), Err(Error::Closed)));
+}
+
 #[test]
 fn close_in_one_process_closes_for_all_puts_and_for_gets_once_drained() {
     let _s = serial();

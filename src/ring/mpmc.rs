@@ -31,7 +31,9 @@
 //! # Dead owners
 //!
 //! A party stuck behind a `WRITING`/`READING` slot (a consumer at `head`, a producer at
-//! `tail` one lap later) checks, before it parks, whether the owner is alive: its pid
+//! `tail` one lap later) checks, before it parks (not on sight: the owner is nearly
+//! always alive and about to finish; and then at most every `LIVENESS_EVERY`), whether
+//! the owner is alive: its pid
 //! (`kill(pid, 0)`) and, against pid reuse, its start time (written to `start` right
 //! after the claim and cleared before the release, so a non-zero `start` is always the
 //! current owner's). The checker takes a dead owner's slot over (CAS to the same phase
@@ -40,6 +42,23 @@
 //! consumed: the item it held is the only loss. (Reading the slot only after the
 //! takeover matters: loom caught a version that read it before its CAS, racing with
 //! the next producer's write.)
+//!
+//! # Waiting
+//!
+//! A blocked party spins, yields, then parks on `not_empty` / `not_full` (see
+//! `sync::waiter`), except in three cases, all about running with more processes than
+//! cores, where a spinning waiter takes the CPU that the party it waits for needs:
+//!
+//! * Blocked by a slot another process holds mid-operation (`WRITING` at `head`,
+//!   `READING`/`WRITING` at `tail`): a short spin, then short naps
+//!   (`Waiter::wait_for_owner`). Its owner was preempted between claim and release.
+//! * A producer finding a large ring full naps once ([`FULL_NAP`]) before waiting as
+//!   usual, so the consumers drain a stretch instead of being chased slot by slot.
+//! * A process whose blocking operations keep colliding with others of its role
+//!   naps ([`contended`]), one per role at a time.
+//!
+//! Liveness of a blocking owner is checked only before sleeping, and at most every
+//! [`LIVENESS_EVERY`].
 //!
 //! # Memory orderings
 //!
@@ -60,7 +79,7 @@
 //! the slot is still released so the queue goes on.
 
 use std::ptr::NonNull;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::ProtocolError;
 use crate::sync::atomic::{AtomicU32, AtomicU64, CachePadded, Ordering};
@@ -160,6 +179,9 @@ struct Control {
     joinable: AtomicU32,
     unfinished: AtomicU64,
     joined: Waiter,
+    /// Per role (producers, consumers): 1 while one of them naps for contention (see
+    /// [`contended`]); a napper that dies leaves it set, which only ends such naps.
+    backoff: [AtomicU32; 2],
 }
 
 /// The ring's control block, at the start of its memory.
@@ -454,6 +476,7 @@ impl Mpmc {
                     .compare_exchange_weak(s, mine, Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()
                 {
+                    note_contention();
                     pos = tail.load(Ordering::Relaxed);
                     continue;
                 }
@@ -480,6 +503,7 @@ impl Mpmc {
                 }
             } else if d >= 0 {
                 // Position `pos` is already claimed: help the index past it.
+                note_contention();
                 let _ = tail.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
                 pos = tail.load(Ordering::Relaxed);
             } else {
@@ -522,6 +546,7 @@ impl Mpmc {
                     .compare_exchange_weak(s, mine, Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()
                 {
+                    note_contention();
                     pos = head.load(Ordering::Relaxed);
                     continue;
                 }
@@ -539,6 +564,7 @@ impl Mpmc {
                 return res.map(GetTry::Got);
             } else if d > 0 || (d == 0 && phase == Phase::Reading) {
                 // Position `pos` is already taken: help the index past it.
+                note_contention();
                 let _ = head.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
                 pos = head.load(Ordering::Relaxed);
             } else {
@@ -666,26 +692,47 @@ impl Mpmc {
         on_claimed: &mut dyn FnMut(u64) -> std::io::Result<()>,
         nonblocking: bool,
     ) -> Result<(), PutFail> {
+        if !nonblocking && contended() {
+            self.contention_nap(0, &self.hdr().not_full, deadline);
+        }
+        let mut checked = None;
+        let mut napped = false;
         loop {
             match self.try_put(me, kind, bytes, on_claimed) {
                 PutTry::Done => return Ok(()),
                 PutTry::Closed => return Err(PutFail::Closed),
                 PutTry::Failed(e) => return Err(PutFail::Failed(e)),
                 PutTry::Full(blocker) => {
-                    if let Some(b) = blocker {
-                        if self.reclaim_if_dead(me, b) {
+                    if nonblocking {
+                        if blocker.is_some_and(|b| self.reclaim_if_dead(me, b)) {
                             continue;
                         }
-                    }
-                    if nonblocking {
                         return Err(PutFail::Full);
                     }
-                    let w = self.hdr().not_full.wait_until(
+                    if !napped && self.cap >= FULL_NAP_MIN_CAPACITY {
+                        // Full (a consumer may be finishing the slot at the tail): let
+                        // the consumers drain a while (see FULL_NAP).
+                        napped = true;
+                        self.hdr().not_full.nap(deadline, FULL_NAP);
+                        continue;
+                    }
+                    // A blocker is checked for death only before sleeping (the abort
+                    // check): it is almost always alive and about to release the slot.
+                    let waiter = &self.hdr().not_full;
+                    let wait = if blocker.is_some() {
+                        Waiter::wait_for_owner
+                    } else {
+                        Waiter::wait_until
+                    };
+                    let w = wait(
+                        waiter,
                         deadline,
                         || self.put_ready(),
                         || {
-                            self.tail_blocker()
-                                .is_some_and(|b| self.reclaim_if_dead(me, b))
+                            due(&mut checked)
+                                && self
+                                    .tail_blocker()
+                                    .is_some_and(|b| self.reclaim_if_dead(me, b))
                         },
                     );
                     if w == Wait::TimedOut {
@@ -704,26 +751,37 @@ impl Mpmc {
         take: &mut dyn FnMut(u32, &[u8], u64) -> R,
         nonblocking: bool,
     ) -> Result<R, GetFail> {
+        if !nonblocking && contended() {
+            self.contention_nap(1, &self.hdr().not_empty, deadline);
+        }
+        let mut checked = None;
         loop {
             match self.try_get(me, take) {
                 Err(p) => return Err(GetFail::Protocol(p)),
                 Ok(GetTry::Got(r)) => return Ok(r),
                 Ok(GetTry::Closed) => return Err(GetFail::Closed),
                 Ok(GetTry::Empty(blocker)) => {
-                    if let Some(b) = blocker {
-                        if self.reclaim_if_dead(me, b) {
+                    if nonblocking {
+                        if blocker.is_some_and(|b| self.reclaim_if_dead(me, b)) {
                             continue;
                         }
-                    }
-                    if nonblocking {
                         return Err(GetFail::Empty);
                     }
-                    let w = self.hdr().not_empty.wait_until(
+                    let waiter = &self.hdr().not_empty;
+                    let wait = if blocker.is_some() {
+                        Waiter::wait_for_owner
+                    } else {
+                        Waiter::wait_until
+                    };
+                    let w = wait(
+                        waiter,
                         deadline,
                         || self.get_ready(),
                         || {
-                            self.head_blocker()
-                                .is_some_and(|b| self.reclaim_if_dead(me, b))
+                            due(&mut checked)
+                                && self
+                                    .head_blocker()
+                                    .is_some_and(|b| self.reclaim_if_dead(me, b))
                         },
                     );
                     if w == Wait::TimedOut {
@@ -731,6 +789,20 @@ impl Mpmc {
                     }
                 }
             }
+        }
+    }
+
+    /// Naps for contention ([`contended`]) unless another party of the same role (0:
+    /// producers, 1: consumers) is napping for it already: one steps aside, the others
+    /// run (when all of them napped at once, nobody worked).
+    fn contention_nap(&self, role: usize, w: &Waiter, deadline: Option<Instant>) {
+        let flag = &self.ctl().backoff[role];
+        if flag
+            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            w.nap(deadline, CONTENTION_NAP);
+            flag.store(0, Ordering::Relaxed);
         }
     }
 
@@ -837,6 +909,76 @@ impl Mpmc {
         slot.start.store(me.start, Ordering::Relaxed);
         true
     }
+}
+
+/// How long a producer that finds a large ring full sleeps before it waits for room as
+/// usual, once per put. Waiting for the first free
+/// slot keeps producers chasing the consumers slot by slot: each put then waits for one
+/// get, the spinning producer takes the CPU the consumers need when processes outnumber
+/// cores, and both sides fight over the same cache lines. After the nap the consumers
+/// have freed a stretch of slots, which the producer fills without waiting. The
+/// consumers lose nothing: a ring of at least [`FULL_NAP_MIN_CAPACITY`] items keeps them
+/// busy far longer than the nap.
+const FULL_NAP: Duration = Duration::from_micros(200);
+/// Smallest ring whose producers nap when it is full.
+const FULL_NAP_MIN_CAPACITY: u64 = 4096;
+
+/// Blocking operations per contention window (see [`contended`]).
+const CONTENTION_WINDOW: u32 = 256;
+/// Collisions with a party of the same role, in one window, that make this one nap.
+const CONTENTION_LIMIT: u32 = 32;
+/// The nap of a party that collides often with others of its role.
+const CONTENTION_NAP: Duration = Duration::from_micros(100);
+
+thread_local! {
+    /// This thread's blocking operations and collisions in the current window.
+    static CONTENTION: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Counts a collision with a party of the same role: a lost claim, or a slot found
+/// claimed by another producer (or consumer) that had not yet moved the index.
+#[inline]
+fn note_contention() {
+    CONTENTION.with(|c| {
+        let (ops, hits) = c.get();
+        c.set((ops, hits.saturating_add(1)));
+    });
+}
+
+/// Counts one blocking operation; true when the window it closes saw many collisions.
+///
+/// Producers (or consumers) that run at the same time on different cores collide on
+/// the index and on neighbouring slots, and every collision moves cache lines between
+/// the cores: with four processes on two cores, two consumers interleaving get by get
+/// moved 5–7 M items/s where one of them alone moved 20 M/s. A party that collides
+/// often naps briefly ([`CONTENTION_NAP`]) so that the other runs alone a while (one
+/// party per role at a time: see `Mpmc::contention_nap`); parties that rarely meet
+/// (real work between operations) never nap.
+fn contended() -> bool {
+    CONTENTION.with(|c| {
+        let (ops, hits) = c.get();
+        if ops + 1 < CONTENTION_WINDOW {
+            c.set((ops + 1, hits));
+            return false;
+        }
+        c.set((0, 0));
+        hits >= CONTENTION_LIMIT
+    })
+}
+
+/// How often a waiting party looks at the liveness of the slot owner it waits for (a
+/// `kill` and a read of `/proc`): before its first sleep, then at most this often (a
+/// sleeper woken by releases of other slots sleeps again many times a millisecond).
+const LIVENESS_EVERY: Duration = Duration::from_millis(2);
+
+/// Whether a liveness check is due, given the time of the last one (updated).
+fn due(last: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    if last.is_some_and(|t| now.saturating_duration_since(t) < LIVENESS_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 /// The ring at byte `offset` of a region's payload. The region must outlive the ring
@@ -961,6 +1103,25 @@ mod tests {
             .unwrap();
         assert_eq!(get(&r).unwrap(), vec![9; 3]);
         assert_eq!(get(&r).unwrap(), vec![10; 3]);
+    }
+
+    #[test]
+    fn collisions_make_one_party_per_role_nap() {
+        let (_m, r) = ring(2);
+        // A window with few collisions: no nap; with many: a nap.
+        CONTENTION.with(|c| c.set((0, 0)));
+        assert!(!(0..CONTENTION_WINDOW).any(|_| contended()));
+        for _ in 0..CONTENTION_LIMIT {
+            note_contention();
+        }
+        assert!((0..CONTENTION_WINDOW).any(|_| contended()));
+        // The nap takes the role's flag and gives it back; a party that finds it taken
+        // does not nap.
+        r.contention_nap(1, &r.hdr().not_empty, Some(Instant::now()));
+        assert_eq!(r.ctl().backoff[1].load(Ordering::Relaxed), 0);
+        r.ctl().backoff[0].store(1, Ordering::Relaxed);
+        r.contention_nap(0, &r.hdr().not_full, None);
+        assert_eq!(r.ctl().backoff[0].load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -1,20 +1,26 @@
 //! Park/wake for process-shared memory: spin briefly, then sleep on a futex; a waker
-//! makes a system call only when somebody is parked.
+//! makes a system call only when somebody is asleep.
 //!
 //! # Protocol
 //!
-//! A `Waiter` is two words in shared memory: `seq`, the futex word, and `parked`, the
-//! number of parked waiters. The waiter:
+//! A `Waiter`'s futex word `seq` is a counter whose low bit, `SLEEPERS`, says that
+//! somebody may be asleep on the word's current value. The waiter:
 //!
 //! 1. spins, then yields, re-checking its condition;
-//! 2. increments `parked`, reads `seq`, issues a full barrier, re-checks its condition;
-//! 3. sleeps in `FUTEX_WAIT(seq, value read)` for at most one slice, then loops.
+//! 2. sets `SLEEPERS` (a CAS; the word it sleeps on is the one it armed), issues a full
+//!    barrier, re-checks its condition;
+//! 3. sleeps in `FUTEX_WAIT(seq, armed word)` for at most one slice, then loops.
 //!
-//! The waker publishes its data (a Release store), issues a barrier, and if `parked`
-//! is non-zero bumps `seq` and calls `FUTEX_WAKE`. This is Dekker's pattern: with a
-//! full barrier on both sides, either the waiter's re-check sees the data, or the waker
-//! sees `parked != 0`, and since the waiter read `seq` before re-checking, a bump in
-//! between makes its `FUTEX_WAIT` return at once. No wake-up is lost.
+//! The waker publishes its data (a Release store), issues a barrier, and if `SLEEPERS`
+//! is set clears it by moving the word on (armed + 1) and calls `FUTEX_WAKE`. This is
+//! Dekker's pattern: with a full barrier on both sides, either the waiter's re-check
+//! sees the data, or the waker sees `SLEEPERS`; and since the waker changes the word
+//! the waiter armed, that waiter's `FUTEX_WAIT` returns at once if it had not slept yet.
+//! No wake-up is lost. Clearing the bit makes one wake per sleep: until a woken waiter
+//! runs and arms again, later wakers see no sleeper and make no system call (a waiter
+//! that counted itself parked until it ran again made every waker call `FUTEX_WAKE` for
+//! as long as the woken process waited for a CPU: tens of thousands of calls per second
+//! on an oversubscribed machine).
 //!
 //! The barrier is asymmetric, so that the hot path (every send) pays nothing: the waker
 //! issues only a compiler fence, and the waiter — which is about to sleep anyway —
@@ -23,6 +29,21 @@
 //! registers (see [`register_process`]). Where the kernel lacks membarrier, the waker
 //! falls back to a real `SeqCst` fence. Sleeps are sliced (at most
 //! [`PARK_SLICE`]) so that a waiter also notices a peer that died without waking it.
+//!
+//! # Waiting for an operation in progress
+//!
+//! Waiting for a peer to *produce* something (an item, room, a lock) spins, yields a
+//! little, then parks as above ([`Waiter::wait_until`]). Waiting for another process to
+//! *finish an operation it is in the middle of* (a queue slot it claimed and has not
+//! yet published: tens of nanoseconds of work when it runs) is different
+//! ([`Waiter::wait_for_owner`]): it spins briefly, then naps in short timed sleeps
+//! without arming the word. When the owner does not finish within the spin it was
+//! preempted, and it needs a CPU, which a spinning or yielding waiter keeps from it (the
+//! kernel's `sched_yield` need not run another task: with more processes than cores,
+//! such waits lasted whole time slices). And a parked waiter would be woken by every
+//! unrelated change the word signals (other slots' releases), paying a barrier to park
+//! again each time, while the wakers paid a `FUTEX_WAKE` each: a nap costs nobody else
+//! anything, and the owner usually finishes during the first one, as soon as it runs.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +54,15 @@ pub(crate) const PARK_SLICE: Duration = Duration::from_millis(50);
 
 const SPINS: u32 = if cfg!(loom) { 0 } else { 64 };
 const YIELDS: u32 = if cfg!(loom) { 0 } else { 16 };
+
+/// Set in `seq` while somebody may be asleep on its current value.
+const SLEEPERS: u32 = 1;
+
+/// The first nap of [`Waiter::wait_for_owner`]; each next one is twice as long, up to
+/// [`NAP_MAX`].
+const NAP_FIRST: Duration = Duration::from_micros(20);
+/// The longest nap of [`Waiter::wait_for_owner`].
+const NAP_MAX: Duration = Duration::from_millis(1);
 
 /// Whether this process may rely on `membarrier` (0 unknown, 1 yes, 2 no), and for
 /// which pid it registered (a forked child must register again).
@@ -102,8 +132,10 @@ pub(crate) enum Wait {
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct Waiter {
+    /// The futex word: a counter, with [`SLEEPERS`] in bit 0.
     seq: AtomicU32,
-    parked: AtomicU32,
+    /// Unused; keeps the two-word layout of the structures that embed a `Waiter`.
+    _reserved: AtomicU32,
 }
 
 impl Waiter {
@@ -112,26 +144,42 @@ impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
             seq: AtomicU32::new(0),
-            parked: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
         }
     }
 
     /// Wakes every parked waiter, if there is any. Call after publishing the change the
-    /// waiters wait for. Costs a compiler fence and one load when nobody is parked.
+    /// waiters wait for. Costs a compiler fence and one load when nobody is asleep.
     #[inline(always)]
     pub(crate) fn wake_all(&self) {
         waker_fence();
-        // Pairs with the `parked` increment + barrier in `wait_until`.
-        if self.parked.load(Ordering::Relaxed) != 0 {
+        // Pairs with the SLEEPERS CAS + barrier in `wait_until`.
+        if self.seq.load(Ordering::Relaxed) & SLEEPERS != 0 {
             self.wake_slow();
         }
     }
 
     #[cold]
     fn wake_slow(&self) {
-        self.seq.fetch_add(1, Ordering::Release);
-        #[cfg(not(loom))]
-        crate::sys::futex_wake(&self.seq, u32::MAX);
+        let mut cur = self.seq.load(Ordering::Relaxed);
+        while cur & SLEEPERS != 0 {
+            // armed + 1: clears SLEEPERS and moves the word, so a waiter about to sleep
+            // on the armed value returns at once. A failed CAS means another waker
+            // cleared it (and wakes), or a waiter armed again: look again.
+            match self.seq.compare_exchange_weak(
+                cur,
+                cur.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    #[cfg(not(loom))]
+                    crate::sys::futex_wake(&self.seq, u32::MAX);
+                    return;
+                }
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Waits until `ready()` holds, the deadline passes, or `abort()` says to stop
@@ -153,40 +201,86 @@ impl Waiter {
             }
         }
         loop {
-            self.parked.fetch_add(1, Ordering::SeqCst);
-            let seq = self.seq.load(Ordering::SeqCst);
-            waiter_fence();
-            let outcome = if ready() {
-                Some(Wait::Ready)
-            } else if abort() {
-                Some(Wait::Aborted)
-            } else {
-                let slice = match deadline {
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => Some(left.min(PARK_SLICE)),
-                        _ => None,
-                    },
-                    None => Some(PARK_SLICE),
-                };
-                match slice {
-                    None => Some(Wait::TimedOut),
-                    Some(t) => {
-                        self.sleep(seq, t);
-                        None
-                    }
-                }
-            };
-            self.parked.fetch_sub(1, Ordering::SeqCst);
-            if let Some(o) = outcome {
-                // A last look: the condition may have come true as the deadline passed.
-                if o == Wait::TimedOut && ready() {
-                    return Wait::Ready;
-                }
-                return o;
+            let cur = self.seq.load(Ordering::SeqCst);
+            let armed = cur | SLEEPERS;
+            if cur != armed
+                && self
+                    .seq
+                    .compare_exchange(cur, armed, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+            {
+                continue;
             }
+            waiter_fence();
             if ready() {
                 return Wait::Ready;
             }
+            if abort() {
+                return Wait::Aborted;
+            }
+            let slice = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(PARK_SLICE),
+                    // A last look: the condition may have come true as the deadline passed.
+                    _ => return if ready() { Wait::Ready } else { Wait::TimedOut },
+                },
+                None => PARK_SLICE,
+            };
+            self.sleep(armed, slice);
+            if ready() {
+                return Wait::Ready;
+            }
+        }
+    }
+
+    /// Waits, like [`Waiter::wait_until`], for another process to finish an operation
+    /// it is in the middle of (see the module docs): spins briefly, then naps (20 µs,
+    /// doubling up to 1 ms) until `ready()`, the deadline, or `abort()` (checked before
+    /// each nap). A nap ends early when the word is woken, but never arms it, so no
+    /// waker makes a system call for it.
+    pub(crate) fn wait_for_owner(
+        &self,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut() -> bool,
+        mut abort: impl FnMut() -> bool,
+    ) -> Wait {
+        for _ in 0..SPINS {
+            if ready() {
+                return Wait::Ready;
+            }
+            std::hint::spin_loop();
+        }
+        let mut nap = NAP_FIRST;
+        loop {
+            if ready() {
+                return Wait::Ready;
+            }
+            if abort() {
+                return Wait::Aborted;
+            }
+            let t = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(nap),
+                    _ => return if ready() { Wait::Ready } else { Wait::TimedOut },
+                },
+                None => nap,
+            };
+            // Any value: the nap is a timed sleep that a wake of the word may cut short.
+            let seq = self.seq.load(Ordering::Relaxed);
+            self.sleep(seq, t);
+            nap = (nap * 2).min(NAP_MAX);
+        }
+    }
+
+    /// Sleeps for `t` (at most until the deadline) without arming the word: nobody needs
+    /// to wake the sleeper, and a wake of the word may cut the nap short.
+    pub(crate) fn nap(&self, deadline: Option<Instant>, t: Duration) {
+        let t = match deadline {
+            Some(d) => t.min(d.saturating_duration_since(Instant::now())),
+            None => t,
+        };
+        if !t.is_zero() {
+            self.sleep(self.seq.load(Ordering::Relaxed), t);
         }
     }
 
@@ -201,6 +295,66 @@ impl Waiter {
         while self.seq.load(Ordering::SeqCst) == seq {
             loom::thread::yield_now();
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn waiting_for_an_owner_ends_ready_timed_out_or_aborted() {
+        let w = Arc::new((Waiter::new(), AtomicBool::new(false)));
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(3));
+            // No wake_all: the owner's release is seen by the napping waiter anyway.
+            w2.1.store(true, Ordering::Release);
+        });
+        let r =
+            w.0.wait_for_owner(None, || w.1.load(Ordering::Acquire), || false);
+        assert_eq!(r, Wait::Ready);
+        t.join().unwrap();
+        let soon = Some(Instant::now() + Duration::from_millis(5));
+        assert_eq!(w.0.wait_for_owner(soon, || false, || false), Wait::TimedOut);
+        assert_eq!(w.0.wait_for_owner(None, || false, || true), Wait::Aborted);
+    }
+
+    #[test]
+    fn a_nap_ends_at_the_deadline() {
+        let w = Waiter::new();
+        let t0 = Instant::now();
+        w.nap(Some(t0), Duration::from_secs(60));
+        w.nap(Some(t0 + Duration::from_millis(1)), Duration::from_secs(60));
+        assert!(t0.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_parked_waiter_is_woken_once_and_later_wakers_make_no_call() {
+        let w = Arc::new((Waiter::new(), AtomicBool::new(false)));
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || {
+            w2.0.wait_until(None, || w2.1.load(Ordering::Acquire), || false)
+        });
+        // Wait until the waiter has armed the word, then publish and wake.
+        while w.0.seq.load(Ordering::Acquire) & SLEEPERS == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.1.store(true, Ordering::Release);
+        w.0.wake_all();
+        assert_eq!(t.join().unwrap(), Wait::Ready);
+        // Disarmed by the wake (or by this one, had the waiter armed again after it).
+        w.0.wake_all();
+        let before = w.0.seq.load(Ordering::Acquire);
+        assert_eq!(before & SLEEPERS, 0);
+        w.0.wake_all();
+        assert_eq!(
+            w.0.seq.load(Ordering::Acquire),
+            before,
+            "nobody armed: no wake"
+        );
     }
 }
 
@@ -225,6 +379,32 @@ mod loom_tests {
                 w.0.wait_until(None, || w.1.load(Ordering::Acquire) == 1, || false);
             assert_eq!(r, Wait::Ready);
             t.join().unwrap();
+        });
+    }
+
+    /// Two wakers publish one flag each; the waiter needs both. A waker that finds
+    /// SLEEPERS already cleared by the other makes no call, so the waiter must still see
+    /// its flag (through its re-check after arming again) and never sleep through it.
+    #[test]
+    fn no_lost_wakeup_with_two_wakers() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let w = Arc::new((Waiter::new(), AtomicU64::new(0)));
+            let spawn_waker = |bit: u64| {
+                let w = w.clone();
+                loom::thread::spawn(move || {
+                    w.1.fetch_or(bit, Ordering::Release);
+                    w.0.wake_all();
+                })
+            };
+            let t1 = spawn_waker(1);
+            let t2 = spawn_waker(2);
+            let r =
+                w.0.wait_until(None, || w.1.load(Ordering::Acquire) == 3, || false);
+            assert_eq!(r, Wait::Ready);
+            t1.join().unwrap();
+            t2.join().unwrap();
         });
     }
 }
