@@ -1236,7 +1236,7 @@ mod loom_tests {
                         got.push(v);
                     }
                     None => {
-                        assert_eq!(r.wait_readable(None, || false), Wait::Ready);
+                        assert_eq!(r.wait_readable(None, || false, u32::MAX).0, Wait::Ready);
                     }
                 }
             }
