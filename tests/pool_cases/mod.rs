@@ -31,6 +31,12 @@ fn pid_of(_: u32) -> u32 {
     std::process::id()
 }
 
+/// `pid_of` that takes a millisecond, so that a call's tasks spread over the workers.
+fn slow_pid_of(x: u32) -> u32 {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    pid_of(x)
+}
+
 fn panics_on_13(x: u32) -> u32 {
     if x == 13 {
         panic!("bad item {x}");
@@ -283,11 +289,16 @@ pub fn apply_async_get_get_timeout_and_ready(m: StartMethod) {
 
 pub fn a_panicking_task_gives_task_panicked_and_the_pool_goes_on(m: StartMethod) {
     let p = pool(m, 2);
-    let pids: HashSet<u32> = p
-        .map_chunked(pid_of, 0..20, 1)
-        .unwrap()
-        .into_iter()
-        .collect();
+    // Both workers' pids: one call may be served by one worker alone (the other still
+    // starting, or parked while the first drains the tasks), so ask until both answered.
+    let mut pids: HashSet<u32> = HashSet::new();
+    for _ in 0..500 {
+        pids.extend(p.map_chunked(slow_pid_of, 0..4, 1).unwrap());
+        if pids.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 2, "both workers took tasks: {pids:?}");
     match p.map(panics_on_13, 0..40) {
         Err(Error::TaskPanicked(msg)) => assert_eq!(msg, "bad item 13"),
         other => panic!("expected TaskPanicked, got {other:?}"),
