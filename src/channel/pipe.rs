@@ -405,7 +405,9 @@ fn wait_to_fail(w: Wait, block: Block) -> SendFail {
 }
 
 impl Shared {
-    #[inline]
+    /// Sends one message: the fast path (encode in place into the ring) inline, the rest
+    /// out of line in [`Shared::send_value_general`].
+    #[inline(always)]
     fn send_value<T: Serialize + ?Sized>(
         &self,
         msg: &T,
@@ -439,7 +441,19 @@ impl Shared {
                 Err(EncodeError::Full) => {}
             }
         }
-        // Slow path: encode into a buffer, then copy or stream it.
+        self.send_value_general(tx, &g, msg, block, deadline)
+    }
+
+    /// The general path of a send: encode into a buffer, then copy or stream it.
+    #[inline(never)]
+    fn send_value_general<T: Serialize + ?Sized>(
+        &self,
+        tx: &Spsc,
+        g: &crate::ring::spsc::WriteGuard<'_>,
+        msg: &T,
+        block: Block,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), SendFail> {
         SCRATCH.with(|s| {
             let mut buf = s
                 .try_borrow_mut()
@@ -447,7 +461,7 @@ impl Shared {
                 .unwrap_or_default();
             buf.clear();
             let res = match codec::encode_into(msg, &mut buf) {
-                Ok(()) => self.send_locked(tx, &g, &buf, block, deadline),
+                Ok(()) => self.send_locked(tx, g, &buf, block, deadline),
                 Err(e) => Err(SendFail::Codec(e.to_string())),
             };
             if buf.capacity() <= 1 << 20 {
@@ -767,6 +781,25 @@ impl Shared {
     }
 }
 
+/// A failed general-path receive, before it is mapped to the caller's error type.
+enum General {
+    Recv(RecvFail),
+    Codec(String),
+}
+
+/// The general path of every receive (a stream, a large message, an empty ring, an
+/// error), out of line so that the fast path ([`Shared::take_small`] and the decode)
+/// inlines into the caller without this code's stack frame.
+#[inline(never)]
+fn recv_general<T: DeserializeOwned>(
+    sh: &Shared,
+    st: &mut RecvState,
+    block: Block,
+) -> std::result::Result<T, General> {
+    sh.recv_raw(st, block).map_err(General::Recv)?;
+    codec::decode(&st.buf).map_err(|e| General::Codec(e.to_string()))
+}
+
 fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
@@ -801,7 +834,7 @@ macro_rules! sender_methods {
         /// # Errors
         /// `Disconnected` when every receiving end is gone; `TooLarge` over
         /// `max_message`; `Codec` when `T`'s `Serialize` fails.
-        #[inline]
+        #[inline(always)]
         pub fn send(&self, msg: &T) -> std::result::Result<(), SendError> {
             self.shared().send_value(msg, Block::Until(None)).map_err(|f| {
                 send_errors!(f, SendError { Full => SendError::Disconnected, Timeout => SendError::Disconnected })
@@ -872,48 +905,51 @@ macro_rules! receiver_methods {
         /// `Disconnected` once every sending end is gone and the ring is drained;
         /// `Codec` when the bytes do not decode as `T` (the message is consumed);
         /// `Protocol` when the peer wrote a corrupt record.
+        #[inline(always)]
         pub fn recv(&self) -> std::result::Result<T, RecvError> {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
                 return codec::decode(&small[..n]).map_err(|e| RecvError::Codec(e.to_string()));
             }
-            self.shared().recv_raw(&mut st, Block::Until(None)).map_err(|f| {
-                recv_errors!(f, RecvError { Empty => RecvError::Disconnected, Timeout => RecvError::Disconnected })
-            })?;
-            codec::decode(&st.buf).map_err(|e| RecvError::Codec(e.to_string()))
+            recv_general(self.shared(), &mut st, Block::Until(None)).map_err(|f| match f {
+                General::Recv(f) => recv_errors!(f, RecvError { Empty => RecvError::Disconnected, Timeout => RecvError::Disconnected }),
+                General::Codec(e) => RecvError::Codec(e),
+            })
         }
 
         /// Receives a message if one is ready now.
         ///
         /// # Errors
         /// `Empty` when none is, or as [`recv`](Self::recv).
+        #[inline(always)]
         pub fn try_recv(&self) -> std::result::Result<T, TryRecvError> {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
                 return codec::decode(&small[..n]).map_err(|e| TryRecvError::Codec(e.to_string()));
             }
-            self.shared().recv_raw(&mut st, Block::No).map_err(|f| {
-                recv_errors!(f, TryRecvError { Empty => TryRecvError::Empty, Timeout => TryRecvError::Empty })
-            })?;
-            codec::decode(&st.buf).map_err(|e| TryRecvError::Codec(e.to_string()))
+            recv_general(self.shared(), &mut st, Block::No).map_err(|f| match f {
+                General::Recv(f) => recv_errors!(f, TryRecvError { Empty => TryRecvError::Empty, Timeout => TryRecvError::Empty }),
+                General::Codec(e) => TryRecvError::Codec(e),
+            })
         }
 
         /// Receives a message, waiting at most `timeout`.
         ///
         /// # Errors
         /// `Timeout` when none arrived in time, or as [`recv`](Self::recv).
+        #[inline(always)]
         pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvTimeoutError> {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
                 return codec::decode(&small[..n]).map_err(|e| RecvTimeoutError::Codec(e.to_string()));
             }
-            self.shared().recv_raw(&mut st, Block::Until(deadline_after(timeout))).map_err(|f| {
-                recv_errors!(f, RecvTimeoutError { Empty => RecvTimeoutError::Timeout, Timeout => RecvTimeoutError::Timeout })
-            })?;
-            codec::decode(&st.buf).map_err(|e| RecvTimeoutError::Codec(e.to_string()))
+            recv_general(self.shared(), &mut st, Block::Until(deadline_after(timeout))).map_err(|f| match f {
+                General::Recv(f) => recv_errors!(f, RecvTimeoutError { Empty => RecvTimeoutError::Timeout, Timeout => RecvTimeoutError::Timeout }),
+                General::Codec(e) => RecvTimeoutError::Codec(e),
+            })
         }
 
         /// Whether a message (or end-of-file) is ready, waiting at most `timeout`
