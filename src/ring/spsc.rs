@@ -173,6 +173,15 @@ pub(crate) struct Record {
     head: u64,
 }
 
+/// The head of the ring as the reader finds it (see [`Spsc::head_word`]).
+#[derive(Clone, Copy)]
+struct Head {
+    head: u64,
+    avail: u64,
+    off: u64,
+    word: u64,
+}
+
 /// Handle to a ring in memory that outlives it (a mapped region, or the heap in tests).
 pub(crate) struct Spsc {
     hdr: NonNull<SpscHeader>,
@@ -711,27 +720,16 @@ impl Spsc {
     /// is validated against the ring's bounds and the published range.
     #[inline]
     pub(crate) fn peek(&self) -> Result<Option<Record>, ProtocolError> {
-        let r = &self.hdr().r;
         loop {
-            let head = r.head.load(Ordering::Relaxed);
-            let mut tail = r.cached_tail.load(Ordering::Relaxed);
-            if head == tail {
-                // Pairs with the writer's Release store of `tail`.
-                tail = self.hdr().w.tail.load(Ordering::Acquire);
-                r.cached_tail.store(tail, Ordering::Relaxed);
-                if head == tail {
-                    return Ok(None);
-                }
-            }
-            let avail = tail.wrapping_sub(head);
-            if avail > self.cap || avail % 8 != 0 || head % 8 != 0 {
-                return Err(ProtocolError::BadRecord);
-            }
-            let off = head & (self.cap - 1);
-            // SAFETY: off is 8-aligned and off + 8 <= cap (cap is a multiple of 8); the
-            // bytes are published (head < tail). A hostile peer can only make the value
-            // wrong, which the checks below catch.
-            let word = unsafe { self.data.as_ptr().add(off as usize).cast::<u64>().read() };
+            let Some(Head {
+                head,
+                avail,
+                off,
+                word,
+            }) = self.head_word()?
+            else {
+                return Ok(None);
+            };
             let (kind, len) = parse_header(word).ok_or(ProtocolError::BadRecord)?;
             let to_end = self.cap - off;
             if kind == RecKind::Pad {
@@ -739,11 +737,14 @@ impl Spsc {
                     return Err(ProtocolError::BadRecord);
                 }
                 // Pairs with the writer's Acquire load of `head` in `reserve`.
-                r.head.store(head.wrapping_add(to_end), Ordering::Release);
+                self.hdr()
+                    .r
+                    .head
+                    .store(head.wrapping_add(to_end), Ordering::Release);
                 continue;
             }
             let size = record_size(len);
-            if size > to_end || size > avail || size > self.max_record().max(REC_HDR * 2) {
+            if !self.record_fits(size, avail, off) {
                 return Err(ProtocolError::BadRecord);
             }
             return Ok(Some(Record {
@@ -763,31 +764,18 @@ impl Spsc {
     #[inline(always)]
     pub(crate) fn take_small<const N: usize>(&self, out: &mut [u8; N]) -> Option<usize> {
         const { assert!(N % 8 == 0) };
-        let r = &self.hdr().r;
-        let head = r.head.load(Ordering::Relaxed);
-        let mut tail = r.cached_tail.load(Ordering::Relaxed);
-        if head == tail {
-            // Pairs with the writer's Release store of `tail`.
-            tail = self.hdr().w.tail.load(Ordering::Acquire);
-            r.cached_tail.store(tail, Ordering::Relaxed);
-            if head == tail {
-                return None;
-            }
-        }
-        let avail = tail.wrapping_sub(head);
-        if avail > self.cap || (avail | head) % 8 != 0 {
-            return None;
-        }
-        let off = head & (self.cap - 1);
-        // SAFETY: as in `peek`: off is 8-aligned, off + 8 <= cap, and the bytes are
-        // published (head < tail).
-        let word = unsafe { self.data.as_ptr().add(off as usize).cast::<u64>().read() };
+        let Head {
+            head,
+            avail,
+            off,
+            word,
+        } = self.head_word().ok()??;
         let len = word & 0xFFFF_FFFF;
         if (word >> 32) as u32 != RecKind::Msg.tag() || len > N as u64 {
             return None;
         }
         let size = record_size(len);
-        if size > avail || size > self.cap - off || size > self.max_record().max(REC_HDR * 2) {
+        if !self.record_fits(size, avail, off) {
             return None;
         }
         // SAFETY: the payload [off + 8, off + 8 + align8(len)) lies inside the record,
@@ -799,9 +787,54 @@ impl Spsc {
             copy_bytes(src, out.as_mut_ptr(), align8(len) as usize);
         }
         // Pairs with the writer's Acquire load of `head` in `reserve`.
-        r.head.store(head.wrapping_add(size), Ordering::Release);
+        self.hdr()
+            .r
+            .head
+            .store(head.wrapping_add(size), Ordering::Release);
         self.hdr().writable.wake_all();
         Some(len as usize)
+    }
+
+    /// The reader's view of the head of the ring, shared by [`Spsc::peek`] and
+    /// [`Spsc::take_small`]: reloads the writer's tail only when the cached one is used
+    /// up; `Ok(None)` when the ring is empty; `Err` when the published range is one no
+    /// writer makes (longer than the ring, or misaligned). Otherwise the header word at
+    /// the head, not yet checked.
+    #[inline(always)]
+    fn head_word(&self) -> Result<Option<Head>, ProtocolError> {
+        let r = &self.hdr().r;
+        let head = r.head.load(Ordering::Relaxed);
+        let mut tail = r.cached_tail.load(Ordering::Relaxed);
+        if head == tail {
+            // Pairs with the writer's Release store of `tail`.
+            tail = self.hdr().w.tail.load(Ordering::Acquire);
+            r.cached_tail.store(tail, Ordering::Relaxed);
+            if head == tail {
+                return Ok(None);
+            }
+        }
+        let avail = tail.wrapping_sub(head);
+        if avail > self.cap || (avail | head) % 8 != 0 {
+            return Err(ProtocolError::BadRecord);
+        }
+        let off = head & (self.cap - 1);
+        // SAFETY: off is 8-aligned and off + 8 <= cap (cap is a multiple of 8); the
+        // bytes are published (head < tail). A hostile peer can only make the value
+        // wrong, which the callers' checks catch.
+        let word = unsafe { self.data.as_ptr().add(off as usize).cast::<u64>().read() };
+        Ok(Some(Head {
+            head,
+            avail,
+            off,
+            word,
+        }))
+    }
+
+    /// Whether a record of `size` bytes (header included) at offset `off` lies inside
+    /// the data area, inside the `avail` published bytes, and within a record's size.
+    #[inline(always)]
+    fn record_fits(&self, size: u64, avail: u64, off: u64) -> bool {
+        size <= self.cap - off && size <= avail && size <= self.max_record().max(REC_HDR * 2)
     }
 
     /// Appends bytes `[from, from + n)` of the record's payload to `out`.
