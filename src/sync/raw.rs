@@ -248,12 +248,8 @@ impl RawLock {
             if try_only {
                 return Err(Fail::WouldBlock);
             }
-            let slice = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(SLICE),
-                    _ => return Err(Fail::Timeout),
-                },
-                None => SLICE,
+            let Some(slice) = super::waiter::slice_until(deadline, SLICE) else {
+                return Err(Fail::Timeout);
             };
             if w & WAITERS == 0
                 && self

@@ -118,6 +118,19 @@ fn waiter_fence() {
 }
 
 /// The outcome of [`Waiter::wait_until`].
+/// How long a sleep before `deadline` may last: `max`, or less when the deadline is
+/// nearer; `None` once it has passed (`deadline` `None`: never).
+#[inline]
+pub(crate) fn slice_until(deadline: Option<Instant>, max: Duration) -> Option<Duration> {
+    match deadline {
+        None => Some(max),
+        Some(d) => d
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .map(|left| left.min(max)),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
     /// The condition holds.
@@ -218,13 +231,9 @@ impl Waiter {
             if abort() {
                 return Wait::Aborted;
             }
-            let slice = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(PARK_SLICE),
-                    // A last look: the condition may have come true as the deadline passed.
-                    _ => return if ready() { Wait::Ready } else { Wait::TimedOut },
-                },
-                None => PARK_SLICE,
+            let Some(slice) = slice_until(deadline, PARK_SLICE) else {
+                // A last look: the condition may have come true as the deadline passed.
+                return if ready() { Wait::Ready } else { Wait::TimedOut };
             };
             self.sleep(armed, slice);
             if ready() {
@@ -258,12 +267,8 @@ impl Waiter {
             if abort() {
                 return Wait::Aborted;
             }
-            let t = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(nap),
-                    _ => return if ready() { Wait::Ready } else { Wait::TimedOut },
-                },
-                None => nap,
+            let Some(t) = slice_until(deadline, nap) else {
+                return if ready() { Wait::Ready } else { Wait::TimedOut };
             };
             // Any value: the nap is a timed sleep that a wake of the word may cut short.
             let seq = self.seq.load(Ordering::Relaxed);
@@ -275,11 +280,7 @@ impl Waiter {
     /// Sleeps for `t` (at most until the deadline) without arming the word: nobody needs
     /// to wake the sleeper, and a wake of the word may cut the nap short.
     pub(crate) fn nap(&self, deadline: Option<Instant>, t: Duration) {
-        let t = match deadline {
-            Some(d) => t.min(d.saturating_duration_since(Instant::now())),
-            None => t,
-        };
-        if !t.is_zero() {
+        if let Some(t) = slice_until(deadline, t).filter(|t| !t.is_zero()) {
             self.sleep(self.seq.load(Ordering::Relaxed), t);
         }
     }
