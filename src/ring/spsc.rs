@@ -1065,6 +1065,32 @@ impl RawSink<'_> {
         }
     }
 
+    /// Appends `v` as a LEB128 varint (7 bits per byte, low first); false (writing
+    /// nothing) when it does not fit. One bounds check for the whole varint.
+    #[inline(always)]
+    pub(crate) fn varint(&mut self, mut v: u64) -> bool {
+        if self.cap - self.pos < 10 {
+            let mut buf = [0u8; 10];
+            let n = crate::codec::write_varint(v, &mut buf);
+            return self.extend(&buf[..n]);
+        }
+        let mut n = 0;
+        // SAFETY: a varint of a u64 is at most 10 bytes and at least 10 are left in the
+        // reserved window [ptr, ptr + cap), which the writer guard gives this thread
+        // alone; `n` stays below 10 in the loop (a u64 has 64 bits, 7 per byte).
+        unsafe {
+            let p = self.ptr.add(self.pos);
+            while v >= 0x80 {
+                p.add(n).write(v as u8 | 0x80);
+                v >>= 7;
+                n += 1;
+            }
+            p.add(n).write(v as u8);
+        }
+        self.pos += n + 1;
+        true
+    }
+
     /// Bytes written so far.
     #[inline(always)]
     pub(crate) fn written(&self) -> usize {
