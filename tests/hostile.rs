@@ -18,10 +18,11 @@ const T: Duration = Duration::from_secs(60);
 
 // The layout this test pokes at (see src/region and src/ring/spsc.rs): a 128-byte region
 // header, then the ring's control block (writer line with `tail` at +0, reader line with
-// `head` at +128), then the data area.
+// `head` at +128 and `read` at +136), then the data area.
 const REGION_HEADER: usize = 128;
 const TAIL: usize = REGION_HEADER;
 const HEAD: usize = REGION_HEADER + 128;
+const READ: usize = HEAD + 8;
 const DATA: usize = REGION_HEADER + 640;
 
 const MSG_TAG: u64 = 0x00A5_C301;
@@ -143,21 +144,46 @@ fn a_tail_index_beyond_the_ring_is_a_protocol_error() {
         let (tx, rx, mut s) = small_pipe();
         tx.send(&vec![7; 16]).unwrap();
         s.write_u64(TAIL, bad_tail);
+        // The reader finds records by their headers, not by `tail`: what was published
+        // arrives whole...
+        assert_eq!(rx.recv_timeout(T).unwrap(), vec![7; 16], "tail {bad_tail}");
+        // ... and an empty ring with a garbage `tail` is reported, not waited on.
         let e = rx.recv_timeout(T).unwrap_err();
         assert!(is_protocol(&e), "tail {bad_tail}: {e:?}");
+        // The writer survives it: no panic, no wild write (a send may block on the
+        // garbage, so it gets a deadline).
+        let _ = tx.send_timeout(&vec![1; 16], Duration::from_millis(10));
     }
 }
 
 #[test]
-fn a_head_index_moved_by_someone_else_is_a_protocol_error_not_a_wild_read() {
+fn a_read_index_moved_by_someone_else_is_a_protocol_error_not_a_wild_read() {
     // One test at a time: each finds its channel among the process's memfds.
     let _s = serial();
-    let (tx, rx, mut s) = small_pipe();
-    tx.send(&vec![7; 16]).unwrap();
-    assert_eq!(s.read_u64(HEAD), 0);
-    s.write_u64(HEAD, 3);
-    let e = rx.recv_timeout(T).unwrap_err();
-    assert!(is_protocol(&e), "{e:?}");
+    for bad_read in [3u64, 1 << 40, u64::MAX, 4096 * 5 + 8] {
+        let (tx, rx, mut s) = small_pipe();
+        tx.send(&vec![7; 16]).unwrap();
+        assert_eq!(s.read_u64(READ), 0);
+        s.write_u64(READ, bad_read);
+        // Whatever the reader finds there, it reads inside the ring and reports garbage:
+        // the message (the position masks back onto it), or a protocol error.
+        match rx.recv_timeout(T) {
+            Ok(m) => assert_eq!(m, vec![7; 16], "read {bad_read}"),
+            Err(e) => assert!(is_protocol(&e), "read {bad_read}: {e:?}"),
+        }
+        // The writer's `head` is the reader's to move; scribbling over it is harmless
+        // to the reader too.
+        // (A garbage `head` can make the writer believe the ring is full: deadlines.)
+        s.write_u64(HEAD, 3);
+        let sent = tx
+            .send_timeout(&vec![8; 16], Duration::from_millis(100))
+            .is_ok();
+        match rx.recv_timeout(Duration::from_millis(if sent { 60_000 } else { 100 })) {
+            Ok(m) => assert_eq!(m, vec![8; 16], "read {bad_read}"),
+            Err(RecvTimeoutError::Timeout) => assert!(!sent, "read {bad_read}: sent but lost"),
+            Err(e) => assert!(is_protocol(&e), "read {bad_read}: {e:?}"),
+        }
+    }
 }
 
 #[test]

@@ -31,7 +31,7 @@ use crate::error::{
 };
 use crate::handoff::{self, Inherited};
 use crate::region::{Kind, Region};
-use crate::ring::spsc::{record_size, RecKind, Spsc, MIN_WINDOW, REC_HDR};
+use crate::ring::spsc::{record_size, RecKind, Spsc, MIN_WINDOW, REC_HDR, TINY_MAX};
 use crate::sync::waiter::{register_process, Wait};
 use crate::sys::{self, PeerState};
 
@@ -424,7 +424,35 @@ impl Shared {
         let g = tx
             .acquire_writer(deadline, || self.peer_gone())
             .map_err(|w| wait_to_fail(w, block))?;
-        // Fast path: encode straight into the ring's free space.
+        // Fastest path: a message of at most 6 bytes, encoded in a register and written
+        // with one store (a tiny record).
+        match codec::encode_word(msg) {
+            Ok(Some((bytes, n))) if n as u64 <= TINY_MAX && n as u64 <= self.max_message => {
+                if tx.try_write_tiny(&g, bytes, n as u64) {
+                    return Ok(());
+                }
+            }
+            Ok(_) => {}
+            Err(EncodeError::Codec(e)) => return Err(SendFail::Codec(e)),
+            Err(EncodeError::Full) => {}
+        }
+        // Small messages: encode on the stack, then one copy into the ring.
+        let mut small = [0u8; SMALL];
+        match codec::encode_small(msg, &mut small) {
+            Ok(Some(n)) => {
+                if n as u64 > self.max_message {
+                    return Err(SendFail::TooLarge(n as u64, self.max_message));
+                }
+                if tx.try_write_small(&g, &small[..n]) {
+                    return Ok(());
+                }
+                return self.send_locked(tx, &g, &small[..n], block, deadline);
+            }
+            Ok(None) => {}
+            Err(EncodeError::Codec(e)) => return Err(SendFail::Codec(e)),
+            Err(EncodeError::Full) => {}
+        }
+        // Larger messages: encode straight into the ring's free space.
         if let Some((off, window)) = tx.reserve(&g, MIN_WINDOW) {
             let max = window.min(tx.max_record()) - REC_HDR;
             let mut sink = tx.sink(&g, off, max);
@@ -434,7 +462,7 @@ impl Shared {
                     if n > self.max_message {
                         return Err(SendFail::TooLarge(n, self.max_message));
                     }
-                    tx.commit(&g, off, RecKind::Msg, n);
+                    tx.commit_sink(&g, off, RecKind::Msg, sink);
                     return Ok(());
                 }
                 Err(EncodeError::Codec(e)) => return Err(SendFail::Codec(e)),
@@ -511,7 +539,7 @@ impl Shared {
                             tx.publish(&g, tail);
                             return Err(SendFail::TooLarge(n, self.max_message));
                         }
-                        tx.commit_at(&g, &mut tail, off, RecKind::Msg, n);
+                        tx.commit_sink_at(&g, &mut tail, off, RecKind::Msg, sink);
                         continue;
                     }
                     Err(EncodeError::Codec(e)) => {
@@ -727,6 +755,9 @@ impl Shared {
                     RecKind::Pad => unreachable!("peek skips padding"),
                 },
                 None => {
+                    if !rx.counters_sane() {
+                        return Err(RecvFail::Protocol(ProtocolError::BadRecord));
+                    }
                     let deadline = match block {
                         Block::No => {
                             let check = st.empty_polls % EMPTY_POLLS_PER_CHECK == 0;

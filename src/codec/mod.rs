@@ -18,7 +18,7 @@ use crate::ring::spsc::RawSink;
 mod ser;
 
 pub(crate) use ser::write_varint;
-use ser::{Out, Ser, SerError, SliceOut};
+use ser::{ArrayOut, Out, Ser, SerError, SliceOut, WordOut};
 
 /// Why an in-place encode stopped.
 #[derive(Debug)]
@@ -56,6 +56,42 @@ pub(crate) fn encode_in_place<T: Serialize + ?Sized>(
     match value.serialize(&mut ser) {
         Ok(()) => Ok(sink.written()),
         Err(SerError::Full) => Err(EncodeError::Full),
+        Err(e) => Err(EncodeError::Codec(e.to_string())),
+    }
+}
+
+/// Encodes `value` into a register if it takes at most 8 bytes: `Ok(Some((bytes, len)))`
+/// with the encoding in the low `len` bytes of `bytes` (little-endian), `Ok(None)` when
+/// it is longer.
+#[inline(always)]
+pub(crate) fn encode_word<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<Option<(u64, usize)>, EncodeError> {
+    let mut ser = Ser {
+        out: WordOut::default(),
+    };
+    match value.serialize(&mut ser) {
+        Ok(()) => Ok(Some((ser.out.word, ser.out.len as usize))),
+        Err(SerError::Full) => Ok(None),
+        Err(e) => Err(EncodeError::Codec(e.to_string())),
+    }
+}
+
+/// Encodes `value` into a stack buffer if it fits: `Ok(Some(len))`, `Ok(None)` when it
+/// does not. The send path's first try: a small message's size is then known before
+/// the ring is touched, so it is written there with one store (a tiny record) or one
+/// copy.
+#[inline(always)]
+pub(crate) fn encode_small<T: Serialize + ?Sized, const N: usize>(
+    value: &T,
+    buf: &mut [u8; N],
+) -> Result<Option<usize>, EncodeError> {
+    let mut ser = Ser {
+        out: ArrayOut { buf, pos: 0 },
+    };
+    match value.serialize(&mut ser) {
+        Ok(()) => Ok(Some(ser.out.pos)),
+        Err(SerError::Full) => Ok(None),
         Err(e) => Err(EncodeError::Codec(e.to_string())),
     }
 }

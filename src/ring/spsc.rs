@@ -4,24 +4,50 @@
 //! # Layout
 //!
 //! ```text
-//! [ writer line: tail, cached_head ][ reader line: head, cached_tail ]
+//! [ writer line: tail, cached_head ][ reader line: head, read ]
 //! [ readable waiter ][ writable waiter ][ ownership: owner, in_send, lock, lock waiter ]
 //! [ data: capacity bytes (a power of two) ]
 //! ```
 //!
-//! `tail` and `head` are monotonic byte counters; a position in `data` is the counter
-//! modulo the capacity. Each side keeps a cached copy of the other's counter (on its
-//! own cache line) and reloads it only when the cache says full (writer) or empty
-//! (reader), so in steady state the two processes exchange only the data lines.
+//! `tail`, `read` and `head` are monotonic byte counters; a position in `data` is the
+//! counter modulo the capacity. `tail` is where the writer writes next, `read` where the
+//! reader reads next, and `head` the end of the space the reader has handed back (it
+//! lags `read` only inside a receive). The writer keeps a cached copy of `head` on its
+//! own line and reloads it only when the cache says full.
+//!
+//! # Publishing by header: the reader never polls `tail`
+//!
+//! A record is published by the Release store of its header word, and the reader finds
+//! the next one by an Acquire load of the word at `read`: zero means "nothing yet". The
+//! two processes then share only the data lines in steady state. (In the classic design,
+//! where the reader polls the writer's `tail`, the reader pulls `tail`'s line across for
+//! every message it finds; a minimal ring of one-word messages ran 3-6x faster this way
+//! on the development machine, BENCHMARKS.md.) The writer still stores `tail`, on its
+//! own line, for the writer who may come after it.
+//!
+//! This needs one invariant: **free space is zero**. The reader zeroes every record it
+//! consumes before it hands the space back (the lines are in its cache: it just read
+//! them); a writer that gives up on a record it started (an encoder that ran out of
+//! room, a `Serialize` that failed or panicked) zeroes what it wrote
+//! ([`RawSink`]'s drop); a writer that takes over from one that died inside a send zeroes
+//! the free space, in which the dead one may have left bytes. A reader that dies between
+//! zeroing and handing the space back leaves `head` behind `read`; the next receive
+//! zeroes from `head`, not from its record.
+//!
+//! A writer that dies after publishing a header but before storing `tail` leaves
+//! records beyond `tail`; a writer taking over walks past them
+//! ([`Spsc::repair_tail`]) so that it never overwrites what the reader may be reading.
 //!
 //! # Records
 //!
-//! Every record starts with an 8-byte header `len: u32, tag: u32` and is padded to a
-//! multiple of 8 bytes; records never wrap. Kinds: `MSG` (a whole message), `BEGIN`
-//! (first piece of a message streamed in pieces: an 8-byte total length, then bytes),
-//! `CHUNK` (a further piece), `PAD` (skip to the end of the ring). A message larger
-//! than a quarter of the ring is streamed, so there is no size cap. The reader checks
-//! every header against the ring's bounds and the published range before it touches
+//! A message of at most [`TINY_MAX`] bytes is a *tiny* record: one word, its payload in
+//! the low bytes, its length in byte 6, [`TINY_TAG`] in byte 7 — published, read and
+//! zeroed with one store each. Every other record starts with an 8-byte header
+//! `len: u32, tag: u32` and is padded to a multiple of 8 bytes; records never wrap.
+//! Kinds: `MSG` (a whole message), `BEGIN` (first piece of a message streamed in pieces:
+//! an 8-byte total length, then bytes), `CHUNK` (a further piece), `PAD` (skip to the end
+//! of the ring). A message larger than a quarter of the ring is streamed, so there is no
+//! size cap. The reader checks every header against the ring's bounds before it touches
 //! the bytes; a bad header is a [`ProtocolError`], never an out-of-bounds read.
 //!
 //! # One writer at a time
@@ -44,7 +70,7 @@ use crate::sync::atomic::{light_fence, AtomicU32, AtomicU64, CachePadded, Orderi
 use crate::sync::waiter::{Wait, Waiter};
 
 /// Spin hints (~25 ns each on the development machine) a reader streaming at the
-/// writer's heels waits before it looks at the tail again (see [`Spsc::wait_readable`]).
+/// writer's heels waits before it looks at the head again (see [`Spsc::wait_readable`]).
 const HEELS_PAUSE: u32 = if cfg!(loom) { 0 } else { 8 };
 
 /// Record header size; also the alignment of every record.
@@ -54,6 +80,10 @@ pub(crate) const REC_HDR: u64 = 8;
 pub(crate) const MIN_WINDOW: u64 = 64;
 const TAG_MAGIC: u32 = 0x00A5_C300;
 const TAG_MASK: u32 = 0xFFFF_FF00;
+/// Byte 7 of a tiny record (byte 7 of every other header is 0).
+pub(crate) const TINY_TAG: u64 = 0xA7;
+/// The largest message held in a tiny record (bytes 0-5 of its word).
+pub(crate) const TINY_MAX: u64 = 6;
 
 /// The kinds of record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +129,29 @@ pub(crate) const fn record_size(len: u64) -> u64 {
     REC_HDR + align8(len)
 }
 
-/// Decodes a record header word (the fuzzable part of the reader).
+/// Decodes a record header word (the fuzzable part of the reader); a tiny record is a
+/// `Msg` whose payload is in the word itself (see [`tiny_len`]).
 #[inline]
 pub(crate) fn parse_header(word: u64) -> Option<(RecKind, u64)> {
+    if let Some(len) = tiny_len(word) {
+        return Some((RecKind::Msg, len));
+    }
     let len = word & 0xFFFF_FFFF;
     let kind = RecKind::from_tag((word >> 32) as u32)?;
     Some((kind, len))
+}
+
+/// The payload length of a tiny record's word, `None` if the word is not one.
+#[inline(always)]
+fn tiny_len(word: u64) -> Option<u64> {
+    let len = (word >> 48) & 0xFF;
+    (word >> 56 == TINY_TAG && len <= TINY_MAX).then_some(len)
+}
+
+/// The word of a tiny record holding the `len <= TINY_MAX` low bytes of `payload`.
+#[inline(always)]
+fn tiny_word(payload: u64, len: u64) -> u64 {
+    (TINY_TAG << 56) | (len << 48) | (payload & ((1 << (8 * len)) - 1))
 }
 
 #[inline(always)]
@@ -123,8 +170,11 @@ struct WriterLine {
 #[repr(C)]
 #[derive(Default)]
 struct ReaderLine {
+    /// The end of the space handed back to the writer (zeroed).
     head: AtomicU64,
-    cached_tail: AtomicU64,
+    /// Where the reader reads next; ahead of `head` only inside a receive (or after a
+    /// reader died inside one).
+    read: AtomicU64,
 }
 
 #[repr(C)]
@@ -142,6 +192,8 @@ struct Ownership {
     /// Bumped whenever a reader end is dropped; writers re-check reader liveness when
     /// it moves (a read-mostly line, so the per-send check costs one cached load).
     reader_drops: AtomicU32,
+    /// 1 after a writer died inside a send: the next writer zeroes the free space.
+    dirty: AtomicU32,
     lock_wait: Waiter,
 }
 
@@ -170,14 +222,29 @@ pub(crate) struct Record {
     /// Payload bytes.
     pub(crate) len: u64,
     off: u64,
-    head: u64,
+    /// The reader's position (`read`) at this record.
+    pos: u64,
+    /// The record's header word (a tiny record's payload is in it).
+    word: u64,
 }
 
-/// The head of the ring as the reader finds it (see [`Spsc::head_word`]).
+impl Record {
+    /// Space the record occupies.
+    #[inline(always)]
+    fn size(&self) -> u64 {
+        if tiny_len(self.word).is_some() {
+            REC_HDR
+        } else {
+            record_size(self.len)
+        }
+    }
+}
+
+/// The next record's word as the reader finds it (see [`Spsc::head_word`]).
 #[derive(Clone, Copy)]
 struct Head {
-    head: u64,
-    avail: u64,
+    /// The reader's position.
+    pos: u64,
     off: u64,
     word: u64,
 }
@@ -187,6 +254,11 @@ pub(crate) struct Spsc {
     hdr: NonNull<SpscHeader>,
     data: NonNull<u8>,
     cap: u64,
+    /// Under loom, the data words that are accessed atomically (headers) live in a side
+    /// table of loom atomics, one per 8 data bytes, so that their publication is
+    /// model-checked; payload bytes stay in `data`.
+    #[cfg(loom)]
+    words: Box<[AtomicU64]>,
 }
 
 // SAFETY: the ring is designed for concurrent use from many threads and processes: all
@@ -269,6 +341,56 @@ impl Spsc {
             hdr: base.cast(),
             data,
             cap,
+            #[cfg(loom)]
+            words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The data word at `off` (8-aligned, below `cap`): a record's header (or a whole
+    /// tiny record), zero, or payload. Header words are only ever written and read
+    /// through it, atomically; payload bytes are copied through raw pointers, never
+    /// while the other side may touch the same bytes (the Release/Acquire pairs on
+    /// header words and on `head` hand ranges over).
+    #[inline(always)]
+    fn word(&self, off: u64) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off < self.cap);
+        #[cfg(loom)]
+        {
+            &self.words[(off / 8) as usize]
+        }
+        #[cfg(not(loom))]
+        // SAFETY: every caller passes an 8-aligned offset below `cap` (a position masked
+        // with `cap - 8`, or a checked record offset), and the data area is 128-aligned,
+        // so this is an aligned u64 inside the mapping, which outlives `self`. Accesses
+        // to a header word that may be concurrent are all atomic: the reader reads only
+        // the word at `read` (published or zero) through here, and the writer writes
+        // payload non-atomically only in free space, where the reader does not look.
+        unsafe {
+            AtomicU64::from_ptr(self.data.as_ptr().add(off as usize).cast::<u64>())
+        }
+    }
+
+    /// Zeroes data bytes `[from, to)` (positions; at most a ring's worth), both sides of
+    /// the wrap. Header words are zeroed through [`Spsc::word`]; the range must belong
+    /// to the caller (consumed by the reader, or free for the writer) and be 8-aligned.
+    fn zero_range(&self, from: u64, to: u64) {
+        let mut pos = from;
+        while pos != to {
+            let off = pos & (self.cap - 8);
+            let n = (self.cap - off).min(to.wrapping_sub(pos));
+            self.word(off).store(0, Ordering::Relaxed);
+            if n > 8 {
+                // SAFETY: [off + 8, off + n) lies inside the data area (n <= cap - off);
+                // the caller owns the range, so nothing else accesses these bytes now.
+                unsafe {
+                    std::ptr::write_bytes(
+                        self.data.as_ptr().add(off as usize + 8),
+                        0,
+                        n as usize - 8,
+                    )
+                };
+            }
+            pos = pos.wrapping_add(n);
         }
     }
 
@@ -319,8 +441,28 @@ impl Spsc {
         self.acquire_writer_slow(me, deadline, abort)
     }
 
+    /// The writer's slow path: takes the role, then repairs what a writer that died
+    /// inside a send may have left: records it published but did not count in `tail`
+    /// ([`Spsc::repair_tail`]), and bytes it wrote into free space
+    /// ([`Spsc::zero_free_space`], only after such a death).
     #[cold]
     fn acquire_writer_slow(
+        &self,
+        me: u64,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<WriteGuard<'_>, Wait> {
+        let g = self.take_writer_role(me, deadline, abort)?;
+        self.repair_tail(&g);
+        let own = &self.hdr().own;
+        if own.dirty.load(Ordering::Acquire) != 0 {
+            self.zero_free_space(&g);
+            own.dirty.store(0, Ordering::Release);
+        }
+        Ok(g)
+    }
+
+    fn take_writer_role(
         &self,
         me: u64,
         deadline: Option<Instant>,
@@ -374,6 +516,8 @@ impl Spsc {
                     // Pairs with the Release store of `in_send = 0` in WriteGuard::drop.
                     while own.in_send.load(Ordering::Acquire) != 0 {
                         if !crate::sys::pid_running(holder) {
+                            // It died inside a send: whoever writes next cleans up.
+                            own.dirty.store(1, Ordering::Release);
                             own.in_send.store(0, Ordering::Release);
                             break;
                         }
@@ -409,6 +553,10 @@ impl Spsc {
                             .lock
                             .compare_exchange(holder, my_pid, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok();
+                        if stolen {
+                            // The lock is held only inside a send: clean up after it.
+                            own.dirty.store(1, Ordering::Release);
+                        }
                         return stolen;
                     }
                     abort()
@@ -442,9 +590,9 @@ impl Spsc {
         slot
     }
 
-    /// [`Spsc::reserve`] for a batch: `tail` is the writer's private, not yet published
-    /// tail (from [`Spsc::batch_tail`]); padding over the end of the ring advances it
-    /// without publishing. Nothing is visible to the reader until [`Spsc::publish`].
+    /// [`Spsc::reserve`] for a batch: `tail` is the writer's private tail (from
+    /// [`Spsc::batch_tail`]), stored by [`Spsc::publish`]. Records (and padding) are
+    /// visible to the reader as soon as their headers are stored.
     #[inline(always)]
     pub(crate) fn reserve_at(
         &self,
@@ -455,7 +603,10 @@ impl Spsc {
         debug_assert!(need % 8 == 0 && need <= self.max_record());
         let w = &self.hdr().w;
         let mut head = w.cached_head.load(Ordering::Relaxed);
-        let mut off = *tail & (self.cap - 1);
+        // Masked to a word: `tail` is shared memory, and a scribbling peer must not make
+        // the writer form a misaligned header word (the reader reports the garbage
+        // counter, `Spsc::counters_sane`).
+        let mut off = *tail & (self.cap - 8);
         let mut to_end = self.cap - off;
         let total = if need <= to_end { need } else { to_end + need };
         if tail.wrapping_add(total).wrapping_sub(head) > self.cap {
@@ -467,8 +618,11 @@ impl Spsc {
             }
         }
         if need > to_end {
-            // SAFETY: [off, cap) is free (checked above) and in bounds; 8-aligned.
-            unsafe { self.write_header(off, RecKind::Pad, to_end - REC_HDR) };
+            // [off, cap) is free (checked above). Pairs with the reader's Acquire load.
+            self.word(off).store(
+                header_word(RecKind::Pad, to_end - REC_HDR),
+                Ordering::Release,
+            );
             *tail = tail.wrapping_add(to_end);
             off = 0;
             to_end = self.cap;
@@ -483,9 +637,8 @@ impl Spsc {
         self.hdr().w.tail.load(Ordering::Relaxed)
     }
 
-    /// Writes the header of a batched record whose payload is already at
-    /// `off + REC_HDR` (within a window from [`Spsc::reserve_at`]) and advances the
-    /// private `tail` past it. Not visible until [`Spsc::publish`].
+    /// Publishes a batched record whose payload is already at `off + REC_HDR` (within a
+    /// window from [`Spsc::reserve_at`]) and advances the private `tail` past it.
     #[inline(always)]
     pub(crate) fn commit_at(
         &self,
@@ -495,21 +648,15 @@ impl Spsc {
         kind: RecKind,
         len: u64,
     ) {
-        debug_assert_eq!(*tail & (self.cap - 1), off);
-        // SAFETY: `reserve_at` returned `off` with at least `record_size(len)` free bytes
-        // (the caller wrote no more than the window), so the header slot is ours.
-        unsafe { self.write_header(off, kind, len) };
-        *tail = tail.wrapping_add(record_size(len));
+        *tail = tail.wrapping_add(self.publish_record(off, kind, len));
     }
 
-    /// Publishes every record written up to the private `tail` with one store, and
-    /// wakes the reader if it sleeps.
+    /// Stores the private `tail` of a batch (for the writer who comes next) and wakes
+    /// the reader if it sleeps.
     #[inline]
     pub(crate) fn publish(&self, _g: &WriteGuard<'_>, tail: u64) {
         let w = &self.hdr().w;
         if w.tail.load(Ordering::Relaxed) != tail {
-            // Pairs with the reader's Acquire load of `tail`: headers and payloads written
-            // before this store are visible.
             w.tail.store(tail, Ordering::Release);
             self.hdr().readable.wake_all();
         }
@@ -562,39 +709,182 @@ impl Spsc {
         unsafe { self.data.as_ptr().add(off as usize) }
     }
 
-    /// # Safety
-    /// `off` is 8-aligned, `off + 8 <= cap`, and the range is free for the writer.
+    /// Publishes the record of `kind` whose payload (`len` bytes) is written at
+    /// `off + REC_HDR`, within a reserved window: a whole message of at most
+    /// [`TINY_MAX`] bytes becomes a tiny record (its payload moves into the header word,
+    /// and the word it was written to is zeroed again), anything else gets its header.
+    /// The Release store pairs with the reader's Acquire load of the word at `read`.
+    /// Returns the space the record occupies.
     #[inline(always)]
-    unsafe fn write_header(&self, off: u64, kind: RecKind, len: u64) {
-        // SAFETY: caller's contract; the data area is 128-aligned so `off` 8-aligned
-        // gives an aligned u64.
-        unsafe {
-            self.data
-                .as_ptr()
-                .add(off as usize)
-                .cast::<u64>()
-                .write(header_word(kind, len))
-        };
+    fn publish_record(&self, off: u64, kind: RecKind, len: u64) -> u64 {
+        if kind == RecKind::Msg && len <= TINY_MAX {
+            // SAFETY: the window holds at least MIN_WINDOW >= 16 bytes from `off`, all
+            // the writer's; `off + 8` is 8-aligned (the data area is 128-aligned).
+            let payload = unsafe {
+                let p = self
+                    .data
+                    .as_ptr()
+                    .add((off + REC_HDR) as usize)
+                    .cast::<u64>();
+                let v = p.read();
+                p.write(0);
+                v
+            };
+            self.word(off)
+                .store(tiny_word(payload, len), Ordering::Release);
+            REC_HDR
+        } else {
+            self.word(off)
+                .store(header_word(kind, len), Ordering::Release);
+            record_size(len)
+        }
     }
 
     /// Publishes a record whose payload (`len` bytes) was already written at
-    /// `off + REC_HDR`, within a window from [`Spsc::reserve`], and wakes the reader if
-    /// it sleeps.
+    /// `off + REC_HDR`, within a window from [`Spsc::reserve`], stores `tail` past it and
+    /// wakes the reader if it sleeps.
     #[inline(always)]
     pub(crate) fn commit(&self, _g: &WriteGuard<'_>, off: u64, kind: RecKind, len: u64) {
         let w = &self.hdr().w;
+        let size = self.publish_record(off, kind, len);
         // `tail & (cap - 1) == off` unless another process scribbled over `tail` since
-        // `reserve` (the hostile-peer tests do): then the published tail is garbage,
-        // which the reader's checks turn into a protocol error. Not asserted: input from
-        // another process must never panic the library, not even in a debug build.
+        // `reserve` (the hostile-peer tests do); not asserted: input from another process
+        // must never panic the library, not even in a debug build. Only writers read
+        // `tail`, so this store stays in the writer's cache.
         let tail = w.tail.load(Ordering::Relaxed);
-        // SAFETY: `reserve` returned `off` with at least `record_size(len)` free bytes
-        // (the caller wrote no more than the window), so the header slot is ours.
-        unsafe { self.write_header(off, kind, len) };
-        // Pairs with the reader's Acquire load of `tail`: header and payload are visible.
-        w.tail
-            .store(tail.wrapping_add(record_size(len)), Ordering::Release);
+        w.tail.store(tail.wrapping_add(size), Ordering::Release);
         self.hdr().readable.wake_all();
+    }
+
+    /// Writes a whole message of at most [`TINY_MAX`] bytes, the low `len` bytes of
+    /// `bytes`, as a tiny record if there is room now (one store). False (nothing
+    /// written) when the ring has no room.
+    #[inline(always)]
+    pub(crate) fn try_write_tiny(&self, g: &WriteGuard<'_>, bytes: u64, len: u64) -> bool {
+        debug_assert!(len <= TINY_MAX);
+        let Some((off, _)) = self.reserve(g, REC_HDR) else {
+            return false;
+        };
+        // Pairs with the reader's Acquire load of the word at `read`.
+        self.word(off)
+            .store(tiny_word(bytes, len), Ordering::Release);
+        let w = &self.hdr().w;
+        let tail = w.tail.load(Ordering::Relaxed);
+        w.tail.store(tail.wrapping_add(REC_HDR), Ordering::Release);
+        self.hdr().readable.wake_all();
+        true
+    }
+
+    /// Writes a whole message of at most 64 bytes, already encoded, if there is room
+    /// now: one store of a tiny record, or a copy and its header. False (nothing
+    /// written) when the ring has no room; the caller then waits on the general path.
+    #[inline(always)]
+    pub(crate) fn try_write_small(&self, g: &WriteGuard<'_>, bytes: &[u8]) -> bool {
+        let len = bytes.len() as u64;
+        debug_assert!(len <= 64);
+        let tiny = len <= TINY_MAX;
+        let size = if tiny { REC_HDR } else { record_size(len) };
+        let Some((off, _)) = self.reserve(g, size) else {
+            return false;
+        };
+        if tiny {
+            let mut w = [0u8; 8];
+            w[..bytes.len()].copy_from_slice(bytes);
+            // Pairs with the reader's Acquire load of the word at `read`.
+            self.word(off)
+                .store(tiny_word(u64::from_le_bytes(w), len), Ordering::Release);
+        } else {
+            // SAFETY: `reserve` gave at least `size` free bytes at `off`, so the payload
+            // [off + 8, off + 8 + len) is the writer's; the source is a caller's slice,
+            // not shared memory.
+            unsafe {
+                copy_bytes(
+                    bytes.as_ptr(),
+                    self.data.as_ptr().add((off + REC_HDR) as usize),
+                    bytes.len(),
+                )
+            };
+            self.word(off)
+                .store(header_word(RecKind::Msg, len), Ordering::Release);
+        }
+        let w = &self.hdr().w;
+        let tail = w.tail.load(Ordering::Relaxed);
+        w.tail.store(tail.wrapping_add(size), Ordering::Release);
+        self.hdr().readable.wake_all();
+        true
+    }
+
+    /// Publishes the record a sink from [`Spsc::sink`] at `off` wrote (as
+    /// [`Spsc::commit`]).
+    #[inline(always)]
+    pub(crate) fn commit_sink(
+        &self,
+        g: &WriteGuard<'_>,
+        off: u64,
+        kind: RecKind,
+        sink: RawSink<'_>,
+    ) {
+        let len = sink.keep();
+        self.commit(g, off, kind, len);
+    }
+
+    /// [`Spsc::commit_at`] for the record a sink wrote.
+    #[inline(always)]
+    pub(crate) fn commit_sink_at(
+        &self,
+        g: &WriteGuard<'_>,
+        tail: &mut u64,
+        off: u64,
+        kind: RecKind,
+        sink: RawSink<'_>,
+    ) {
+        let len = sink.keep();
+        self.commit_at(g, tail, off, kind, len);
+    }
+
+    /// Walks `tail` past records a writer published but died before counting in `tail`
+    /// (it stores the header first), so that the writer taking over does not overwrite
+    /// what the reader may be reading. One load when there is nothing to repair.
+    fn repair_tail(&self, _g: &WriteGuard<'_>) {
+        let w = &self.hdr().w;
+        let start = w.tail.load(Ordering::Acquire);
+        let mut tail = start;
+        let head = self.hdr().r.head.load(Ordering::Acquire);
+        // Stop at zero (free space) or at anything that is not a well-formed record (a
+        // scribbling peer's doing, which the reader reports); at most a ring's worth.
+        while tail.wrapping_sub(head) < self.cap {
+            let off = tail & (self.cap - 8);
+            let word = self.word(off).load(Ordering::Acquire);
+            let size = match parse_header(word) {
+                Some((RecKind::Pad, _)) => self.cap - off,
+                Some(_) if tiny_len(word).is_some() => REC_HDR,
+                Some((_, len)) if record_size(len) <= self.cap - off => record_size(len),
+                _ => break,
+            };
+            tail = tail.wrapping_add(size);
+        }
+        if tail != start {
+            w.tail.store(tail, Ordering::Release);
+        }
+    }
+
+    /// Zeroes the free space after a writer died inside a send (it may have written
+    /// payload it never published), restoring the invariant the reader relies on. The
+    /// word at `tail` itself is left alone: the reader may be polling it, and no writer
+    /// writes it before publishing.
+    fn zero_free_space(&self, _g: &WriteGuard<'_>) {
+        let tail = self.hdr().w.tail.load(Ordering::Acquire);
+        let head = self.hdr().r.head.load(Ordering::Acquire);
+        let used = tail.wrapping_sub(head);
+        if used % 8 != 0 || used >= self.cap - 8 {
+            return; // full, or garbage counters (a scribbling peer): nothing safe to do
+        }
+        let from = (tail & !7).wrapping_add(8);
+        let to = head.wrapping_add(self.cap) & !7;
+        // zero_range zeroes whole words from `from`; skip a stray word at the wrap.
+        if from != to {
+            self.zero_range(from, to);
+        }
     }
 
     /// Copies `parts` (concatenated, `len` bytes in all) as one record of `kind`,
@@ -717,134 +1007,155 @@ impl Spsc {
     // ------------------------------------------------------------------ reader side
 
     /// The next record, skipping padding; `Ok(None)` when the ring is empty. The header
-    /// is validated against the ring's bounds and the published range.
+    /// is validated against the ring's bounds.
     #[inline]
     pub(crate) fn peek(&self) -> Result<Option<Record>, ProtocolError> {
         loop {
-            let Some(Head {
-                head,
-                avail,
-                off,
-                word,
-            }) = self.head_word()?
-            else {
+            let Some(Head { pos, off, word }) = self.head_word() else {
                 return Ok(None);
             };
             let (kind, len) = parse_header(word).ok_or(ProtocolError::BadRecord)?;
             let to_end = self.cap - off;
             if kind == RecKind::Pad {
-                if len != to_end - REC_HDR || avail < to_end {
+                if len != to_end - REC_HDR {
                     return Err(ProtocolError::BadRecord);
                 }
-                // Pairs with the writer's Acquire load of `head` in `reserve`.
-                self.hdr()
-                    .r
-                    .head
-                    .store(head.wrapping_add(to_end), Ordering::Release);
+                // The pad's body is free space the writer never wrote: zero already.
+                self.release(pos, pos.wrapping_add(to_end), REC_HDR);
                 continue;
             }
-            let size = record_size(len);
-            if !self.record_fits(size, avail, off) {
-                return Err(ProtocolError::BadRecord);
-            }
-            return Ok(Some(Record {
+            let rec = Record {
                 kind,
                 len,
                 off,
-                head,
-            }));
+                pos,
+                word,
+            };
+            if !self.record_fits(rec.size(), off) {
+                return Err(ProtocolError::BadRecord);
+            }
+            return Ok(Some(rec));
         }
     }
 
-    /// The reader's fast path for the common record: a whole message (`MSG`) of at most
-    /// `N` payload bytes at the head. Copies its payload into `out`, consumes the record
-    /// and returns the payload length. `None` when the ring is empty or the head holds
-    /// anything else (padding, a piece of a stream, a larger message, a bad header): the
-    /// caller then takes the general path ([`Spsc::peek`]), which handles or reports it.
+    /// The reader's fast path for the common record: a whole message (`MSG`, or tiny)
+    /// of at most `N` payload bytes at the head. Copies its payload into `out`, consumes
+    /// the record and returns the payload length. `None` when the ring is empty or the
+    /// head holds anything else (padding, a piece of a stream, a larger message, a bad
+    /// header): the caller then takes the general path ([`Spsc::peek`]), which handles
+    /// or reports it.
     #[inline(always)]
     pub(crate) fn take_small<const N: usize>(&self, out: &mut [u8; N]) -> Option<usize> {
-        const { assert!(N % 8 == 0) };
-        let Head {
-            head,
-            avail,
-            off,
-            word,
-        } = self.head_word().ok()??;
+        const { assert!(N % 8 == 0 && N >= 8) };
+        let Head { pos, off, word } = self.head_word()?;
+        if let Some(len) = tiny_len(word) {
+            out[..8].copy_from_slice(&word.to_le_bytes());
+            self.release(pos, pos.wrapping_add(REC_HDR), REC_HDR);
+            return Some(len as usize);
+        }
         let len = word & 0xFFFF_FFFF;
         if (word >> 32) as u32 != RecKind::Msg.tag() || len > N as u64 {
             return None;
         }
         let size = record_size(len);
-        if !self.record_fits(size, avail, off) {
+        if !self.record_fits(size, off) {
             return None;
         }
         // SAFETY: the payload [off + 8, off + 8 + align8(len)) lies inside the record,
-        // which was just checked to be inside the data area and the published range the
-        // reader owns until the store of `head` below; align8(len) <= N because N is a
-        // multiple of 8; `out` is a local array that cannot overlap shared memory.
+        // which was just checked to be inside the data area, and published (its header
+        // was Acquire-loaded): the reader owns it until it hands it back below;
+        // align8(len) <= N because N is a multiple of 8; `out` is a local array that
+        // cannot overlap shared memory.
         unsafe {
             let src = self.data.as_ptr().add((off + REC_HDR) as usize);
             copy_bytes(src, out.as_mut_ptr(), align8(len) as usize);
         }
-        // Pairs with the writer's Acquire load of `head` in `reserve`.
-        self.hdr()
-            .r
-            .head
-            .store(head.wrapping_add(size), Ordering::Release);
-        self.hdr().writable.wake_all();
+        self.release(pos, pos.wrapping_add(size), size);
         Some(len as usize)
     }
 
-    /// The reader's view of the head of the ring, shared by [`Spsc::peek`] and
-    /// [`Spsc::take_small`]: reloads the writer's tail only when the cached one is used
-    /// up; `Ok(None)` when the ring is empty; `Err` when the published range is one no
-    /// writer makes (longer than the ring, or misaligned). Otherwise the header word at
-    /// the head, not yet checked.
+    /// The word at the reader's position, `None` when it is zero (nothing published
+    /// there yet). Shared by [`Spsc::peek`] and [`Spsc::take_small`].
     #[inline(always)]
-    fn head_word(&self) -> Result<Option<Head>, ProtocolError> {
-        let r = &self.hdr().r;
-        let head = r.head.load(Ordering::Relaxed);
-        let mut tail = r.cached_tail.load(Ordering::Relaxed);
-        if head == tail {
-            // Pairs with the writer's Release store of `tail`.
-            tail = self.hdr().w.tail.load(Ordering::Acquire);
-            r.cached_tail.store(tail, Ordering::Relaxed);
-            if head == tail {
-                return Ok(None);
-            }
+    fn head_word(&self) -> Option<Head> {
+        let pos = self.hdr().r.read.load(Ordering::Relaxed);
+        // Masking keeps the offset 8-aligned and in bounds whatever `read` holds (a peer
+        // may scribble over it; garbage then fails the callers' checks).
+        let off = pos & (self.cap - 8);
+        // Pairs with the writer's Release store of the record's header.
+        let word = self.word(off).load(Ordering::Acquire);
+        if word == 0 {
+            return None;
         }
-        let avail = tail.wrapping_sub(head);
-        if avail > self.cap || (avail | head) % 8 != 0 {
-            return Err(ProtocolError::BadRecord);
-        }
-        let off = head & (self.cap - 1);
-        // SAFETY: off is 8-aligned and off + 8 <= cap (cap is a multiple of 8); the
-        // bytes are published (head < tail). A hostile peer can only make the value
-        // wrong, which the callers' checks catch.
-        let word = unsafe { self.data.as_ptr().add(off as usize).cast::<u64>().read() };
-        Ok(Some(Head {
-            head,
-            avail,
+        Some(Head {
+            pos: pos & !7,
             off,
             word,
-        }))
+        })
+    }
+
+    /// Consumes the record of `size` bytes at position `pos`, ending at `end`: moves
+    /// `read` past it, zeroes it (only the first `dirty` bytes were ever written: a pad's
+    /// body was not), then hands the space back to the writer and wakes it if it waits.
+    /// Zeroing starts at `head`, not at `pos`, when a reader died between the two
+    /// stores (then `head` lags `read`).
+    #[inline(always)]
+    fn release(&self, pos: u64, end: u64, dirty: u64) {
+        let r = &self.hdr().r;
+        r.read.store(end, Ordering::Relaxed);
+        let head = r.head.load(Ordering::Relaxed);
+        if head != pos {
+            self.release_lagging(head, pos);
+        }
+        let off = pos & (self.cap - 8);
+        self.word(off).store(0, Ordering::Relaxed);
+        let dirty = dirty.min(self.cap - off);
+        if dirty > REC_HDR {
+            // SAFETY: [off + 8, off + dirty) lies inside the data area (dirty <= cap -
+            // off) and inside the record the reader consumed and still owns.
+            unsafe {
+                std::ptr::write_bytes(
+                    self.data.as_ptr().add((off + REC_HDR) as usize),
+                    0,
+                    (dirty - REC_HDR) as usize,
+                )
+            };
+        }
+        // Pairs with the writer's Acquire load of `head` in `reserve`: the record's space,
+        // zeroed, is the writer's again.
+        r.head.store(end, Ordering::Release);
+        self.hdr().writable.wake_all();
+    }
+
+    /// Zeroes `[head, pos)`, which a reader that died inside a receive consumed but did
+    /// not hand back (nothing if the counters are garbage).
+    #[cold]
+    fn release_lagging(&self, head: u64, pos: u64) {
+        let gap = pos.wrapping_sub(head);
+        if gap <= self.cap && gap % 8 == 0 {
+            self.zero_range(head, pos);
+        }
     }
 
     /// Whether a record of `size` bytes (header included) at offset `off` lies inside
-    /// the data area, inside the `avail` published bytes, and within a record's size.
+    /// the data area and within a record's size.
     #[inline(always)]
-    fn record_fits(&self, size: u64, avail: u64, off: u64) -> bool {
-        size <= self.cap - off && size <= avail && size <= self.max_record().max(REC_HDR * 2)
+    fn record_fits(&self, size: u64, off: u64) -> bool {
+        size <= self.cap - off && size <= self.max_record().max(REC_HDR * 2)
     }
 
     /// Appends bytes `[from, from + n)` of the record's payload to `out`.
     #[inline]
     pub(crate) fn read_into(&self, rec: &Record, from: u64, n: u64, out: &mut Vec<u8>) {
         assert!(from + n <= rec.len, "read past the record");
+        if tiny_len(rec.word).is_some() {
+            out.extend_from_slice(&rec.word.to_le_bytes()[from as usize..(from + n) as usize]);
+            return;
+        }
         out.reserve(n as usize);
         let dst_len = out.len();
         // SAFETY: the record was validated by `peek`: [off+8, off+8+len) lies inside the
-        // data area and in the published range the reader owns until `consume`. The
+        // data area, and it is published: the reader owns it until `consume`. The
         // destination has `n` bytes of spare capacity (reserved above).
         unsafe {
             let src = self.data.as_ptr().add((rec.off + REC_HDR + from) as usize);
@@ -868,20 +1179,17 @@ impl Spsc {
         })
     }
 
-    /// Releases a record's space to the writer, waking it if it waits for room.
+    /// Consumes a record: zeroes it and hands its space back to the writer, waking it
+    /// if it waits for room.
     #[inline]
     pub(crate) fn consume(&self, rec: &Record) {
-        // Pairs with the writer's Acquire load of `head` in `reserve`.
-        self.hdr().r.head.store(
-            rec.head.wrapping_add(record_size(rec.len)),
-            Ordering::Release,
-        );
-        self.hdr().writable.wake_all();
+        let size = rec.size();
+        self.release(rec.pos, rec.pos.wrapping_add(size), size);
     }
 
     /// Waits until a record (or padding) is published, `deadline` passes or `abort`.
     ///
-    /// `pace` says how this reader's last wait went: the number of looks at the tail it
+    /// `pace` says how this reader's last wait went: the number of looks at the head it
     /// took (see the return value). A reader whose last wait ended at the first or second
     /// look is streaming right at the writer's heels: every record it reads then shares
     /// a cache line with the one being written, and each of its looks pulls that line
@@ -896,8 +1204,6 @@ impl Spsc {
         abort: impl FnMut() -> bool,
         pace: u32,
     ) -> (Wait, u32) {
-        let r = &self.hdr().r;
-        let w = &self.hdr().w;
         if pace <= 2 {
             for _ in 0..HEELS_PAUSE {
                 std::hint::spin_loop();
@@ -908,16 +1214,30 @@ impl Spsc {
             deadline,
             || {
                 looks = looks.saturating_add(1);
-                w.tail.load(Ordering::Acquire) != r.head.load(Ordering::Relaxed)
+                self.has_data()
             },
             abort,
         );
         (outcome, looks)
     }
 
+    /// Whether the writer's `tail` is a counter a writer could have left: 8-aligned and
+    /// within a ring of the reader's position, on either side (the reader may run ahead
+    /// of `tail` by what was published but not yet counted). The reader never needs
+    /// `tail`, so it checks it only when it finds nothing to read: a peer that scribbled
+    /// over it gets a protocol error rather than a reader that waits forever.
+    pub(crate) fn counters_sane(&self) -> bool {
+        let tail = self.hdr().w.tail.load(Ordering::Relaxed);
+        let read = self.hdr().r.read.load(Ordering::Relaxed);
+        tail % 8 == 0
+            && read % 8 == 0
+            && (tail.wrapping_sub(read) <= self.cap || read.wrapping_sub(tail) <= self.cap)
+    }
+
     /// Whether anything is published and unread.
+    #[inline]
     pub(crate) fn has_data(&self) -> bool {
-        self.hdr().w.tail.load(Ordering::Acquire) != self.hdr().r.head.load(Ordering::Relaxed)
+        self.head_word().is_some()
     }
 }
 
@@ -1028,7 +1348,9 @@ unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
 }
 
 /// A bounds-checked byte sink writing into a reserved window of the ring through a raw
-/// pointer (no reference to shared memory is ever formed).
+/// pointer (no reference to shared memory is ever formed). Dropped without being
+/// committed ([`Spsc::commit_sink`]) — the encoder ran out of room or failed, or a
+/// `Serialize` panicked — it zeroes what it wrote: free space must stay zero.
 pub(crate) struct RawSink<'g> {
     ptr: *mut u8,
     cap: usize,
@@ -1036,7 +1358,30 @@ pub(crate) struct RawSink<'g> {
     _g: std::marker::PhantomData<&'g ()>,
 }
 
+impl Drop for RawSink<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.pos != 0 {
+            self.discard();
+        }
+    }
+}
+
 impl RawSink<'_> {
+    #[cold]
+    fn discard(&mut self) {
+        // SAFETY: [ptr, ptr + pos) is the part of the reserved window this sink wrote,
+        // which the writer guard gives this thread alone; it was never published.
+        unsafe { std::ptr::write_bytes(self.ptr, 0, self.pos) };
+        self.pos = 0;
+    }
+
+    /// Hands the written bytes over to be published; returns their number.
+    #[inline(always)]
+    fn keep(mut self) -> u64 {
+        std::mem::replace(&mut self.pos, 0) as u64
+    }
+
     /// Appends one byte; false when the window is full.
     #[inline(always)]
     pub(crate) fn push(&mut self, b: u8) -> bool {
@@ -1166,7 +1511,7 @@ mod tests {
     fn corrupt_header_is_a_protocol_error() {
         let (mut m, r) = ring();
         let g = r.acquire_writer(None, || false).unwrap();
-        r.write_record(&g, RecKind::Msg, &[b"hello"], None, || false)
+        r.write_record(&g, RecKind::Msg, &[b"hello, world"], None, || false)
             .unwrap();
         drop(g);
         // A hostile peer claims a huge length.
@@ -1214,7 +1559,7 @@ mod tests {
         // A corrupt header is not taken (peek reports it).
         let (mut m2, r2) = ring();
         let g = r2.acquire_writer(None, || false).unwrap();
-        r2.write_record(&g, RecKind::Msg, &[b"hi"], None, || false)
+        r2.write_record(&g, RecKind::Msg, &[b"hi there"], None, || false)
             .unwrap();
         drop(g);
         m2.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&1000u32.to_ne_bytes());
