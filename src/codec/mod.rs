@@ -312,6 +312,10 @@ mod tests {
                 None => proptest::prop_assert!(want.len() > room),
             }
             proptest::prop_assert_eq!(ring_encode(&v, room as u64), want.len() <= room);
+            check_word_and_small(&v, &want)?;
+            for k in &v.kinds {
+                check_word_and_small(k, &postcard::to_stdvec(k).unwrap())?;
+            }
         }
 
         /// Every u64 (and so every varint length) round-trips through postcard's decoder.
@@ -321,7 +325,35 @@ mod tests {
             let bytes = encode(&v).unwrap();
             proptest::prop_assert_eq!(&bytes, &postcard::to_stdvec(&v).unwrap());
             proptest::prop_assert_eq!(decode::<u64>(&bytes).unwrap(), v);
+            check_word_and_small(&v, &bytes)?;
+            // And behind other bytes in the register (a variant index first).
+            let e: Result<u64, ()> = Ok(v);
+            check_word_and_small(&e, &postcard::to_stdvec(&e).unwrap())?;
+            check_word_and_small(&(v as u32, v as u16), &postcard::to_stdvec(&(v as u32, v as u16)).unwrap())?;
         }
+    }
+
+    /// The register and stack-buffer encoders give postcard's bytes `want`, or say the
+    /// value does not fit (more than 8 or 64 bytes).
+    fn check_word_and_small<T: serde::Serialize>(
+        v: &T,
+        want: &[u8],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        match encode_word(v).unwrap() {
+            Some((word, n)) => {
+                proptest::prop_assert_eq!(&word.to_le_bytes()[..n], want);
+                if n < 8 {
+                    proptest::prop_assert_eq!(word >> (8 * n), 0, "bytes beyond the encoding");
+                }
+            }
+            None => proptest::prop_assert!(want.len() > 8),
+        }
+        let mut buf = [0u8; 64];
+        match encode_small(v, &mut buf).unwrap() {
+            Some(n) => proptest::prop_assert_eq!(&buf[..n], want),
+            None => proptest::prop_assert!(want.len() > 64),
+        }
+        Ok(())
     }
 
     /// Encodes `v` in place into a fresh ring's window of `room` bytes; whether it fit.

@@ -168,18 +168,34 @@ impl Out for WordOut {
     }
 
     #[inline(always)]
-    fn varint(&mut self, mut v: u64) -> bool {
-        // ceil(significant bits / 7) bytes, at least one.
-        let n = (64 - (v | 1).leading_zeros()).div_ceil(7);
+    fn varint(&mut self, v: u64) -> bool {
+        // The common short varints without a loop; the rest 7 bits at a time.
+        let (enc, n) = if v < 1 << 7 {
+            (v, 1)
+        } else if v < 1 << 14 {
+            ((v & 0x7f) | 0x80 | (v >> 7) << 8, 2)
+        } else if v < 1 << 21 {
+            (
+                (v & 0x7f) | 0x80 | ((v >> 7) & 0x7f | 0x80) << 8 | (v >> 14) << 16,
+                3,
+            )
+        } else {
+            // ceil(significant bits / 7) bytes.
+            let n = (64 - v.leading_zeros()).div_ceil(7);
+            if n > 8 {
+                return false;
+            }
+            let mut enc = 0u64;
+            let mut x = v;
+            for i in 0..n {
+                enc |= ((x & 0x7f) | 0x80) << (8 * i);
+                x >>= 7;
+            }
+            (enc & !(0x80 << (8 * (n - 1))), n)
+        };
         if self.len + n > 8 {
             return false;
         }
-        let mut enc = 0u64;
-        for i in 0..n {
-            enc |= ((v & 0x7f) | 0x80) << (8 * i);
-            v >>= 7;
-        }
-        enc &= !(0x80 << (8 * (n - 1)));
         self.word |= enc << (8 * self.len);
         self.len += n;
         true

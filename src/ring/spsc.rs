@@ -1523,6 +1523,149 @@ mod tests {
         assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
     }
 
+    /// Whether every data byte is zero.
+    fn data_is_zero(m: &Mem) -> bool {
+        m.0[CONTROL_SIZE..].iter().all(|&b| b == 0)
+    }
+
+    #[test]
+    fn free_space_stays_zero_through_laps_of_every_record_kind() {
+        let (m, r) = ring();
+        let mut small = [0u8; 64];
+        for round in 0..300u32 {
+            let g = r.acquire_writer(None, || false).unwrap();
+            // Tiny (0..=6), whole (7..), and pieces of a stream; ~3 laps of 1 KiB.
+            let len = (round * 7) % 90;
+            let msg: Vec<u8> = (0..len).map(|i| (i as u8) ^ 0x5a | 1).collect();
+            let kind = if round % 11 == 0 {
+                RecKind::Chunk
+            } else {
+                RecKind::Msg
+            };
+            if round % 5 == 0 && len <= 6 {
+                assert!(r.try_write_tiny(
+                    &g,
+                    u64::from_le_bytes({
+                        let mut w = [0u8; 8];
+                        w[..msg.len()].copy_from_slice(&msg);
+                        w
+                    }),
+                    len as u64
+                ));
+            } else if round % 3 == 0 && kind == RecKind::Msg && len <= 64 {
+                assert!(r.try_write_small(&g, &msg));
+            } else {
+                r.write_record(&g, kind, &[&msg], None, || false).unwrap();
+            }
+            drop(g);
+            let got = if round % 2 == 0 {
+                r.take_small(&mut small).map(|n| small[..n].to_vec())
+            } else {
+                None
+            };
+            let got = got.unwrap_or_else(|| {
+                let rec = r.peek().unwrap().unwrap();
+                let mut v = Vec::new();
+                r.read_into(&rec, 0, rec.len, &mut v);
+                r.consume(&rec);
+                v
+            });
+            assert_eq!(got, msg, "round {round}");
+            assert!(data_is_zero(&m), "round {round}: consumed space not zeroed");
+        }
+    }
+
+    #[test]
+    fn an_abandoned_encode_leaves_free_space_zero() {
+        let (m, r) = ring();
+        let g = r.acquire_writer(None, || false).unwrap();
+        let (off, window) = r.reserve(&g, 64).unwrap();
+        {
+            let mut sink = r.sink(&g, off, window - REC_HDR);
+            assert!(sink.extend(&[0xEE; 40]));
+            assert!(sink.varint(u64::MAX));
+            assert!(!data_is_zero(&m));
+            // Dropped without commit_sink: the encoder gave up (or a Serialize panicked).
+        }
+        assert!(data_is_zero(&m));
+        // A committed sink's bytes stay, and come out whole.
+        let (off, window) = r.reserve(&g, 64).unwrap();
+        let mut sink = r.sink(&g, off, window - REC_HDR);
+        assert!(sink.extend(b"kept bytes"));
+        r.commit_sink(&g, off, RecKind::Msg, sink);
+        drop(g);
+        assert_eq!(recv_all(&r), vec![b"kept bytes".to_vec()]);
+        assert!(data_is_zero(&m));
+    }
+
+    #[test]
+    fn a_reader_that_died_inside_a_receive_is_finished_by_the_next() {
+        let (m, r) = ring();
+        let g = r.acquire_writer(None, || false).unwrap();
+        for msg in [&b"first message"[..], b"second message", b"third"] {
+            r.write_record(&g, RecKind::Msg, &[msg], None, || false)
+                .unwrap();
+        }
+        drop(g);
+        // A reader takes the first record, moves `read` past it and dies before zeroing
+        // it and handing it back.
+        let rec = r.peek().unwrap().unwrap();
+        r.hdr()
+            .r
+            .read
+            .store(rec.pos + rec.size(), Ordering::Relaxed);
+        // The next reader goes on from `read`, and zeroes the dead one's record too.
+        assert_eq!(
+            recv_all(&r),
+            vec![b"second message".to_vec(), b"third".to_vec()]
+        );
+        assert!(data_is_zero(&m));
+        let h = r.hdr().r.head.load(Ordering::Relaxed);
+        assert_eq!(h, r.hdr().r.read.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_writer_taking_over_from_a_dead_one_repairs_tail_and_free_space() {
+        let (m, r) = ring();
+        let g = r.acquire_writer(None, || false).unwrap();
+        r.write_record(&g, RecKind::Msg, &[b"counted"], None, || false)
+            .unwrap();
+        let tail = r.hdr().w.tail.load(Ordering::Relaxed);
+        // Published, but the writer died before counting it in `tail`...
+        r.write_record(&g, RecKind::Msg, &[b"not counted"], None, || false)
+            .unwrap();
+        r.hdr().w.tail.store(tail, Ordering::Relaxed);
+        let end = tail + record_size(11);
+        // ... and after writing half of a third record it never published.
+        let garbage = CONTROL_SIZE + (end + REC_HDR) as usize;
+        let mut m = m;
+        m.0[garbage..garbage + 100].fill(0xA7);
+        // The next writer finds the flag the death left.
+        r.hdr().own.dirty.store(1, Ordering::Relaxed);
+        drop(g);
+        r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
+        let g = r.acquire_writer(None, || false).unwrap();
+        assert_eq!(
+            r.hdr().w.tail.load(Ordering::Relaxed),
+            end,
+            "tail walked past it"
+        );
+        assert_eq!(r.hdr().own.dirty.load(Ordering::Relaxed), 0);
+        assert!(m.0[garbage..garbage + 100].iter().all(|&b| b == 0));
+        r.write_record(&g, RecKind::Msg, &[b"after"], None, || false)
+            .unwrap();
+        drop(g);
+        assert_eq!(
+            recv_all(&r),
+            vec![
+                b"counted".to_vec(),
+                b"not counted".to_vec(),
+                b"after".to_vec()
+            ]
+        );
+        assert!(data_is_zero(&m));
+    }
+
     #[test]
     fn take_small_takes_only_whole_small_messages_and_leaves_the_rest_to_peek() {
         let (_m, r) = ring();
