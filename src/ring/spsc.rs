@@ -757,17 +757,18 @@ impl Spsc {
     }
 
     /// Writes a whole message of at most [`TINY_MAX`] bytes, the low `len` bytes of
-    /// `bytes`, as a tiny record if there is room now (one store). False (nothing
-    /// written) when the ring has no room.
+    /// `bytes` (whose other bytes are zero), as a tiny record if there is room now (one
+    /// store). False (nothing written) when the ring has no room.
     #[inline(always)]
     pub(crate) fn try_write_tiny(&self, g: &WriteGuard<'_>, bytes: u64, len: u64) -> bool {
-        debug_assert!(len <= TINY_MAX);
+        debug_assert!(len <= TINY_MAX && bytes >> (8 * len) == 0);
         let Some((off, _)) = self.reserve(g, REC_HDR) else {
             return false;
         };
-        // Pairs with the reader's Acquire load of the word at `read`.
+        // Pairs with the reader's Acquire load of the word at `read`. `bytes` holds
+        // nothing beyond its `len` bytes (the caller's contract), so no masking.
         self.word(off)
-            .store(tiny_word(bytes, len), Ordering::Release);
+            .store((TINY_TAG << 56) | (len << 48) | bytes, Ordering::Release);
         let w = &self.hdr().w;
         let tail = w.tail.load(Ordering::Relaxed);
         w.tail.store(tail.wrapping_add(REC_HDR), Ordering::Release);
@@ -1048,7 +1049,11 @@ impl Spsc {
     pub(crate) fn take_small<const N: usize>(&self, out: &mut [u8; N]) -> Option<usize> {
         const { assert!(N % 8 == 0 && N >= 8) };
         let Head { pos, off, word } = self.head_word()?;
-        if let Some(len) = tiny_len(word) {
+        if word >> 56 == TINY_TAG {
+            let len = (word >> 48) & 0xFF;
+            if len > TINY_MAX {
+                return None; // a bad header: `peek` reports it
+            }
             out[..8].copy_from_slice(&word.to_le_bytes());
             self.release(pos, pos.wrapping_add(REC_HDR), REC_HDR);
             return Some(len as usize);
