@@ -590,9 +590,9 @@ impl Spsc {
         slot
     }
 
-    /// [`Spsc::reserve`] for a batch: `tail` is the writer's private tail (from
-    /// [`Spsc::batch_tail`]), stored by [`Spsc::publish`]. Records (and padding) are
-    /// visible to the reader as soon as their headers are stored.
+    /// [`Spsc::reserve`] for a batch: `tail` is the writer's copy of the tail (from
+    /// [`Spsc::batch_tail`]), stored by [`Spsc::commit_at`] and [`Spsc::publish`].
+    /// Records (and padding) are visible to the reader as soon as their headers are.
     #[inline(always)]
     pub(crate) fn reserve_at(
         &self,
@@ -638,7 +638,10 @@ impl Spsc {
     }
 
     /// Publishes a batched record whose payload is already at `off + REC_HDR` (within a
-    /// window from [`Spsc::reserve_at`]) and advances the private `tail` past it.
+    /// window from [`Spsc::reserve_at`]) and advances `tail` past it, the private copy
+    /// and the shared one (a store to the writer's own line: the reader never reads it
+    /// on its fast path, but checks on an empty ring that it is within a ring of its
+    /// position, `Spsc::counters_sane`). The wake-up waits for [`Spsc::publish`].
     #[inline(always)]
     pub(crate) fn commit_at(
         &self,
@@ -649,17 +652,18 @@ impl Spsc {
         len: u64,
     ) {
         *tail = tail.wrapping_add(self.publish_record(off, kind, len));
+        self.hdr().w.tail.store(*tail, Ordering::Release);
     }
 
-    /// Stores the private `tail` of a batch (for the writer who comes next) and wakes
-    /// the reader if it sleeps.
+    /// Ends a batch: stores its `tail` if padding moved it, and wakes the reader if it
+    /// sleeps.
     #[inline]
     pub(crate) fn publish(&self, _g: &WriteGuard<'_>, tail: u64) {
         let w = &self.hdr().w;
         if w.tail.load(Ordering::Relaxed) != tail {
             w.tail.store(tail, Ordering::Release);
-            self.hdr().readable.wake_all();
         }
+        self.hdr().readable.wake_all();
     }
 
     /// Waits until `need` bytes can be reserved at the private `tail` of a batch (the
