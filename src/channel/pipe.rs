@@ -771,12 +771,21 @@ impl Shared {
                         }
                         Block::Until(d) => d,
                     };
-                    let (outcome, looks) = rx.wait_readable(deadline, || self.peer_gone(), st.pace);
+                    // Before each sleep, the counters are checked too: a peer that
+                    // scribbles over them while this reader waits does not wake it.
+                    let (outcome, looks) = rx.wait_readable(
+                        deadline,
+                        || self.peer_gone() || !rx.counters_sane(),
+                        st.pace,
+                    );
                     st.pace = looks;
                     match outcome {
                         Wait::Ready => {}
                         Wait::TimedOut => return Err(RecvFail::Timeout),
                         Wait::Aborted => {
+                            if !rx.counters_sane() {
+                                return Err(RecvFail::Protocol(ProtocolError::BadRecord));
+                            }
                             if !rx.has_data() {
                                 // No torn message is ever delivered: a partial stream is dropped.
                                 st.partial = None;

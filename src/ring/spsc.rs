@@ -1151,14 +1151,16 @@ impl Spsc {
         self.hdr().writable.wake_all();
     }
 
-    /// Zeroes `[head, to)` and hands it back to the writer, waking it if it waits (just
-    /// moves `head` if the counters are garbage: a peer scribbled over them).
+    /// Zeroes `[head, to)` and hands it back to the writer, waking it if it waits.
+    /// Nothing if the counters are garbage (a peer scribbled over them): the reader
+    /// reports that when it finds the ring empty ([`Spsc::counters_sane`]).
     #[inline(never)]
     fn release_to(&self, head: u64, to: u64) {
         let gap = to.wrapping_sub(head);
-        if gap <= self.cap && gap % 8 == 0 {
-            self.zero_range(head, to);
+        if gap > self.cap || gap % 8 != 0 {
+            return;
         }
+        self.zero_range(head, to);
         // Pairs with the writer's Acquire load of `head` in `reserve`: the space, zeroed,
         // is the writer's again.
         self.hdr().r.head.store(to, Ordering::Release);
@@ -1265,17 +1267,20 @@ impl Spsc {
         (outcome, looks)
     }
 
-    /// Whether the writer's `tail` is a counter a writer could have left: 8-aligned and
-    /// within a ring of the reader's position, on either side (the reader may run ahead
-    /// of `tail` by what was published but not yet counted). The reader never needs
-    /// `tail`, so it checks it only when it finds nothing to read: a peer that scribbled
-    /// over it gets a protocol error rather than a reader that waits forever.
+    /// Whether the counters are ones the two sides could have left: all 8-aligned,
+    /// `tail` within a ring of the reader's position on either side (the reader may run
+    /// ahead of `tail` by what was published but not yet counted), `head` at most a ring
+    /// behind it. The reader's fast path needs neither `tail` nor `head`, so it checks
+    /// them when it finds nothing to read: a peer that scribbled over them (a garbage
+    /// `head` makes the ring look full to the writer) gets a protocol error rather than
+    /// a reader that waits forever.
     pub(crate) fn counters_sane(&self) -> bool {
         let tail = self.hdr().w.tail.load(Ordering::Relaxed);
         let read = self.hdr().r.read.load(Ordering::Relaxed);
-        tail % 8 == 0
-            && read % 8 == 0
+        let head = self.hdr().r.head.load(Ordering::Relaxed);
+        (tail | read | head) % 8 == 0
             && (tail.wrapping_sub(read) <= self.cap || read.wrapping_sub(tail) <= self.cap)
+            && read.wrapping_sub(head) <= self.cap
     }
 
     /// Whether anything is published and unread.
