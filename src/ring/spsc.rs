@@ -1028,7 +1028,11 @@ impl Spsc {
             let (kind, len) = parse_header(word).ok_or(ProtocolError::BadRecord)?;
             let to_end = self.cap - off;
             if kind == RecKind::Pad {
-                if len != to_end - REC_HDR {
+                // A pad runs to the end of the ring; and none starts at offset 0 (a
+                // record always fits there), so this loop turns at most twice, whatever
+                // a peer wrote (a pad at 0 would otherwise be found again and again when
+                // a garbage `head` keeps it from being zeroed).
+                if len != to_end - REC_HDR || off == 0 {
                     return Err(ProtocolError::BadRecord);
                 }
                 self.release(pos.wrapping_add(to_end));
@@ -1744,6 +1748,17 @@ mod tests {
             ]
         );
         assert!(data_is_zero(&m));
+    }
+
+    #[test]
+    fn a_pad_at_offset_zero_is_a_protocol_error_not_an_endless_loop() {
+        // Found by the property tests: with a garbage `head` the reader cannot zero what
+        // it skips, and a pad spanning the whole ring was found again on every turn.
+        let (mut m, r) = ring();
+        m.0[CONTROL_SIZE..CONTROL_SIZE + 8]
+            .copy_from_slice(&header_word(RecKind::Pad, 1024 - REC_HDR).to_ne_bytes());
+        r.hdr().r.head.store(1 << 40, Ordering::Relaxed);
+        assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
     }
 
     #[test]
