@@ -659,6 +659,26 @@ impl Spsc {
         self.hdr().w.tail.store(*tail, Ordering::Release);
     }
 
+    /// [`Spsc::commit_at`] for a tiny record: the low `len <= TINY_MAX` bytes of
+    /// `bytes` (whose other bytes are zero), written with one store at `off`, which
+    /// [`Spsc::reserve_at`] returned.
+    #[inline(always)]
+    pub(crate) fn commit_tiny_at(
+        &self,
+        _g: &WriteGuard<'_>,
+        tail: &mut u64,
+        off: u64,
+        bytes: u64,
+        len: u64,
+    ) {
+        debug_assert!(len <= TINY_MAX && bytes >> (8 * len) == 0);
+        // Pairs with the reader's Acquire load of the word at `read`.
+        self.word(off)
+            .store((TINY_TAG << 56) | (len << 48) | bytes, Ordering::Release);
+        *tail = tail.wrapping_add(REC_HDR);
+        self.hdr().w.tail.store(*tail, Ordering::Release);
+    }
+
     /// Ends a batch: stores its `tail` if padding moved it, and wakes the reader if it
     /// sleeps.
     #[inline]
