@@ -18,7 +18,7 @@ use crate::ring::spsc::RawSink;
 mod ser;
 
 pub(crate) use ser::write_varint;
-use ser::{ArrayOut, Out, Ser, SerError, SliceOut, WordOut};
+use ser::{Out, Ser, SerError, SliceOut, WordOut};
 
 /// Why an in-place encode stopped.
 #[derive(Debug)]
@@ -87,7 +87,7 @@ pub(crate) fn encode_small<T: Serialize + ?Sized, const N: usize>(
     buf: &mut [u8; N],
 ) -> Result<Option<usize>, EncodeError> {
     let mut ser = Ser {
-        out: ArrayOut { buf, pos: 0 },
+        out: SliceOut { buf, pos: 0 },
     };
     match value.serialize(&mut ser) {
         Ok(()) => Ok(Some(ser.out.pos)),

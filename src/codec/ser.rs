@@ -51,46 +51,14 @@ impl Out for &mut Vec<u8> {
     }
 }
 
-/// A slice being filled from the front.
+/// A slice being filled from the front: a caller's buffer, or the stack array where
+/// the send path encodes a message first, to learn its size before it touches the ring.
 pub(crate) struct SliceOut<'a> {
     pub(crate) buf: &'a mut [u8],
     pub(crate) pos: usize,
 }
 
 impl Out for SliceOut<'_> {
-    #[inline(always)]
-    fn byte(&mut self, b: u8) -> bool {
-        match self.buf.get_mut(self.pos) {
-            Some(slot) => {
-                *slot = b;
-                self.pos += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    #[inline(always)]
-    fn bytes(&mut self, b: &[u8]) -> bool {
-        match self.buf.get_mut(self.pos..self.pos + b.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(b);
-                self.pos += b.len();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// A fixed array on the stack being filled from the front: where the send path encodes
-/// a message first, to learn its size before it touches the ring.
-pub(crate) struct ArrayOut<'a, const N: usize> {
-    pub(crate) buf: &'a mut [u8; N],
-    pub(crate) pos: usize,
-}
-
-impl<const N: usize> Out for ArrayOut<'_, N> {
     #[inline(always)]
     fn byte(&mut self, b: u8) -> bool {
         match self.buf.get_mut(self.pos) {

@@ -773,15 +773,8 @@ impl Spsc {
     /// wakes the reader if it sleeps.
     #[inline(always)]
     pub(crate) fn commit(&self, _g: &WriteGuard<'_>, off: u64, kind: RecKind, len: u64) {
-        let w = &self.hdr().w;
         let size = self.publish_record(off, kind, len);
-        // `tail & (cap - 1) == off` unless another process scribbled over `tail` since
-        // `reserve` (the hostile-peer tests do); not asserted: input from another process
-        // must never panic the library, not even in a debug build. Only writers read
-        // `tail`, so this store stays in the writer's cache.
-        let tail = w.tail.load(Ordering::Relaxed);
-        w.tail.store(tail.wrapping_add(size), Ordering::Release);
-        self.hdr().readable.wake_all();
+        self.advance_tail(size);
     }
 
     /// Writes a whole message of at most [`TINY_MAX`] bytes, the low `len` bytes of
@@ -797,11 +790,22 @@ impl Spsc {
         // nothing beyond its `len` bytes (the caller's contract), so no masking.
         self.word(off)
             .store((TINY_TAG << 56) | (len << 48) | bytes, Ordering::Release);
-        let w = &self.hdr().w;
-        let tail = w.tail.load(Ordering::Relaxed);
-        w.tail.store(tail.wrapping_add(REC_HDR), Ordering::Release);
-        self.hdr().readable.wake_all();
+        self.advance_tail(REC_HDR);
         true
+    }
+
+    /// After publishing a record of `size` bytes at `tail`: stores `tail` past it (for
+    /// the writer who may come next; the reader does not need it) and wakes the reader
+    /// if it sleeps.
+    #[inline(always)]
+    fn advance_tail(&self, size: u64) {
+        let w = &self.hdr().w;
+        // `tail` is where the record was reserved unless another process scribbled over
+        // it meanwhile (the hostile-peer tests do); not asserted: input from another
+        // process must never panic the library, not even in a debug build.
+        let tail = w.tail.load(Ordering::Relaxed);
+        w.tail.store(tail.wrapping_add(size), Ordering::Release);
+        self.hdr().readable.wake_all();
     }
 
     /// Writes a whole message of at most 64 bytes, already encoded, if there is room
@@ -811,35 +815,29 @@ impl Spsc {
     pub(crate) fn try_write_small(&self, g: &WriteGuard<'_>, bytes: &[u8]) -> bool {
         let len = bytes.len() as u64;
         debug_assert!(len <= 64);
-        let tiny = len <= TINY_MAX;
-        let size = if tiny { REC_HDR } else { record_size(len) };
+        if len <= TINY_MAX {
+            let mut w = [0u8; 8];
+            w[..bytes.len()].copy_from_slice(bytes);
+            return self.try_write_tiny(g, u64::from_le_bytes(w), len);
+        }
+        let size = record_size(len);
         let Some((off, _)) = self.reserve(g, size) else {
             return false;
         };
-        if tiny {
-            let mut w = [0u8; 8];
-            w[..bytes.len()].copy_from_slice(bytes);
-            // Pairs with the reader's Acquire load of the word at `read`.
-            self.word(off)
-                .store(tiny_word(u64::from_le_bytes(w), len), Ordering::Release);
-        } else {
-            // SAFETY: `reserve` gave at least `size` free bytes at `off`, so the payload
-            // [off + 8, off + 8 + len) is the writer's; the source is a caller's slice,
-            // not shared memory.
-            unsafe {
-                copy_bytes(
-                    bytes.as_ptr(),
-                    self.data.as_ptr().add((off + REC_HDR) as usize),
-                    bytes.len(),
-                )
-            };
-            self.word(off)
-                .store(header_word(RecKind::Msg, len), Ordering::Release);
-        }
-        let w = &self.hdr().w;
-        let tail = w.tail.load(Ordering::Relaxed);
-        w.tail.store(tail.wrapping_add(size), Ordering::Release);
-        self.hdr().readable.wake_all();
+        // SAFETY: `reserve` gave at least `size` free bytes at `off`, so the payload
+        // [off + 8, off + 8 + len) is the writer's; the source is a caller's slice, not
+        // shared memory.
+        unsafe {
+            copy_bytes(
+                bytes.as_ptr(),
+                self.data.as_ptr().add((off + REC_HDR) as usize),
+                bytes.len(),
+            )
+        };
+        // Pairs with the reader's Acquire load of the word at `read`.
+        self.word(off)
+            .store(header_word(RecKind::Msg, len), Ordering::Release);
+        self.advance_tail(size);
         true
     }
 
