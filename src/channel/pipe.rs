@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::{self, EncodeError};
+use crate::codec;
 use crate::error::{
     Error, ProtocolError, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
@@ -433,12 +433,11 @@ impl Shared {
                 }
             }
             Ok(_) => {}
-            Err(EncodeError::Codec(e)) => return Err(SendFail::Codec(e)),
-            Err(EncodeError::Full) => {}
+            Err(e) => return Err(SendFail::Codec(e)),
         }
         // Small messages: encode on the stack, then one copy into the ring.
         let mut small = [0u8; SMALL];
-        match codec::encode_small(msg, &mut small) {
+        match codec::encode_to_slice(msg, &mut small) {
             Ok(Some(n)) => {
                 if n as u64 > self.max_message {
                     return Err(SendFail::TooLarge(n as u64, self.max_message));
@@ -449,15 +448,14 @@ impl Shared {
                 return self.send_locked(tx, &g, &small[..n], block, deadline);
             }
             Ok(None) => {}
-            Err(EncodeError::Codec(e)) => return Err(SendFail::Codec(e)),
-            Err(EncodeError::Full) => {}
+            Err(e) => return Err(SendFail::Codec(e)),
         }
         // Larger messages: encode straight into the ring's free space.
         if let Some((off, window)) = tx.reserve(&g, MIN_WINDOW) {
             let max = window.min(tx.max_record()) - REC_HDR;
             let mut sink = tx.sink(&g, off, max);
             match codec::encode_in_place(msg, &mut sink) {
-                Ok(n) => {
+                Ok(Some(n)) => {
                     let n = n as u64;
                     if n > self.max_message {
                         return Err(SendFail::TooLarge(n, self.max_message));
@@ -465,8 +463,8 @@ impl Shared {
                     tx.commit_sink(&g, off, RecKind::Msg, sink);
                     return Ok(());
                 }
-                Err(EncodeError::Codec(e)) => return Err(SendFail::Codec(e)),
-                Err(EncodeError::Full) => {}
+                Ok(None) => {}
+                Err(e) => return Err(SendFail::Codec(e)),
             }
         }
         self.send_value_general(tx, &g, msg, block, deadline)
@@ -539,16 +537,15 @@ impl Shared {
                         continue;
                     }
                     Ok(_) => {}
-                    Err(EncodeError::Codec(e)) => {
+                    Err(e) => {
                         tx.publish(&g, tail);
                         return Err(SendFail::Codec(e));
                     }
-                    Err(EncodeError::Full) => {}
                 }
                 let max = window.min(tx.max_record()) - REC_HDR;
                 let mut sink = tx.sink(&g, off, max);
                 match codec::encode_in_place(msg, &mut sink) {
-                    Ok(n) => {
+                    Ok(Some(n)) => {
                         let n = n as u64;
                         if n > self.max_message {
                             tx.publish(&g, tail);
@@ -557,11 +554,11 @@ impl Shared {
                         tx.commit_sink_at(&g, &mut tail, off, RecKind::Msg, sink);
                         continue;
                     }
-                    Err(EncodeError::Codec(e)) => {
+                    Ok(None) => {}
+                    Err(e) => {
                         tx.publish(&g, tail);
                         return Err(SendFail::Codec(e));
                     }
-                    Err(EncodeError::Full) => {}
                 }
             }
             // A message larger than the window: publish, then the one-message path.

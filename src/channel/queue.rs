@@ -210,7 +210,7 @@ impl Shared {
         match codec::encode_to_slice(item, &mut small) {
             Ok(Some(n)) => return self.put_bytes(&small[..n], deadline, nonblocking),
             Ok(None) => {}
-            Err(e) => return Err(PutErr::Codec(e.to_string())),
+            Err(e) => return Err(PutErr::Codec(crate::Error::Codec(e).to_string())),
         }
         SCRATCH.with(|s| {
             let mut buf = s

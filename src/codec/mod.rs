@@ -20,15 +20,6 @@ mod ser;
 pub(crate) use ser::write_varint;
 use ser::{Out, Ser, SerError, SliceOut, WordOut};
 
-/// Why an in-place encode stopped.
-#[derive(Debug)]
-pub(crate) enum EncodeError {
-    /// The window was too small: encode into a buffer instead.
-    Full,
-    /// The value's `Serialize` failed.
-    Codec(String),
-}
-
 impl Out for &mut RawSink<'_> {
     #[inline(always)]
     fn byte(&mut self, b: u8) -> bool {
@@ -46,54 +37,49 @@ impl Out for &mut RawSink<'_> {
     }
 }
 
-/// Encodes `value` into a reserved ring window; returns the bytes written.
+/// Runs `value`'s serializer over `out`: `Ok(Some(out))` when the encoding fit,
+/// `Ok(None)` when `out` ran out of room (the caller tries a larger output), `Err` with
+/// the message when the value's `Serialize` failed. Every fixed-size output goes
+/// through here.
+#[inline(always)]
+fn encode_fitting<T: Serialize + ?Sized, O: Out>(value: &T, out: O) -> Result<Option<O>, String> {
+    let mut ser = Ser { out };
+    match value.serialize(&mut ser) {
+        Ok(()) => Ok(Some(ser.out)),
+        Err(SerError::Full) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Encodes `value` into a reserved ring window: the bytes written, or `None` when the
+/// window was too small (encode into a buffer instead).
 #[inline(always)]
 pub(crate) fn encode_in_place<T: Serialize + ?Sized>(
     value: &T,
     sink: &mut RawSink<'_>,
-) -> Result<usize, EncodeError> {
-    let mut ser = Ser { out: &mut *sink };
-    match value.serialize(&mut ser) {
-        Ok(()) => Ok(sink.written()),
-        Err(SerError::Full) => Err(EncodeError::Full),
-        Err(e) => Err(EncodeError::Codec(e.to_string())),
-    }
+) -> Result<Option<usize>, String> {
+    encode_fitting(value, &mut *sink).map(|fit| fit.map(|s| s.written()))
 }
 
-/// Encodes `value` into a register if it takes at most 8 bytes: `Ok(Some((bytes, len)))`
-/// with the encoding in the low `len` bytes of `bytes` (little-endian), `Ok(None)` when
-/// it is longer.
+/// Encodes `value` into a register if it takes at most 8 bytes: `Some((bytes, len))`
+/// with the encoding in the low `len` bytes of `bytes` (little-endian; the other bytes
+/// zero), `None` when it is longer.
 #[inline(always)]
 pub(crate) fn encode_word<T: Serialize + ?Sized>(
     value: &T,
-) -> Result<Option<(u64, usize)>, EncodeError> {
-    let mut ser = Ser {
-        out: WordOut::default(),
-    };
-    match value.serialize(&mut ser) {
-        Ok(()) => Ok(Some((ser.out.word, ser.out.len as usize))),
-        Err(SerError::Full) => Ok(None),
-        Err(e) => Err(EncodeError::Codec(e.to_string())),
-    }
+) -> Result<Option<(u64, usize)>, String> {
+    encode_fitting(value, WordOut::default()).map(|fit| fit.map(|w| (w.word, w.len as usize)))
 }
 
-/// Encodes `value` into a stack buffer if it fits: `Ok(Some(len))`, `Ok(None)` when it
-/// does not. The send path's first try: a small message's size is then known before
-/// the ring is touched, so it is written there with one store (a tiny record) or one
-/// copy.
+/// Encodes `value` into `buf` if it fits: `Some(len)`, `None` when it does not (encode
+/// into a vector instead). The send path encodes small messages into a stack buffer
+/// this way, so that their size is known before the ring is touched.
 #[inline(always)]
-pub(crate) fn encode_small<T: Serialize + ?Sized, const N: usize>(
+pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(
     value: &T,
-    buf: &mut [u8; N],
-) -> Result<Option<usize>, EncodeError> {
-    let mut ser = Ser {
-        out: SliceOut { buf, pos: 0 },
-    };
-    match value.serialize(&mut ser) {
-        Ok(()) => Ok(Some(ser.out.pos)),
-        Err(SerError::Full) => Ok(None),
-        Err(e) => Err(EncodeError::Codec(e.to_string())),
-    }
+    buf: &mut [u8],
+) -> Result<Option<usize>, String> {
+    encode_fitting(value, SliceOut { buf, pos: 0 }).map(|fit| fit.map(|s| s.pos))
 }
 
 /// Encodes `value`, appending to `out`.
@@ -102,23 +88,6 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> crate
     value
         .serialize(&mut ser)
         .map_err(|e| crate::Error::Codec(e.to_string()))
-}
-
-/// Encodes `value` into `buf` if it fits: `Ok(Some(len))`; `Ok(None)` when it does not
-/// (encode into a vector instead).
-#[inline]
-pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(
-    value: &T,
-    buf: &mut [u8],
-) -> crate::Result<Option<usize>> {
-    let mut ser = Ser {
-        out: SliceOut { buf, pos: 0 },
-    };
-    match value.serialize(&mut ser) {
-        Ok(()) => Ok(Some(ser.out.pos)),
-        Err(SerError::Full) => Ok(None),
-        Err(e) => Err(crate::Error::Codec(e.to_string())),
-    }
 }
 
 /// Encodes `value` into a new vector.
@@ -349,7 +318,7 @@ mod tests {
             None => proptest::prop_assert!(want.len() > 8),
         }
         let mut buf = [0u8; 64];
-        match encode_small(v, &mut buf).unwrap() {
+        match encode_to_slice(v, &mut buf).unwrap() {
             Some(n) => proptest::prop_assert_eq!(&buf[..n], want),
             None => proptest::prop_assert!(want.len() > 64),
         }
@@ -359,28 +328,21 @@ mod tests {
     /// Encodes `v` in place into a fresh ring's window of `room` bytes; whether it fit.
     /// When it does, the bytes in the ring are postcard's.
     fn ring_encode<T: serde::Serialize>(v: &T, room: u64) -> bool {
-        use crate::ring::spsc::{Spsc, CONTROL_SIZE, REC_HDR};
-        #[repr(C, align(128))]
-        struct Mem([u8; CONTROL_SIZE + 4096]);
-        let mut m = Box::new(Mem([0; CONTROL_SIZE + 4096]));
-        let base = std::ptr::NonNull::new(m.0.as_mut_ptr()).unwrap();
-        // SAFETY: aligned, zeroed, large enough, and outlives the ring (declared after
-        // it, so dropped after it).
-        let ring = unsafe { Spsc::from_raw(base, 4096) };
+        use crate::ring::spsc::{HeapRing, REC_HDR};
+        let heap = HeapRing::new(4096, &[]).unwrap();
+        let ring = heap.ring();
         let g = ring.acquire_writer(None, || false).unwrap();
         let (off, window) = ring.reserve(&g, 64).unwrap();
         let max = room.min(window - REC_HDR);
         let fit = {
             let mut sink = ring.sink(&g, off, max);
-            match encode_in_place(v, &mut sink) {
-                Ok(n) => {
+            match encode_in_place(v, &mut sink).unwrap() {
+                Some(n) => {
                     let want = postcard::to_stdvec(v).unwrap();
-                    let start = CONTROL_SIZE + (off + REC_HDR) as usize;
-                    assert_eq!(&m.0[start..start + n], &want[..]);
+                    assert_eq!(heap.data((off + REC_HDR) as usize, n), want);
                     true
                 }
-                Err(EncodeError::Full) => false,
-                Err(EncodeError::Codec(e)) => panic!("{e}"),
+                None => false,
             }
         };
         drop(g);

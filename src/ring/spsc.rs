@@ -156,10 +156,12 @@ fn tiny_len(word: u64) -> Option<u64> {
     (word >> 56 == TINY_TAG && len <= TINY_MAX).then_some(len)
 }
 
-/// The word of a tiny record holding the `len <= TINY_MAX` low bytes of `payload`.
+/// The word of a tiny record holding `payload`, `len <= TINY_MAX` bytes with nothing
+/// beyond them (from the library's own encoder, or masked by the caller).
 #[inline(always)]
 fn tiny_word(payload: u64, len: u64) -> u64 {
-    (TINY_TAG << 56) | (len << 48) | (payload & ((1 << (8 * len)) - 1))
+    debug_assert!(len <= TINY_MAX && payload >> (8 * len) == 0);
+    (TINY_TAG << 56) | (len << 48) | payload
 }
 
 #[inline(always)]
@@ -671,10 +673,9 @@ impl Spsc {
         bytes: u64,
         len: u64,
     ) {
-        debug_assert!(len <= TINY_MAX && bytes >> (8 * len) == 0);
         // Pairs with the reader's Acquire load of the word at `read`.
         self.word(off)
-            .store((TINY_TAG << 56) | (len << 48) | bytes, Ordering::Release);
+            .store(tiny_word(bytes, len), Ordering::Release);
         *tail = tail.wrapping_add(REC_HDR);
         self.hdr().w.tail.store(*tail, Ordering::Release);
     }
@@ -758,6 +759,9 @@ impl Spsc {
                 p.write(0);
                 v
             };
+            // Masked: the bytes past the message are free space, zero unless a peer
+            // scribbled there.
+            let payload = payload & ((1 << (8 * len)) - 1);
             self.word(off)
                 .store(tiny_word(payload, len), Ordering::Release);
             REC_HDR
@@ -782,14 +786,12 @@ impl Spsc {
     /// store). False (nothing written) when the ring has no room.
     #[inline(always)]
     pub(crate) fn try_write_tiny(&self, g: &WriteGuard<'_>, bytes: u64, len: u64) -> bool {
-        debug_assert!(len <= TINY_MAX && bytes >> (8 * len) == 0);
         let Some((off, _)) = self.reserve(g, REC_HDR) else {
             return false;
         };
-        // Pairs with the reader's Acquire load of the word at `read`. `bytes` holds
-        // nothing beyond its `len` bytes (the caller's contract), so no masking.
+        // Pairs with the reader's Acquire load of the word at `read`.
         self.word(off)
-            .store((TINY_TAG << 56) | (len << 48) | bytes, Ordering::Release);
+            .store(tiny_word(bytes, len), Ordering::Release);
         self.advance_tail(REC_HDR);
         true
     }
@@ -1271,7 +1273,6 @@ impl Spsc {
         abort: impl FnMut() -> bool,
         pace: u32,
     ) -> (Wait, u32) {
-        self.flush_released();
         if pace <= 2 {
             for _ in 0..HEELS_PAUSE {
                 std::hint::spin_loop();
@@ -1333,27 +1334,69 @@ pub(crate) fn ring_in_region(
     Ok(unsafe { Spsc::from_raw(region.payload().add(offset), cap) })
 }
 
+/// A ring in memory of its own on the heap (the fuzz target, the property tests, unit
+/// tests), starting from `image`: a control block and data bytes in any state,
+/// zero-padded to the ring's size.
+pub(crate) struct HeapRing {
+    // Declared first, so dropped before the memory it points into.
+    ring: Spsc,
+    /// Owns the memory `ring` points into (read directly only by tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    mem: Vec<Line>,
+}
+
+/// 128 bytes, 128-aligned: the unit of a [`HeapRing`]'s memory.
+#[repr(C, align(128))]
+struct Line([u8; 128]);
+
+impl HeapRing {
+    /// A ring of `cap` data bytes holding `image`; `None` if `cap` is not a valid
+    /// capacity.
+    pub(crate) fn new(cap: u64, image: &[u8]) -> Option<HeapRing> {
+        if !Spsc::valid_capacity(cap) {
+            return None;
+        }
+        let size = Spsc::memory_size(cap);
+        let mut mem: Vec<Line> = (0..size.div_ceil(128)).map(|_| Line([0; 128])).collect();
+        for (i, b) in image.iter().take(size).enumerate() {
+            mem[i / 128].0[i % 128] = *b;
+        }
+        let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).expect("vec pointer");
+        // SAFETY: the vector's buffer is 128-aligned (Line's alignment), holds
+        // memory_size(cap) bytes (rounded up to whole lines), never moves (the vector is
+        // not resized) and outlives `ring` (dropped first); any byte pattern is a ring
+        // state the reader must survive.
+        let ring = unsafe { Spsc::from_raw(base, cap) };
+        Some(HeapRing { ring, mem })
+    }
+
+    /// The ring.
+    pub(crate) fn ring(&self) -> &Spsc {
+        &self.ring
+    }
+
+    /// A copy of data bytes `[from, from + n)` (panics outside the data area).
+    #[cfg(test)]
+    pub(crate) fn data(&self, from: usize, n: usize) -> Vec<u8> {
+        assert!(from + n <= self.ring.cap as usize, "outside the data area");
+        let bytes = self.mem.as_ptr().cast::<u8>();
+        // SAFETY: [CONTROL_SIZE + from, + n) lies inside the memory (checked above); the
+        // caller holds no writer guard or sink writing these bytes concurrently (tests
+        // read what a finished encode wrote).
+        unsafe { std::slice::from_raw_parts(bytes.add(CONTROL_SIZE + from), n).to_vec() }
+    }
+}
+
 /// Reads every record of a ring image — a control block followed by `cap` data bytes,
 /// in whatever state another process may have left them — as the receiving side does,
 /// returning the number of payload bytes read or the first protocol error. Used by the
 /// fuzz target and the property tests; `image` shorter than the ring is zero-padded.
 pub(crate) fn decode_image(image: &[u8], cap: u64) -> Result<u64, ProtocolError> {
-    #[repr(C, align(128))]
-    struct Line([u8; 128]);
-    if !Spsc::valid_capacity(cap) || cap > 1 << 20 {
+    if cap > 1 << 20 {
         return Err(ProtocolError::BadRecord);
     }
-    let size = Spsc::memory_size(cap);
-    let mut mem: Vec<Line> = (0..size.div_ceil(128)).map(|_| Line([0; 128])).collect();
-    for (i, b) in image.iter().take(size).enumerate() {
-        mem[i / 128].0[i % 128] = *b;
-    }
-    let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).expect("vec pointer");
-    // SAFETY: `mem` is 128-aligned (Line's alignment), holds memory_size(cap) bytes
-    // (rounded up to whole lines) and outlives `ring`, which is dropped
-    // at the end of this function; any byte pattern is a ring state the reader must
-    // survive, which is exactly what is being tested.
-    let ring = unsafe { Spsc::from_raw(base, cap) };
+    let heap = HeapRing::new(cap, image).ok_or(ProtocolError::BadRecord)?;
+    let ring = heap.ring();
     let mut bytes = 0;
     let mut out = Vec::new();
     let mut small = [0u8; 64];
