@@ -643,6 +643,32 @@ impl Mpmc {
 
     /// The slot a producer at `tail` waits for, when someone holds it (checked afresh
     /// before each park: the owner may have died after we first looked).
+    /// The blocking wait of a put or a get, on `waiter` until `ready()`. While another
+    /// process holds the slot in the way (`held`), it naps rather than parks
+    /// ([`Waiter::wait_for_owner`]). The holder of the slot in the way (`blocker()`) is
+    /// checked for death only before sleeping, and at most every `LIVENESS_EVERY`
+    /// (`checked`): it is almost always alive and about to release the slot.
+    #[allow(clippy::too_many_arguments)]
+    fn wait_blocked(
+        &self,
+        me: Owner,
+        waiter: &Waiter,
+        deadline: Option<Instant>,
+        held: bool,
+        ready: impl FnMut() -> bool,
+        blocker: impl Fn() -> Option<Blocker>,
+        checked: &mut Option<Instant>,
+    ) -> Wait {
+        let wait = if held {
+            Waiter::wait_for_owner
+        } else {
+            Waiter::wait_until
+        };
+        wait(waiter, deadline, ready, || {
+            due(checked) && blocker().is_some_and(|b| self.reclaim_if_dead(me, b))
+        })
+    }
+
     fn tail_blocker(&self) -> Option<Blocker> {
         let pos = self.hdr().tail.load(Ordering::Relaxed);
         let s = self.slot(pos).state.load(Ordering::Acquire);
@@ -716,24 +742,14 @@ impl Mpmc {
                         self.hdr().not_full.nap(deadline, FULL_NAP);
                         continue;
                     }
-                    // A blocker is checked for death only before sleeping (the abort
-                    // check): it is almost always alive and about to release the slot.
-                    let waiter = &self.hdr().not_full;
-                    let wait = if blocker.is_some() {
-                        Waiter::wait_for_owner
-                    } else {
-                        Waiter::wait_until
-                    };
-                    let w = wait(
-                        waiter,
+                    let w = self.wait_blocked(
+                        me,
+                        &self.hdr().not_full,
                         deadline,
+                        blocker.is_some(),
                         || self.put_ready(),
-                        || {
-                            due(&mut checked)
-                                && self
-                                    .tail_blocker()
-                                    .is_some_and(|b| self.reclaim_if_dead(me, b))
-                        },
+                        || self.tail_blocker(),
+                        &mut checked,
                     );
                     if w == Wait::TimedOut {
                         return Err(PutFail::Timeout);
@@ -767,22 +783,14 @@ impl Mpmc {
                         }
                         return Err(GetFail::Empty);
                     }
-                    let waiter = &self.hdr().not_empty;
-                    let wait = if blocker.is_some() {
-                        Waiter::wait_for_owner
-                    } else {
-                        Waiter::wait_until
-                    };
-                    let w = wait(
-                        waiter,
+                    let w = self.wait_blocked(
+                        me,
+                        &self.hdr().not_empty,
                         deadline,
+                        blocker.is_some(),
                         || self.get_ready(),
-                        || {
-                            due(&mut checked)
-                                && self
-                                    .head_blocker()
-                                    .is_some_and(|b| self.reclaim_if_dead(me, b))
-                        },
+                        || self.head_blocker(),
+                        &mut checked,
                     );
                     if w == Wait::TimedOut {
                         return Err(GetFail::Timeout);
