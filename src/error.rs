@@ -289,6 +289,15 @@ pub enum TrySendError {
         /// The limit.
         max: u64,
     },
+    /// The message can never be placed in this ring at once, not even when it is empty
+    /// (`try_send` needs room for all of it); `send` and `send_timeout` stream it
+    /// through the ring in pieces.
+    NeedsStreaming {
+        /// Encoded size.
+        len: u64,
+        /// The largest message `try_send` can place in this ring.
+        max: u64,
+    },
     /// The value could not be encoded.
     Codec(String),
     /// The ring's shared state is corrupt, or an OS call failed.
@@ -386,7 +395,20 @@ macro_rules! chan_error_display {
 }
 
 chan_error_display!(SendError, "sending");
-chan_error_display!(TrySendError, "sending");
+impl fmt::Display for TrySendError {
+    #[allow(unreachable_patterns)]
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::NeedsStreaming { len, max } => write!(
+                f,
+                "a message of {len} bytes never fits the ring at once (try_send places at \
+                 most {max} bytes here); send or send_timeout stream it"
+            ),
+            _ => chan_error_display!(@arms self, f, TrySendError, "sending"),
+        }
+    }
+}
+impl std::error::Error for TrySendError {}
 chan_error_display!(SendTimeoutError, "sending");
 chan_error_display!(RecvError, "receiving");
 chan_error_display!(TryRecvError, "receiving");

@@ -4,8 +4,8 @@
 mod pipe;
 
 pub use pipe::{
-    duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender, DEFAULT_CAPACITY,
-    DEFAULT_MAX_MESSAGE,
+    duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender, DEAD_READER_SENDS,
+    DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE,
 };
 
 mod queue;

@@ -6,7 +6,21 @@
 //! an end of that side keeps a write end of it (its token); the other side keeps the
 //! read end (its watch). When the last token closes — the end dropped, or its process
 //! killed — the kernel reports POLLHUP on the watch. The watch is consulted only before
-//! parking (and, for a writer, when a reader end was dropped), never on the hot path.
+//! parking and on the writer's rare checks below, never on the hot path.
+//!
+//! # A writer notices a reader that is gone
+//!
+//! Before each send the writer compares the ring's reader-drop counter with the count it
+//! last saw (one cached load) and counts the send against a credit (a local counter).
+//! It asks the kernel when a reader end was dropped, when the ring is full, and when
+//! [`SENDS_PER_CHECK`] sends have passed and the reader's `head` has not moved since the
+//! last such look (a reader that hands space back is alive, so a busy pipe makes no
+//! system call). A reader that dies without dropping its end (SIGKILL) is therefore
+//! noticed within [`DEAD_READER_SENDS`] (1024) sends, or at once when the ring is full.
+//!
+//! Once an end knows the other side is gone (a send, a receive or a poll saw it), it
+//! stays so: every later send through it, and through its clones in this process, fails
+//! with `Disconnected` at once, and a receive reports it without asking the kernel again.
 //!
 //! # Fork hygiene
 //!
@@ -18,7 +32,7 @@
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +45,7 @@ use crate::error::{
 };
 use crate::handoff::{self, Inherited};
 use crate::region::{Kind, Region};
-use crate::ring::spsc::{record_size, RecKind, Spsc, MIN_WINDOW, REC_HDR, TINY_MAX};
+use crate::ring::spsc::{record_size, RecKind, Spsc, WriteGuard, MIN_WINDOW, REC_HDR, TINY_MAX};
 use crate::sync::waiter::{register_process, Wait};
 use crate::sys::{self, PeerState};
 
@@ -170,8 +184,18 @@ struct Shared {
     max_message: u64,
     /// This process's presence descriptors (owned by the hand-off registry too).
     presence: Arc<Presence>,
-    /// Writer: last reader-drop count seen.
-    seen_reader_drops: AtomicU32,
+    /// What the writer's per-send check compares the ring's reader-drop counter with:
+    /// the count seen at the last check, or [`PEER_GONE`] (never a count) once this
+    /// process knows the other side is gone. [`Shared::peer_gone`] sets `PEER_GONE`;
+    /// anything else changes it only by compare-exchange from a count, so `PEER_GONE`
+    /// is never undone.
+    send_gate: AtomicU64,
+    /// Writer: sends left before the next look at the reader ([`SENDS_PER_CHECK`]).
+    /// Only touched while holding the ring's writer role.
+    send_credit: AtomicU32,
+    /// Writer: the reader's `head` at the last look. Only touched while holding the
+    /// ring's writer role.
+    seen_head: AtomicU64,
     reg_id: std::sync::OnceLock<u64>,
 }
 
@@ -219,6 +243,7 @@ impl Shared {
         };
         let (tx, rx) = (tx.transpose()?, rx.transpose()?);
         let seen = tx.as_ref().map_or(0, |t| t.reader_drops());
+        let head = tx.as_ref().map_or(0, |t| t.reader_head());
         Ok(Shared {
             region,
             side,
@@ -229,7 +254,9 @@ impl Shared {
                 token: AtomicI32::new(into_raw(token)),
                 watch: AtomicI32::new(into_raw(watch)),
             }),
-            seen_reader_drops: AtomicU32::new(seen),
+            send_gate: AtomicU64::new(u64::from(seen)),
+            send_credit: AtomicU32::new(SENDS_PER_CHECK),
+            seen_head: AtomicU64::new(head),
             reg_id: std::sync::OnceLock::new(),
         })
     }
@@ -247,26 +274,107 @@ impl Shared {
     }
 
     /// Whether every end of the other side is gone. A released watch (an end this
-    /// forked child was not handed) counts as gone.
+    /// forked child was not handed) counts as gone. Sticky: once it has said so, it says
+    /// so at once, and every send through this end fails (see [`Shared::admit`]).
     fn peer_gone(&self) -> bool {
+        if self.send_gate.load(Ordering::Relaxed) == PEER_GONE {
+            return true;
+        }
         let fd = self.presence.watch.load(Ordering::Acquire);
-        match sys::borrow_raw_checked(fd) {
+        let gone = match sys::borrow_raw_checked(fd) {
             Ok(b) => sys::peer_state(b) == PeerState::Gone,
             Err(_) => true,
+        };
+        if gone {
+            // No end of the other side exists in any process (the kernel closed its last
+            // token), so none can come back: this never needs undoing.
+            self.send_gate.store(PEER_GONE, Ordering::Relaxed);
+        }
+        gone
+    }
+
+    /// The writer's check before `sends` messages, holding the writer role: passes
+    /// with two loads, a compare and a decrement unless a reader end was dropped since
+    /// the last look, the credit of [`SENDS_PER_CHECK`] sends is used up, or the other
+    /// side is known to be gone ([`Shared::admit_slow`]).
+    #[inline(always)]
+    fn admit(&self, tx: &Spsc, _g: &WriteGuard<'_>, sends: u32) -> Result<(), SendFail> {
+        let credit = self.send_credit.load(Ordering::Relaxed);
+        if self.send_gate.load(Ordering::Relaxed) == u64::from(tx.reader_drops()) {
+            if let Some(left) = credit.checked_sub(sends) {
+                self.send_credit.store(left, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        self.admit_slow(tx, sends)
+    }
+
+    /// [`Shared::admit`]'s look at the reader: `Disconnected` when the other side is
+    /// known to be gone; otherwise asks the kernel when a reader end was dropped since
+    /// the last look, or when the reader's `head` has not moved since then (a reader
+    /// handing space back is alive), and renews the credit.
+    #[cold]
+    #[inline(never)]
+    fn admit_slow(&self, tx: &Spsc, sends: u32) -> Result<(), SendFail> {
+        let gate = self.send_gate.load(Ordering::Relaxed);
+        if gate == PEER_GONE {
+            return Err(SendFail::Disconnected);
+        }
+        let drops = u64::from(tx.reader_drops());
+        let head = tx.reader_head();
+        let idle = head == self.seen_head.load(Ordering::Relaxed);
+        self.seen_head.store(head, Ordering::Relaxed);
+        if (drops != gate || idle) && self.peer_gone() {
+            return Err(SendFail::Disconnected);
+        }
+        // Fails only when someone stored PEER_GONE meanwhile: every other change of the
+        // gate is made here, holding the writer role.
+        if self
+            .send_gate
+            .compare_exchange(gate, drops, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(SendFail::Disconnected);
+        }
+        self.send_credit
+            .store(SENDS_PER_CHECK.saturating_sub(sends), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A send that could not finish for want of room (`Full`) or time (`Timeout`):
+    /// `Disconnected` instead when the reader side is gone (a full ring whose reader
+    /// died stays full for ever).
+    #[cold]
+    fn unsent(&self, f: SendFail) -> SendFail {
+        match f {
+            SendFail::Full | SendFail::Timeout if self.peer_gone() => SendFail::Disconnected,
+            f => f,
         }
     }
 
-    /// Writer: a reader end was dropped since we last looked, and none is left.
-    #[inline(always)]
-    fn readers_dropped(&self, tx: &Spsc) -> bool {
-        let now = tx.reader_drops();
-        if now == self.seen_reader_drops.load(Ordering::Relaxed) {
-            return false;
+    /// A failed wait of a send, as the caller's failure.
+    #[cold]
+    fn wait_fail(&self, w: Wait, block: Block) -> SendFail {
+        match (w, block) {
+            (Wait::Aborted, _) => SendFail::Disconnected,
+            (_, Block::No) => self.unsent(SendFail::Full),
+            _ => self.unsent(SendFail::Timeout),
         }
-        self.seen_reader_drops.store(now, Ordering::Relaxed);
-        self.peer_gone()
     }
 }
+
+/// [`Shared::send_gate`] once the other side is known to be gone.
+const PEER_GONE: u64 = u64::MAX;
+
+/// Sends between two looks of a writer at its reader ([`Shared::admit`]).
+const SENDS_PER_CHECK: u32 = 512;
+
+/// A reader that dies without dropping its end (SIGKILL) is noticed by the writer within
+/// this many sends (a `send_all` batch counting as its length): once the reader's
+/// process has exited, at most `DEAD_READER_SENDS - 1` sends return `Ok`, and every send
+/// after the first `Disconnected` fails too. A full ring, a dropped reader end, and an
+/// end whose receive already saw the other side gone, are noticed at once.
+pub const DEAD_READER_SENDS: u32 = 2 * SENDS_PER_CHECK;
 
 fn into_raw(fd: OwnedFd) -> RawFd {
     std::os::fd::IntoRawFd::into_raw_fd(fd)
@@ -389,19 +497,23 @@ enum SendFail {
     Timeout,
     Disconnected,
     TooLarge(u64, u64),
+    /// Non-blocking only: the message (its length, the largest that could go) can never
+    /// be placed at once; a blocking send streams it.
+    NeedsStreaming(u64, u64),
     Codec(String),
+}
+
+/// The largest message a non-blocking send can place in `tx`: a streamed one needs room
+/// for all its pieces (records of [`Spsc::max_record`] bytes) and a record of padding at
+/// once, so it may have at most `capacity / max_record - 1` pieces (a whole record is
+/// smaller still).
+fn try_send_max(tx: &Spsc) -> u64 {
+    let max_rec = tx.max_record();
+    (tx.capacity() / max_rec - 1) * (max_rec - REC_HDR) - 8
 }
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-fn wait_to_fail(w: Wait, block: Block) -> SendFail {
-    match (w, block) {
-        (Wait::Aborted, _) => SendFail::Disconnected,
-        (_, Block::No) => SendFail::Full,
-        _ => SendFail::Timeout,
-    }
 }
 
 impl Shared {
@@ -414,16 +526,14 @@ impl Shared {
         block: Block,
     ) -> std::result::Result<(), SendFail> {
         let tx = self.tx.as_ref().expect("sending end has a ring to write");
-        if self.readers_dropped(tx) {
-            return Err(SendFail::Disconnected);
-        }
         let deadline = match block {
             Block::No => Some(Instant::now()),
             Block::Until(d) => d,
         };
         let g = tx
             .acquire_writer(deadline, || self.peer_gone())
-            .map_err(|w| wait_to_fail(w, block))?;
+            .map_err(|w| self.wait_fail(w, block))?;
+        self.admit(tx, &g, 1)?;
         // Fastest path: a message of at most 6 bytes, encoded in a register and written
         // with one store (a tiny record).
         match codec::encode_word(msg) {
@@ -506,13 +616,11 @@ impl Shared {
         if msgs.is_empty() {
             return Ok(());
         }
-        if self.readers_dropped(tx) {
-            return Err(SendFail::Disconnected);
-        }
         let block = Block::Until(None);
         let g = tx
             .acquire_writer(None, || self.peer_gone())
-            .map_err(|w| wait_to_fail(w, block))?;
+            .map_err(|w| self.wait_fail(w, block))?;
+        self.admit(tx, &g, u32::try_from(msgs.len()).unwrap_or(u32::MAX))?;
         let mut tail = tx.batch_tail(&g);
         for msg in msgs {
             let slot = match tx.reserve_at(&g, &mut tail, MIN_WINDOW) {
@@ -523,7 +631,7 @@ impl Shared {
                     match tx.wait_writable_at(&g, &mut tail, MIN_WINDOW, None, || self.peer_gone())
                     {
                         Ok(s) => Some(s),
-                        Err(w) => return Err(wait_to_fail(w, block)),
+                        Err(w) => return Err(self.wait_fail(w, block)),
                     }
                 }
             };
@@ -574,16 +682,14 @@ impl Shared {
 
     fn send_bytes_impl(&self, bytes: &[u8], block: Block) -> std::result::Result<(), SendFail> {
         let tx = self.tx.as_ref().expect("sending end has a ring to write");
-        if self.readers_dropped(tx) {
-            return Err(SendFail::Disconnected);
-        }
         let deadline = match block {
             Block::No => Some(Instant::now()),
             Block::Until(d) => d,
         };
         let g = tx
             .acquire_writer(deadline, || self.peer_gone())
-            .map_err(|w| wait_to_fail(w, block))?;
+            .map_err(|w| self.wait_fail(w, block))?;
+        self.admit(tx, &g, 1)?;
         self.send_locked(tx, &g, bytes, block, deadline)
     }
 
@@ -605,19 +711,25 @@ impl Shared {
         if record_size(len) <= max_rec {
             if let Block::No = block {
                 if tx.reserve(g, record_size(len)).is_none() {
-                    return Err(SendFail::Full);
+                    return Err(self.unsent(SendFail::Full));
                 }
             }
             return tx
                 .write_record(g, RecKind::Msg, &[bytes], deadline, abort)
-                .map_err(|w| wait_to_fail(w, block));
+                .map_err(|w| self.wait_fail(w, block));
         }
         // Streamed: BEGIN carries the total, then CHUNKs; each piece fills a max record.
         let piece = (max_rec - REC_HDR) as usize;
         if let Block::No = block {
+            // A non-blocking send needs room for the whole stream at once: a record per
+            // piece and one of padding. Beyond `try_send_max` even an empty ring has not.
+            let most = try_send_max(tx);
+            if len > most {
+                return Err(SendFail::NeedsStreaming(len, most));
+            }
             let pieces = (bytes.len() + 8).div_ceil(piece) as u64;
             if tx.free_bytes() < pieces * max_rec + max_rec {
-                return Err(SendFail::Full);
+                return Err(self.unsent(SendFail::Full));
             }
         }
         let first = piece - 8;
@@ -629,7 +741,7 @@ impl Shared {
             deadline,
             abort,
         )
-        .map_err(|w| wait_to_fail(w, block))?;
+        .map_err(|w| self.wait_fail(w, block))?;
         for chunk in bytes[first..].chunks(piece) {
             // Once begun, a non-blocking send finishes the message (bounded by the reader).
             let d = if let Block::No = block {
@@ -638,7 +750,7 @@ impl Shared {
                 deadline
             };
             tx.write_record(g, RecKind::Chunk, &[chunk], d, abort)
-                .map_err(|w| wait_to_fail(w, block))?;
+                .map_err(|w| self.wait_fail(w, block))?;
         }
         Ok(())
     }
@@ -856,11 +968,24 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
+/// How each send error type reports [`SendFail::NeedsStreaming`]: `try_send` by its own
+/// variant; the blocking sends, which never meet it, as over a limit.
+macro_rules! needs_streaming {
+    (TrySendError, $len:ident, $max:ident) => {
+        TrySendError::NeedsStreaming { len: $len, max: $max }
+    };
+    ($ty:ident, $len:ident, $max:ident) => {
+        $ty::TooLarge { len: $len, max: $max }
+    };
+}
+
 macro_rules! send_errors {
     ($fail:expr, $ty:ident { $($from:ident => $to:expr),* }) => {
         match $fail {
             SendFail::Disconnected => $ty::Disconnected,
             SendFail::TooLarge(len, max) => $ty::TooLarge { len, max },
+            // Only non-blocking sends fail so (a blocking one streams the message).
+            SendFail::NeedsStreaming(len, max) => needs_streaming!($ty, len, max),
             SendFail::Codec(e) => $ty::Codec(e),
             $(SendFail::$from => $to,)*
         }
@@ -884,8 +1009,9 @@ macro_rules! sender_methods {
         /// the receiver when this returns.
         ///
         /// # Errors
-        /// `Disconnected` when every receiving end is gone; `TooLarge` over
-        /// `max_message`; `Codec` when `T`'s `Serialize` fails.
+        /// `Disconnected` when every receiving end is gone (dropped, or its process
+        /// died: noticed within [`DEAD_READER_SENDS`] sends), and on every send after
+        /// that; `TooLarge` over `max_message`; `Codec` when `T`'s `Serialize` fails.
         #[inline(always)]
         pub fn send(&self, msg: &T) -> std::result::Result<(), SendError> {
             self.shared().send_value(msg, Block::Until(None)).map_err(|f| {
@@ -896,7 +1022,10 @@ macro_rules! sender_methods {
         /// Sends a message if the ring has room now.
         ///
         /// # Errors
-        /// `Full` when it has not (nothing is sent), or as [`send`](Self::send).
+        /// `Full` when it has not (nothing is sent; `Disconnected` instead when the
+        /// reader is gone); `NeedsStreaming` for a message that never fits the ring at
+        /// once (larger than about three quarters of it), which `send` streams; or as
+        /// [`send`](Self::send).
         pub fn try_send(&self, msg: &T) -> std::result::Result<(), TrySendError> {
             self.shared().send_value(msg, Block::No).map_err(|f| {
                 send_errors!(f, TrySendError { Full => TrySendError::Full, Timeout => TrySendError::Full })

@@ -1033,6 +1033,12 @@ impl Spsc {
         self.hdr().own.reader_drops.load(Ordering::Relaxed)
     }
 
+    /// The reader's `head` as it stands (only readers store it): a writer that sees it
+    /// move knows a reader was alive since it last looked.
+    pub(crate) fn reader_head(&self) -> u64 {
+        self.hdr().r.head.load(Ordering::Relaxed)
+    }
+
     // ------------------------------------------------------------------ reader side
 
     /// The next record, skipping padding; `Ok(None)` when the ring is empty (having
