@@ -45,7 +45,7 @@ use crate::error::{
 };
 use crate::handoff::{self, Inherited};
 use crate::region::{Kind, Region};
-use crate::ring::spsc::{record_size, RecKind, Spsc, WriteGuard, MIN_WINDOW, REC_HDR, TINY_MAX};
+use crate::ring::spsc::{record_size, RecKind, Spsc, MIN_WINDOW, REC_HDR, TINY_MAX};
 use crate::sync::waiter::{register_process, Wait};
 use crate::sys::{self, PeerState};
 
@@ -191,10 +191,11 @@ struct Shared {
     /// is never undone.
     send_gate: AtomicU64,
     /// Writer: sends left before the next look at the reader ([`SENDS_PER_CHECK`]).
-    /// Only touched while holding the ring's writer role.
+    /// A load and a store, not an atomic decrement (which would cost a locked
+    /// instruction per send): threads sending through one end at the same time may
+    /// lose a decrement now and then, which only puts the next look off a little.
     send_credit: AtomicU32,
-    /// Writer: the reader's `head` at the last look. Only touched while holding the
-    /// ring's writer role.
+    /// Writer: the reader's `head` at the last look.
     seen_head: AtomicU64,
     reg_id: std::sync::OnceLock<u64>,
 }
@@ -293,12 +294,12 @@ impl Shared {
         gone
     }
 
-    /// The writer's check before `sends` messages, holding the writer role: passes
-    /// with two loads, a compare and a decrement unless a reader end was dropped since
-    /// the last look, the credit of [`SENDS_PER_CHECK`] sends is used up, or the other
-    /// side is known to be gone ([`Shared::admit_slow`]).
+    /// The writer's check before `sends` messages: passes with three loads, a compare
+    /// and a decrement unless a reader end was dropped since the last look, the credit
+    /// of [`SENDS_PER_CHECK`] sends is used up, or the other side is known to be gone
+    /// ([`Shared::admit_slow`]).
     #[inline(always)]
-    fn admit(&self, tx: &Spsc, _g: &WriteGuard<'_>, sends: u32) -> Result<(), SendFail> {
+    fn admit(&self, tx: &Spsc, sends: u32) -> Result<(), SendFail> {
         let credit = self.send_credit.load(Ordering::Relaxed);
         if self.send_gate.load(Ordering::Relaxed) == u64::from(tx.reader_drops()) {
             if let Some(left) = credit.checked_sub(sends) {
@@ -327,14 +328,15 @@ impl Shared {
         if (drops != gate || idle) && self.peer_gone() {
             return Err(SendFail::Disconnected);
         }
-        // Fails only when someone stored PEER_GONE meanwhile: every other change of the
-        // gate is made here, holding the writer role.
-        if self
-            .send_gate
-            .compare_exchange(gate, drops, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
+        // Fails when someone stored PEER_GONE meanwhile, or when another thread's look
+        // stored a newer count first.
+        if let Err(now) =
+            self.send_gate
+                .compare_exchange(gate, drops, Ordering::Relaxed, Ordering::Relaxed)
         {
-            return Err(SendFail::Disconnected);
+            if now == PEER_GONE {
+                return Err(SendFail::Disconnected);
+            }
         }
         self.send_credit
             .store(SENDS_PER_CHECK.saturating_sub(sends), Ordering::Relaxed);
@@ -369,11 +371,13 @@ const PEER_GONE: u64 = u64::MAX;
 /// Sends between two looks of a writer at its reader ([`Shared::admit`]).
 const SENDS_PER_CHECK: u32 = 512;
 
-/// A reader that dies without dropping its end (SIGKILL) is noticed by the writer within
-/// this many sends (a `send_all` batch counting as its length): once the reader's
-/// process has exited, at most `DEAD_READER_SENDS - 1` sends return `Ok`, and every send
-/// after the first `Disconnected` fails too. A full ring, a dropped reader end, and an
-/// end whose receive already saw the other side gone, are noticed at once.
+/// A reader that dies without dropping its end (SIGKILL) is noticed by a writer within
+/// this many sends: once the reader's process has exited, at most
+/// `DEAD_READER_SENDS - 1` sends through an end return `Ok` (a `send_all` batch counts as
+/// its length; each further thread sending through the same end at the same time may
+/// stretch this by up to half as many again), and every send after the first
+/// `Disconnected` fails too. A full ring, a dropped reader end, and an end whose receive
+/// already saw the other side gone, are noticed at once.
 pub const DEAD_READER_SENDS: u32 = 2 * SENDS_PER_CHECK;
 
 fn into_raw(fd: OwnedFd) -> RawFd {
@@ -530,10 +534,10 @@ impl Shared {
             Block::No => Some(Instant::now()),
             Block::Until(d) => d,
         };
+        self.admit(tx, 1)?;
         let g = tx
             .acquire_writer(deadline, || self.peer_gone())
             .map_err(|w| self.wait_fail(w, block))?;
-        self.admit(tx, &g, 1)?;
         // Fastest path: a message of at most 6 bytes, encoded in a register and written
         // with one store (a tiny record).
         match codec::encode_word(msg) {
@@ -616,11 +620,11 @@ impl Shared {
         if msgs.is_empty() {
             return Ok(());
         }
+        self.admit(tx, u32::try_from(msgs.len()).unwrap_or(u32::MAX))?;
         let block = Block::Until(None);
         let g = tx
             .acquire_writer(None, || self.peer_gone())
             .map_err(|w| self.wait_fail(w, block))?;
-        self.admit(tx, &g, u32::try_from(msgs.len()).unwrap_or(u32::MAX))?;
         let mut tail = tx.batch_tail(&g);
         for msg in msgs {
             let slot = match tx.reserve_at(&g, &mut tail, MIN_WINDOW) {
@@ -686,10 +690,10 @@ impl Shared {
             Block::No => Some(Instant::now()),
             Block::Until(d) => d,
         };
+        self.admit(tx, 1)?;
         let g = tx
             .acquire_writer(deadline, || self.peer_gone())
             .map_err(|w| self.wait_fail(w, block))?;
-        self.admit(tx, &g, 1)?;
         self.send_locked(tx, &g, bytes, block, deadline)
     }
 
@@ -972,10 +976,16 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// variant; the blocking sends, which never meet it, as over a limit.
 macro_rules! needs_streaming {
     (TrySendError, $len:ident, $max:ident) => {
-        TrySendError::NeedsStreaming { len: $len, max: $max }
+        TrySendError::NeedsStreaming {
+            len: $len,
+            max: $max,
+        }
     };
     ($ty:ident, $len:ident, $max:ident) => {
-        $ty::TooLarge { len: $len, max: $max }
+        $ty::TooLarge {
+            len: $len,
+            max: $max,
+        }
     };
 }
 
