@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fork_child, serial, watchdog};
-use shmproc::{Pipe, RecvTimeoutError, SendTimeoutError};
+use shmproc::channel::DEAD_READER_SENDS;
+use shmproc::{Pipe, RecvTimeoutError, SendError, SendTimeoutError, TrySendError};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -134,6 +135,100 @@ fn sigkill_of_the_reader_at_random_points_gives_the_writer_disconnected() {
             }
         }
     }
+}
+
+#[test]
+fn a_sigkilled_reader_is_noticed_within_dead_reader_sends_and_for_good() {
+    // The reader consumes everything up to its death (so its `head` has just moved, the
+    // writer's cheap reason to skip asking the kernel), at a random point of the writer's
+    // check interval. Before: 131,071 sends into the default ring returned Ok.
+    let _s = serial();
+    let _w = watchdog(T);
+    let mut rng = Rng(0x5EED_0003);
+    for round in 0..20 {
+        let (tx, rx) = Pipe::builder().build::<u64>().unwrap();
+        let (ack_tx, ack_rx) = Pipe::builder().build::<u64>().unwrap();
+        let mut child = fork_child(move || {
+            let mut n = 0u64;
+            while let Ok(x) = rx.recv() {
+                if x == u64::MAX {
+                    ack_tx.send(&n).unwrap();
+                } else {
+                    n += 1;
+                }
+            }
+            0
+        });
+        let before = rng.below(5000);
+        for i in 0..before {
+            tx.send(&i).unwrap();
+        }
+        tx.send(&u64::MAX).unwrap();
+        assert_eq!(ack_rx.recv_timeout(T), Ok(before), "round {round}");
+        child.kill(); // SIGKILL and reap
+        let mut ok = 0u32;
+        let err = loop {
+            match tx.send(&1) {
+                Ok(()) => ok += 1,
+                Err(e) => break e,
+            }
+            assert!(
+                ok < DEAD_READER_SENDS,
+                "round {round}: {ok} sends to a dead reader"
+            );
+        };
+        assert_eq!(err, SendError::Disconnected, "round {round}");
+        for _ in 0..1000 {
+            assert_eq!(tx.send(&1), Err(SendError::Disconnected), "round {round}");
+            assert_eq!(
+                tx.try_send(&1),
+                Err(TrySendError::Disconnected),
+                "round {round}"
+            );
+        }
+    }
+}
+
+#[test]
+fn try_send_to_a_sigkilled_reader_says_disconnected_never_full() {
+    let _s = serial();
+    let _w = watchdog(T);
+    // A full ring: before, try_send said Full for ever. Now at the first call.
+    let (tx, rx) = Pipe::builder().capacity(4096).build::<u64>().unwrap();
+    let mut child = fork_child(move || {
+        let _keep = rx;
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    let mut sent = 0;
+    while tx.try_send(&sent).is_ok() {
+        sent += 1;
+    }
+    assert_eq!(tx.try_send(&0), Err(TrySendError::Full), "reader alive");
+    child.kill();
+    for _ in 0..1000 {
+        assert_eq!(tx.try_send(&0), Err(TrySendError::Disconnected));
+    }
+    assert_eq!(tx.send(&0), Err(SendError::Disconnected));
+    // Room to spare (64 KiB: 8192 messages): within DEAD_READER_SENDS calls, never Full.
+    let (tx, rx) = Pipe::builder().capacity(1 << 16).build::<u64>().unwrap();
+    let mut child = fork_child(move || {
+        let _keep = rx;
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    tx.try_send(&0).unwrap();
+    child.kill();
+    let mut ok = 0u32;
+    let err = loop {
+        match tx.try_send(&1) {
+            Ok(()) => ok += 1,
+            Err(e) => break e,
+        }
+        assert!(ok < DEAD_READER_SENDS, "{ok} try_sends to a dead reader");
+    };
+    assert_eq!(err, TrySendError::Disconnected);
+    assert_eq!(tx.try_send(&1), Err(TrySendError::Disconnected));
 }
 
 /// Message `seq` of writer `w` (0 or 1): its first byte names the writer. The victim

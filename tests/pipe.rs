@@ -7,7 +7,8 @@ use std::time::Duration;
 use common::{fork_child, serial, watchdog};
 use serde::{Deserialize, Serialize};
 use shmproc::{
-    duplex, pipe, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
+    duplex, pipe, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 
 const T: Duration = Duration::from_secs(60);
@@ -454,4 +455,163 @@ fn a_busy_try_recv_loop_sees_a_dead_writer_within_64_calls() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// Every way of sending, once, through `tx` (or a clone of it): all must say
+/// `Disconnected`.
+fn assert_every_send_fails(tx: &shmproc::Sender<u64>, what: &str) {
+    assert_eq!(tx.send(&1), Err(SendError::Disconnected), "{what}: send");
+    assert_eq!(
+        tx.try_send(&1),
+        Err(TrySendError::Disconnected),
+        "{what}: try_send"
+    );
+    assert_eq!(
+        tx.send_timeout(&1, Duration::from_secs(1)),
+        Err(SendTimeoutError::Disconnected),
+        "{what}: send_timeout"
+    );
+    assert_eq!(
+        tx.send_bytes(&[1]),
+        Err(SendError::Disconnected),
+        "{what}: send_bytes"
+    );
+    assert_eq!(
+        tx.send_all(&[1, 2]),
+        Err(SendError::Disconnected),
+        "{what}: send_all"
+    );
+}
+
+#[test]
+fn every_send_fails_once_the_reader_process_dropped_its_end_not_just_the_first() {
+    // Python raises BrokenPipeError on every send. Before: the first send failed, and the
+    // next 131,071 returned Ok into the default ring, lost.
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = pipe::<u64>().unwrap();
+    let (ack_tx, ack_rx) = pipe::<u8>().unwrap();
+    let mut child = fork_child(move || {
+        assert_eq!(rx.recv(), Ok(7));
+        drop(rx);
+        ack_tx.send(&1).unwrap();
+        // Stay alive: the drop, not the exit, disconnects.
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    let early_clone = tx.clone();
+    tx.send(&7).unwrap();
+    assert_eq!(ack_rx.recv_timeout(T), Ok(1));
+    for i in 0..200_000u64 {
+        assert_eq!(
+            tx.send(&i),
+            Err(SendError::Disconnected),
+            "send {i} after the drop"
+        );
+    }
+    assert_every_send_fails(&tx, "the sender");
+    assert_every_send_fails(&early_clone, "a clone made before");
+    assert_every_send_fails(&tx.clone(), "a clone made after");
+    child.kill();
+}
+
+#[test]
+fn a_connection_whose_recv_saw_the_peer_gone_fails_every_send_at_once() {
+    // The peer process dies in two ways: SIGKILLed (nothing dropped: before, every send
+    // returned Ok while recv said Disconnected) and exiting normally (its end dropped:
+    // before, the first send failed and the next ones returned Ok).
+    let _s = serial();
+    let _w = watchdog(T);
+    for killed in [true, false] {
+        let (a, b) = duplex::<u64>().unwrap();
+        let mut child = fork_child(move || {
+            b.send(&5).unwrap();
+            if killed {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            0
+        });
+        assert_eq!(a.recv_timeout(T), Ok(5));
+        if killed {
+            child.kill();
+        } else {
+            child.expect_success(T);
+        }
+        assert_eq!(a.recv_timeout(T), Err(RecvTimeoutError::Disconnected));
+        for i in 0..10_000u64 {
+            assert_eq!(
+                a.send(&i),
+                Err(SendError::Disconnected),
+                "send {i} (killed: {killed})"
+            );
+        }
+        assert_eq!(a.try_send(&1), Err(TrySendError::Disconnected));
+        assert_eq!(
+            a.send_timeout(&1, Duration::from_secs(1)),
+            Err(SendTimeoutError::Disconnected)
+        );
+        assert_eq!(a.send_bytes(&[1]), Err(SendError::Disconnected));
+        assert_eq!(a.send_all(&[1, 2]), Err(SendError::Disconnected));
+        assert_eq!(a.try_recv(), Err(TryRecvError::Disconnected));
+    }
+}
+
+#[test]
+fn try_send_of_a_message_that_never_fits_the_ring_says_needs_streaming_not_full() {
+    // A 4 KiB ring: records of at most 1 KiB; try_send needs room for every piece of a
+    // streamed message and a record of padding at once, so 3 pieces of 1016 bytes less
+    // the 8-byte total: 3040 bytes. Before, anything larger said Full for ever.
+    let (tx, rx) = Pipe::builder().capacity(4096).build::<Vec<u8>>().unwrap();
+    let max = 3040u64;
+    // A Vec<u8> of 128..16384 bytes encodes as 2 bytes of length and the bytes.
+    let exactly = vec![1u8; max as usize - 2];
+    let over = vec![2u8; max as usize - 1];
+    let huge = vec![3u8; 1 << 16];
+    assert_eq!(
+        tx.try_send(&over),
+        Err(TrySendError::NeedsStreaming { len: max + 1, max })
+    );
+    let err = tx.try_send(&huge).unwrap_err();
+    assert_eq!(
+        err,
+        TrySendError::NeedsStreaming {
+            len: (1 << 16) + 3,
+            max
+        }
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("send_timeout") && text.contains("65539"),
+        "{text}"
+    );
+    // Nothing was written; the largest message try_send can place goes into the empty ring.
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.try_send(&exactly).unwrap();
+    assert_eq!(rx.try_recv(), Ok(exactly));
+    // `send` streams what try_send refuses.
+    let reader = std::thread::spawn(move || rx.recv());
+    tx.send(&huge).unwrap();
+    assert_eq!(reader.join().unwrap(), Ok(huge));
+}
+
+#[test]
+fn try_send_over_max_message_says_too_large_whatever_the_ring() {
+    let (tx, rx) = Pipe::builder()
+        .capacity(4096)
+        .max_message(100)
+        .build::<Vec<u8>>()
+        .unwrap();
+    // Over the limit and within the ring, and over both: TooLarge, never Full.
+    for n in [200usize, 1 << 16] {
+        assert!(
+            matches!(
+                tx.try_send(&vec![0u8; n]),
+                Err(TrySendError::TooLarge { max: 100, .. })
+            ),
+            "{n} bytes"
+        );
+    }
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.try_send(&vec![4u8; 10]).unwrap();
+    assert_eq!(rx.try_recv(), Ok(vec![4u8; 10]));
 }
