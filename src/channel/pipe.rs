@@ -12,7 +12,8 @@
 //!
 //! Before each send the writer compares the ring's reader-drop counter with the count it
 //! last saw (one cached load) and counts the send against a credit (a local counter).
-//! It asks the kernel when a reader end was dropped, when the ring is full, and when
+//! It asks the kernel when a reader end was dropped, when the ring is full (a `try_send`
+//! at most every 100 µs), and when
 //! [`SENDS_PER_CHECK`] sends have passed and the reader's `head` has not moved since the
 //! last such look (a reader that hands space back is alive, so a busy pipe makes no
 //! system call). A reader that dies without dropping its end (SIGKILL) is therefore
@@ -197,6 +198,8 @@ struct Shared {
     send_credit: AtomicU32,
     /// Writer: the reader's `head` at the last look.
     seen_head: AtomicU64,
+    /// Writer: when a full `try_send` last asked the kernel ([`clock_ns`]), or [`NEVER`].
+    full_checked: AtomicU64,
     reg_id: std::sync::OnceLock<u64>,
 }
 
@@ -258,6 +261,7 @@ impl Shared {
             send_gate: AtomicU64::new(u64::from(seen)),
             send_credit: AtomicU32::new(SENDS_PER_CHECK),
             seen_head: AtomicU64::new(head),
+            full_checked: AtomicU64::new(NEVER),
             reg_id: std::sync::OnceLock::new(),
         })
     }
@@ -345,12 +349,29 @@ impl Shared {
 
     /// A send that could not finish for want of room (`Full`) or time (`Timeout`):
     /// `Disconnected` instead when the reader side is gone (a full ring whose reader
-    /// died stays full for ever).
+    /// died stays full for ever). For `Full`, the kernel is asked at most once every
+    /// [`FULL_CHECK_EVERY`] (a `try_send` spinning on a full ring makes no system call
+    /// per call); in between, only what this end already knows counts.
     #[cold]
     fn unsent(&self, f: SendFail) -> SendFail {
-        match f {
-            SendFail::Full | SendFail::Timeout if self.peer_gone() => SendFail::Disconnected,
-            f => f,
+        let gone = match f {
+            SendFail::Full => {
+                let now = clock_ns();
+                let last = self.full_checked.load(Ordering::Relaxed);
+                if last == NEVER || now.wrapping_sub(last) >= FULL_CHECK_EVERY.as_nanos() as u64 {
+                    self.full_checked.store(now, Ordering::Relaxed);
+                    self.peer_gone()
+                } else {
+                    self.send_gate.load(Ordering::Relaxed) == PEER_GONE
+                }
+            }
+            SendFail::Timeout => self.peer_gone(),
+            _ => false,
+        };
+        if gone {
+            SendFail::Disconnected
+        } else {
+            f
         }
     }
 
@@ -368,6 +389,21 @@ impl Shared {
 /// [`Shared::send_gate`] once the other side is known to be gone.
 const PEER_GONE: u64 = u64::MAX;
 
+/// How often a `try_send` that finds the ring full asks the kernel whether the reader
+/// is gone ([`Shared::unsent`]): a reader that died is reported by the first full
+/// `try_send` this long after its death, and by every one after that.
+const FULL_CHECK_EVERY: Duration = Duration::from_micros(100);
+
+/// [`Shared::full_checked`] before the first look.
+const NEVER: u64 = u64::MAX;
+
+/// Nanoseconds on a monotonic clock (from the first call in this process tree; a
+/// forked child goes on with the parent's origin). A vDSO read, not a system call.
+fn clock_ns() -> u64 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
 /// Sends between two looks of a writer at its reader ([`Shared::admit`]).
 const SENDS_PER_CHECK: u32 = 512;
 
@@ -376,8 +412,9 @@ const SENDS_PER_CHECK: u32 = 512;
 /// `DEAD_READER_SENDS - 1` sends through an end return `Ok` (a `send_all` batch counts as
 /// its length; each further thread sending through the same end at the same time may
 /// stretch this by up to half as many again), and every send after the first
-/// `Disconnected` fails too. A full ring, a dropped reader end, and an end whose receive
-/// already saw the other side gone, are noticed at once.
+/// `Disconnected` fails too. A dropped reader end, and an end whose receive already saw
+/// the other side gone, are noticed at once; a full ring at once by a blocking send, and
+/// by a `try_send` 100 µs after the reader's death at the latest.
 pub const DEAD_READER_SENDS: u32 = 2 * SENDS_PER_CHECK;
 
 fn into_raw(fd: OwnedFd) -> RawFd {
@@ -1033,7 +1070,8 @@ macro_rules! sender_methods {
         ///
         /// # Errors
         /// `Full` when it has not (nothing is sent; `Disconnected` instead when the
-        /// reader is gone); `NeedsStreaming` for a message that never fits the ring at
+        /// reader is gone, which a full ring asks the kernel at most every 100 µs);
+        /// `NeedsStreaming` for a message that never fits the ring at
         /// once (larger than about three quarters of it), which `send` streams; or as
         /// [`send`](Self::send).
         pub fn try_send(&self, msg: &T) -> std::result::Result<(), TrySendError> {
