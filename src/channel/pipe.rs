@@ -13,11 +13,11 @@
 //! Before each send the writer compares the ring's reader-drop counter with the count it
 //! last saw (one cached load) and counts the send against a credit (a local counter).
 //! It asks the kernel when a reader end was dropped, when the ring is full (a `try_send`
-//! at most every 100 µs), and when
-//! [`SENDS_PER_CHECK`] sends have passed and the reader's `head` has not moved since the
-//! last such look (a reader that hands space back is alive, so a busy pipe makes no
-//! system call). A reader that dies without dropping its end (SIGKILL) is therefore
-//! noticed within [`DEAD_READER_SENDS`] (1024) sends, or at once when the ring is full.
+//! at most every 100 µs), and when [`SENDS_PER_CHECK`] sends have passed and the
+//! reader's `head` has not moved since the last such look (a reader that hands space
+//! back is alive, so a pipe whose reader keeps up makes no system call). A reader that
+//! dies without dropping its end (SIGKILL) is therefore noticed within
+//! [`DEAD_READER_SENDS`] (1024) sends, or as soon as the ring is full.
 //!
 //! Once an end knows the other side is gone (a send, a receive or a poll saw it), it
 //! stays so: every later send through it, and through its clones in this process, fails
