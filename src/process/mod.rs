@@ -80,21 +80,46 @@
 //! lock that another thread held at that instant stays locked forever in the child, and
 //! the child blocks if it takes it. So, in a `Fork` child of a multi-threaded program:
 //!
-//! * memory allocation is fine (glibc's `malloc` re-initialises its locks at fork);
+//! * memory allocation is fine (glibc's `malloc` re-initialises its locks at fork), and
+//!   so is starting threads (a [`Pool`](crate::Pool) inside a pool task works);
 //! * shmproc's own hand-off registry is locked across the fork, so it is consistent;
-//! * `println!` and `eprintln!` are fine: `Process::start` holds std's stdout and
-//!   stderr locks across the fork, so the child never inherits them locked. Any
-//!   `Mutex` of your own, `std::env` (its lock), loggers, and runtimes whose worker
+//! * std's `stdout` and `stderr` are **not** locked across the fork (see below): if
+//!   another thread of the parent held one of them at that instant (inside a
+//!   `println!`, or a [`std::io::Stdout::lock`] it keeps), a `println!`/`eprintln!` in
+//!   the child blocks for ever. A child that must print in such a program can write to
+//!   fd 1 or 2 directly (`std::fs::File` from `BorrowedFd::borrow_raw(1)` and
+//!   `try_clone_to_owned`), or use [`StartMethod::Spawn`];
+//! * any `Mutex` of your own, `std::env` (its lock), loggers, and runtimes whose worker
 //!   threads are gone (tokio, rayon: do not use them in the child; start a new one) are
-//!   not covered;
+//!   not covered either;
 //! * a single-threaded parent, or one whose other threads only wait on channels and
 //!   futexes, is safe.
 //!
 //! When in doubt, use [`StartMethod::Spawn`]: the child starts from a fresh image.
 //!
-//! A forked child ends with `_exit` after flushing stdout and stderr: the parent's
-//! `atexit` handlers and the destructors of the parent's stack frames never run in it.
+//! ## What is held across fork
 //!
+//! [`Process::start`] holds exactly one lock of its own across `fork`: shmproc's
+//! hand-off registry (with the lock under which shared handles are created), so that
+//! no child inherits a half-registered handle. It takes no lock of std's and none of
+//! yours, so it never waits for a lock that the caller or another thread holds: a
+//! thread that keeps `std::io::stdout().lock()` while it starts processes, builds a
+//! [`Pool`](crate::Pool) or waits for one (whose threads fork replacements), or joins a
+//! thread that starts one, does not hang. (std's stdout lock has no `try_lock`; holding
+//! it across fork, as shmproc once did, made exactly those cases wait for ever.) The
+//! price is the bullet above: a child forked while *another* thread held std's lock
+//! cannot print through std. The forking thread's own locks are its own in the child,
+//! as they are re-entrant: a `StdoutLock` of the forking thread still lets the child
+//! print.
+//!
+//! A forked child ends with `_exit` after flushing what its code left in std's stdout
+//! buffer (a `print!` without a newline); the parent's `atexit` handlers and the
+//! destructors of the parent's stack frames never run in it. That flush never blocks for
+//! ever: it takes stdout's lock on a helper thread and gives up after a second if the
+//! lock does not come (std's own exit gives up at once, with a `try_lock`), leaving that
+//! unflushed text unwritten. std's stderr has no buffer. shmproc's own messages in a
+//! child (a failed hand-off) are written to fd 2 directly.
+
 //! # Exit codes
 //!
 //! [`Process::exitcode`] follows Python: `None` while the child runs, `0` when the target
@@ -376,7 +401,8 @@ impl Process {
 
     /// Waits at most `timeout` for the child to exit (a `poll` on its pidfd), reaping it
     /// if it did. `Ok(())` also when the time passes and the child still runs;
-    /// [`exitcode`](Process::exitcode) is `None` then.
+    /// [`exitcode`](Process::exitcode) is `None` then. A timeout too large to add to the
+    /// clock (`Duration::MAX`) waits for ever, as [`join`](Process::join).
     ///
     /// # Errors
     ///
@@ -396,10 +422,10 @@ impl Process {
             None => {
                 // No pidfd (kernels before 5.3, valgrind): poll the status with a short
                 // sleep. The call that reaps the child returns its code: keep it.
-                let deadline = Instant::now() + timeout;
+                let deadline = crate::sys::deadline_after(timeout);
                 loop {
                     let code = proc::wait_exitcode(pid, false)?;
-                    if code.is_some() || Instant::now() >= deadline {
+                    if code.is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
                         break code;
                     }
                     std::thread::sleep(Duration::from_millis(1));
@@ -525,11 +551,36 @@ fn run_catching(f: impl FnOnce()) -> i32 {
     }
 }
 
-/// Flushes the child's stdout and stderr before it exits.
+/// How long a child's exit flush waits for std's stdout lock before giving up.
+const STDOUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Flushes what the child's code left in std's stdout buffer, before it `_exit`s; never
+/// waits for ever for the lock.
+///
+/// std's stdout lock has no `try_lock`, and a forked child may find it held for ever by a
+/// thread of the parent that does not exist here. So a helper thread takes the lock and
+/// flushes; this thread waits at most [`STDOUT_GRACE`] for the helper to get the lock
+/// (then for the flush itself, as long as a blocking write takes, as any flush does).
+/// Without the lock the buffer is left unwritten, as std's own exit does when its
+/// `try_lock` fails. std's stderr is unbuffered: nothing to flush.
 pub(crate) fn flush_stdio() {
     use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    let (got_lock, wait_lock) = std::sync::mpsc::channel();
+    // An explicit stack size: the default one may read the environment (under std's
+    // environment lock, which a forked child may find held too).
+    let helper = std::thread::Builder::new()
+        .name("shmproc-flush".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut out = std::io::stdout().lock();
+            let _ = got_lock.send(());
+            let _ = out.flush();
+        });
+    if let Ok(helper) = helper {
+        if wait_lock.recv_timeout(STDOUT_GRACE).is_ok() {
+            let _ = helper.join();
+        }
+    }
 }
 
 /// Call this first in `main`: in a child started with [`StartMethod::Spawn`] it runs the
@@ -537,4 +588,33 @@ pub(crate) fn flush_stdio() {
 /// The crate root offers it as `shmproc::init` too.
 pub fn init() {
     spawn::run_if_child();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wait without a pidfd (kernels before 5.3, valgrind) takes a huge timeout as
+    /// for ever too: it used to panic adding `Duration::MAX` to the clock.
+    #[test]
+    fn join_timeout_without_a_pidfd_takes_duration_max() {
+        let mut p = Process::fork(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            std::process::exit(4)
+        });
+        p.start().unwrap();
+        p.pidfd = None;
+        // A watchdog: a hang fails the test run instead of blocking it.
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let waited = finished.recv_timeout(Duration::from_secs(60));
+            if waited == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                eprintln!("watchdog: join_timeout(Duration::MAX) hung");
+                std::process::abort();
+            }
+        });
+        p.join_timeout(Duration::MAX).unwrap();
+        drop(done);
+        assert_eq!(p.exitcode(), Some(4));
+    }
 }

@@ -156,10 +156,11 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(res as RawFd) })
 }
 
-/// Waits until `fd` is readable (or hung up), for at most `timeout` (`None`: forever).
-/// Returns whether it became ready. Retries on `EINTR` with the remaining time.
+/// Waits until `fd` is readable (or hung up), for at most `timeout` (`None`, or a timeout
+/// too large to add to the clock such as `Duration::MAX`: for ever). Returns whether it
+/// became ready. Retries on `EINTR` with the remaining time.
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(super::deadline_after);
     loop {
         let mut pfd = libc::pollfd {
             fd: fd.as_raw_fd(),
@@ -235,6 +236,22 @@ pub(crate) fn read_exact_timeout(
         }
     }
     Ok(())
+}
+
+/// Writes `msg` to fd 2 with `write(2)`, bypassing std's `Stderr` and its lock (which a
+/// forked child may find held for ever by a thread of the parent). Best effort: errors
+/// are ignored, as `eprintln!` would panic on them.
+pub(crate) fn write_stderr(msg: &str) {
+    let mut rest = msg.as_bytes();
+    while !rest.is_empty() {
+        // SAFETY: `rest` is valid for reads of `rest.len()` bytes for the call.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        match n {
+            n if n > 0 => rest = &rest[n as usize..],
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
 }
 
 /// Writes all of `bytes` to a pipe.
