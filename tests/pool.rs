@@ -73,7 +73,11 @@ fn sigkills_itself_on_3(x: u64) -> u64 {
 /// below `n`, computed by two grandchild workers.
 fn sum_of_squares_on_a_nested_pool(n: u64) -> u64 {
     let inner = shmproc::Pool::new(2).expect("a pool inside a pool task");
-    let sum = inner.map(square, 0..n).expect("a map on the inner pool").iter().sum();
+    let sum = inner
+        .map(square, 0..n)
+        .expect("a map on the inner pool")
+        .iter()
+        .sum();
     drop(inner);
     sum
 }
@@ -87,7 +91,10 @@ fn a_pool_task_can_build_and_use_a_pool_of_its_own() {
     let pool = shmproc::Pool::new(2).unwrap();
     let ns = [10u64, 100, 1000, 7];
     let expect: Vec<u64> = ns.iter().map(|&n| (0..n).map(square).sum()).collect();
-    assert_eq!(pool.map(sum_of_squares_on_a_nested_pool, ns).unwrap(), expect);
+    assert_eq!(
+        pool.map(sum_of_squares_on_a_nested_pool, ns).unwrap(),
+        expect
+    );
     drop(pool);
     pool_cases::assert_no_children();
 }
@@ -119,7 +126,10 @@ fn holding_stdout_does_not_hang_the_replacement_of_a_dead_worker() {
     let out = std::io::stdout().lock();
     assert!(matches!(
         pool.map_chunked(sigkills_itself_on_3, 0..10u64, 2),
-        Err(shmproc::Error::WorkerDied { signal: Some(9), .. })
+        Err(shmproc::Error::WorkerDied {
+            signal: Some(9),
+            ..
+        })
     ));
     assert_eq!(
         pool.map_chunked(square, 0..100u64, 1).unwrap(),

@@ -135,7 +135,8 @@ fn a_process_started_on_another_thread_while_this_one_holds_stdout_does_not_hang
 }
 
 /// A child forked by the thread that holds std's stdout lock owns that lock (it is
-/// re-entrant, and the child's one thread is that thread): it prints.
+/// re-entrant, and the child's one thread is that thread): it prints, and what it left
+/// in std's buffer without a newline is flushed at its exit.
 #[test]
 fn a_child_forked_by_the_thread_holding_stdout_still_prints() {
     let _g = serial();
@@ -145,13 +146,15 @@ fn a_child_forked_by_the_thread_holding_stdout_still_prints() {
     let mut p = Process::fork(move || {
         nix::unistd::dup2(w.as_raw_fd(), 1).unwrap();
         drop(w);
-        writeln!(std::io::stdout(), "hello from the child").unwrap();
+        let mut out = std::io::stdout();
+        writeln!(out, "hello from the child").unwrap();
+        write!(out, "and a line without its end").unwrap();
     });
     p.start().unwrap(); // drops the parent's copy of `w`
     let mut got = String::new();
     std::fs::File::from(r).read_to_string(&mut got).unwrap();
     join_bounded(&mut p);
     drop(out);
-    assert_eq!(got, "hello from the child\n");
+    assert_eq!(got, "hello from the child\nand a line without its end");
     assert_eq!(p.exitcode(), Some(0));
 }

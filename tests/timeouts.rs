@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::{fork_child, serial, watchdog};
 use shmproc::{
-    duplex, pipe, Array, Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock,
-    Pipe, Pool, Process, Queue, RLock, Semaphore, TrySendError, Value,
+    duplex, pipe, Array, Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, Pipe,
+    Pool, Process, Queue, RLock, Semaphore, TrySendError, Value,
 };
 
 const MAX: Duration = Duration::MAX;
@@ -267,5 +267,9 @@ fn every_timeout_wait_accepts_duration_max_and_returns_when_the_thing_arrives() 
             failed.push(format!("{name}: {msg}"));
         }
     }
-    assert!(failed.is_empty(), "rows that failed:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "rows that failed:\n{}",
+        failed.join("\n")
+    );
 }

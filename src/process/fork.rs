@@ -8,7 +8,7 @@ use crate::handoff;
 use crate::sys;
 use crate::sys::proc::{self, Forked};
 
-use super::{flush_stdio, run_catching, Job};
+use super::{exit_child, run_catching, Job};
 
 /// How long a forked child waits for the parent to send the hand-off ids. The parent
 /// writes them right after `fork` returns, so this only bounds a stopped parent.
@@ -67,8 +67,7 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
                 Some(job) => run_catching(move || job.run()),
                 None => 0,
             };
-            flush_stdio();
-            proc::exit_now(code)
+            exit_child(code)
         }
         Ok(Forked::Parent(pid)) => {
             drop(guard);

@@ -115,10 +115,12 @@
 //! A forked child ends with `_exit` after flushing what its code left in std's stdout
 //! buffer (a `print!` without a newline); the parent's `atexit` handlers and the
 //! destructors of the parent's stack frames never run in it. That flush never blocks for
-//! ever: it takes stdout's lock on a helper thread and gives up after a second if the
-//! lock does not come (std's own exit gives up at once, with a `try_lock`), leaving that
-//! unflushed text unwritten. std's stderr has no buffer. shmproc's own messages in a
-//! child (a failed hand-off) are written to fd 2 directly.
+//! ever: an `alarm` armed before it ends the child (with its exit code) if stdout's lock
+//! has not come within a second, leaving that unflushed text unwritten (std's own exit
+//! gives up at once, with a `try_lock` it does not offer to others). So a child's SIGALRM
+//! handler and pending alarm are replaced once its code is done. std's stderr has no
+//! buffer. shmproc's own messages in a child (a failed hand-off) are written to fd 2
+//! directly.
 
 //! # Exit codes
 //!
@@ -551,36 +553,36 @@ fn run_catching(f: impl FnOnce()) -> i32 {
     }
 }
 
-/// How long a child's exit flush waits for std's stdout lock before giving up.
-const STDOUT_GRACE: Duration = Duration::from_secs(1);
-
-/// Flushes what the child's code left in std's stdout buffer, before it `_exit`s; never
-/// waits for ever for the lock.
-///
-/// std's stdout lock has no `try_lock`, and a forked child may find it held for ever by a
-/// thread of the parent that does not exist here. So a helper thread takes the lock and
-/// flushes; this thread waits at most [`STDOUT_GRACE`] for the helper to get the lock
-/// (then for the flush itself, as long as a blocking write takes, as any flush does).
-/// Without the lock the buffer is left unwritten, as std's own exit does when its
-/// `try_lock` fails. std's stderr is unbuffered: nothing to flush.
+/// Flushes a spawned child's stdout and stderr before it exits. A spawned child is a
+/// fresh image: no thread it lacks can hold their locks (forked children end with
+/// [`exit_child`] instead).
 pub(crate) fn flush_stdio() {
     use std::io::Write;
-    let (got_lock, wait_lock) = std::sync::mpsc::channel();
-    // An explicit stack size: the default one may read the environment (under std's
-    // environment lock, which a forked child may find held too).
-    let helper = std::thread::Builder::new()
-        .name("shmproc-flush".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let mut out = std::io::stdout().lock();
-            let _ = got_lock.send(());
-            let _ = out.flush();
-        });
-    if let Ok(helper) = helper {
-        if wait_lock.recv_timeout(STDOUT_GRACE).is_ok() {
-            let _ = helper.join();
-        }
-    }
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+/// How long a child's exit waits for std's stdout lock before it ends without the flush.
+const STDOUT_GRACE_SECS: u32 = 1;
+
+/// Ends a forked child (or a pool worker): flushes what its code left in std's stdout
+/// buffer (a `print!` without a newline), then `_exit(code)`s. Never blocks for ever.
+///
+/// std's stdout lock has no `try_lock`, and a forked child may find it held for ever by
+/// a thread of the parent that it does not have. So an alarm is armed first: if the lock
+/// has not come within [`STDOUT_GRACE_SECS`], its handler `_exit`s with `code`, and the
+/// buffer stays unwritten (as std's own exit leaves it when its `try_lock` fails). Once
+/// the lock is taken the alarm is cancelled and the flush takes as long as a blocking
+/// write does. The lock is re-entrant: when this thread holds it already (its guard was
+/// alive at the fork), the flush goes through at once. std's stderr has no buffer.
+pub(crate) fn exit_child(code: i32) -> ! {
+    use std::io::Write;
+    proc::arm_exit_alarm(code, STDOUT_GRACE_SECS);
+    let mut out = std::io::stdout().lock();
+    proc::disarm_exit_alarm();
+    let _ = out.flush();
+    drop(out);
+    proc::exit_now(code)
 }
 
 /// Call this first in `main`: in a child started with [`StartMethod::Spawn`] it runs the

@@ -64,6 +64,44 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// The exit code [`arm_exit_alarm`]'s handler ends the process with.
+static ALARM_EXIT_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+
+extern "C" fn exit_on_alarm(_: libc::c_int) {
+    exit_now(ALARM_EXIT_CODE.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// On the way out of a child: makes the process `_exit(code)` from a SIGALRM handler if
+/// it still runs `secs` seconds from now, unless [`disarm_exit_alarm`] comes first. For a
+/// last step that may block for ever on a lock held at the fork by a thread that the
+/// child does not have (std's stdout lock, which has no `try_lock`). Replaces the
+/// SIGALRM handler and any pending `alarm`, and unblocks SIGALRM on this thread: call it
+/// only when the child's own code is done.
+pub(crate) fn arm_exit_alarm(code: i32, secs: u32) {
+    ALARM_EXIT_CODE.store(code, std::sync::atomic::Ordering::Relaxed);
+    let handler: extern "C" fn(libc::c_int) = exit_on_alarm;
+    // SAFETY: a zeroed sigaction with a handler that only calls `_exit` (async-signal-
+    // safe) and an empty mask is a valid argument; sigaction, pthread_sigmask and alarm
+    // only read our stack values.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = handler as libc::sighandler_t;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(libc::SIGALRM, &act, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGALRM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::alarm(secs);
+    }
+}
+
+/// Cancels the alarm of [`arm_exit_alarm`].
+pub(crate) fn disarm_exit_alarm() {
+    // SAFETY: alarm(0) takes an integer and cancels the pending alarm.
+    unsafe { libc::alarm(0) };
+}
+
 /// The parent's process id.
 pub(crate) fn getppid() -> u32 {
     // SAFETY: getppid has no arguments and cannot fail.
