@@ -87,8 +87,8 @@
 //!   another thread of the parent held one of them at that instant (inside a
 //!   `println!`, or a [`std::io::Stdout::lock`] it keeps), a `println!`/`eprintln!` in
 //!   the child blocks for ever. A child that must print in such a program can write to
-//!   fd 1 or 2 directly (`std::fs::File` from `BorrowedFd::borrow_raw(1)` and
-//!   `try_clone_to_owned`), or use [`StartMethod::Spawn`];
+//!   fd 1 or 2 directly (`File::from(std::io::stdout().as_fd().try_clone_to_owned()?)`
+//!   takes no lock), or use [`StartMethod::Spawn`];
 //! * any `Mutex` of your own, `std::env` (its lock), loggers, and runtimes whose worker
 //!   threads are gone (tokio, rayon: do not use them in the child; start a new one) are
 //!   not covered either;
@@ -121,7 +121,7 @@
 //! handler and pending alarm are replaced once its code is done. std's stderr has no
 //! buffer. shmproc's own messages in a child (a failed hand-off) are written to fd 2
 //! directly.
-
+//!
 //! # Exit codes
 //!
 //! [`Process::exitcode`] follows Python: `None` while the child runs, `0` when the target
