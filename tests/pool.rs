@@ -139,3 +139,46 @@ fn holding_stdout_does_not_hang_the_replacement_of_a_dead_worker() {
     drop(out);
     pool_cases::assert_no_children();
 }
+
+fn pid_of(_: u32) -> u32 {
+    std::process::id()
+}
+
+/// Builds a pool inside the task and leaves it running (forgotten): the pids of its
+/// workers.
+fn leaves_a_nested_pool_running(_: u32) -> Vec<u32> {
+    let inner = shmproc::Pool::new(2).expect("a pool inside a pool task");
+    let pids = inner
+        .map_chunked(pid_of, 0..8, 1)
+        .expect("a map on the inner pool");
+    std::mem::forget(inner);
+    pids
+}
+
+/// Nested workers are daemons of the outer worker: when the outer pool is dropped (its
+/// workers SIGKILLed), they die too; none is left running as an orphan (the reason
+/// Python refuses nested pools).
+#[test]
+fn the_workers_of_a_nested_pool_die_with_the_outer_pool() {
+    let _g = common::serial();
+    let _w = common::watchdog(Duration::from_secs(120));
+    let pool = shmproc::Pool::new(1).unwrap();
+    let nested = pool.apply(leaves_a_nested_pool_running, 0).unwrap();
+    assert!(!nested.is_empty());
+    drop(pool);
+    let start = std::time::Instant::now();
+    let running = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            let state = s[s.rfind(')').unwrap() + 1..].trim_start().chars().next();
+            !matches!(state, Some('Z') | Some('X'))
+        })
+    };
+    while nested.iter().any(running) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nested workers still running: {nested:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pool_cases::assert_no_children();
+}
