@@ -615,3 +615,41 @@ fn try_send_over_max_message_says_too_large_whatever_the_ring() {
     tx.try_send(&vec![4u8; 10]).unwrap();
     assert_eq!(rx.try_recv(), Ok(vec![4u8; 10]));
 }
+
+/// `poll(None)` waits for ever, as Python's `poll(None)` (it used to return at once):
+/// it returns `true` when a message comes from another process, and `true` at the end
+/// of the stream; `poll(Some(Duration::ZERO))` does not wait; `poll(Some(Duration::MAX))`
+/// waits (it used to panic).
+#[test]
+fn poll_none_waits_for_a_message_from_another_process_and_for_eof() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let (tx, rx) = pipe::<u32>().unwrap();
+    let (go_tx, go_rx) = pipe::<u8>().unwrap();
+    let mut child = fork_child(move || {
+        for v in [1, 2] {
+            if go_rx.recv() != Ok(0) {
+                return 2;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            tx.send(&v).unwrap();
+        }
+        if go_rx.recv() != Ok(0) {
+            return 3;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        0 // drops tx: end of stream
+    });
+    assert!(!rx.poll(Some(Duration::ZERO)));
+    go_tx.send(&0).unwrap();
+    assert!(rx.poll(None));
+    assert_eq!(rx.try_recv(), Ok(1));
+    go_tx.send(&0).unwrap();
+    assert!(rx.poll(Some(Duration::MAX)));
+    assert_eq!(rx.try_recv(), Ok(2));
+    assert!(!rx.poll(Some(Duration::ZERO)));
+    go_tx.send(&0).unwrap();
+    assert!(rx.poll(None));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    child.expect_success(T);
+}

@@ -55,3 +55,130 @@ fork_tests!(
     a_pool_is_shared_by_threads,
     bad_configurations_are_errors,
 );
+
+// ------------------------------------------------- issue 14: nested pools, stdout held
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn sigkills_itself_on_3(x: u64) -> u64 {
+    if x == 3 {
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    x
+}
+
+/// A pool task that builds a pool of its own and maps on it: the sum of the squares
+/// below `n`, computed by two grandchild workers.
+fn sum_of_squares_on_a_nested_pool(n: u64) -> u64 {
+    let inner = shmproc::Pool::new(2).expect("a pool inside a pool task");
+    let sum = inner
+        .map(square, 0..n)
+        .expect("a map on the inner pool")
+        .iter()
+        .sum();
+    drop(inner);
+    sum
+}
+
+/// It used to hang for ever: the worker was forked holding a pool-wide mutex, which it
+/// then found locked by itself when the task built a pool.
+#[test]
+fn a_pool_task_can_build_and_use_a_pool_of_its_own() {
+    let _g = common::serial();
+    let _w = common::watchdog(Duration::from_secs(120));
+    let pool = shmproc::Pool::new(2).unwrap();
+    let ns = [10u64, 100, 1000, 7];
+    let expect: Vec<u64> = ns.iter().map(|&n| (0..n).map(square).sum()).collect();
+    assert_eq!(
+        pool.map(sum_of_squares_on_a_nested_pool, ns).unwrap(),
+        expect
+    );
+    drop(pool);
+    pool_cases::assert_no_children();
+}
+
+/// `Pool::new` and `map` while this thread holds std's stdout lock: the pool's threads
+/// fork the workers, and forking used to wait for that lock for ever.
+#[test]
+fn holding_stdout_does_not_hang_pool_new_or_map() {
+    let _g = common::serial();
+    let _w = common::watchdog(Duration::from_secs(120));
+    let out = std::io::stdout().lock();
+    let pool = shmproc::Pool::new(2).unwrap();
+    assert_eq!(
+        pool.map(square, 0..1000u64).unwrap(),
+        (0..1000u64).map(square).collect::<Vec<_>>()
+    );
+    drop(pool);
+    drop(out);
+    pool_cases::assert_no_children();
+}
+
+/// A worker that dies is replaced by its pool thread, which forks while this thread
+/// holds std's stdout lock (the pool was built before the lock was taken).
+#[test]
+fn holding_stdout_does_not_hang_the_replacement_of_a_dead_worker() {
+    let _g = common::serial();
+    let _w = common::watchdog(Duration::from_secs(120));
+    let pool = shmproc::Pool::new(2).unwrap();
+    let out = std::io::stdout().lock();
+    assert!(matches!(
+        pool.map_chunked(sigkills_itself_on_3, 0..10u64, 2),
+        Err(shmproc::Error::WorkerDied {
+            signal: Some(9),
+            ..
+        })
+    ));
+    assert_eq!(
+        pool.map_chunked(square, 0..100u64, 1).unwrap(),
+        (0..100u64).map(square).collect::<Vec<_>>()
+    );
+    drop(pool);
+    drop(out);
+    pool_cases::assert_no_children();
+}
+
+fn pid_of(_: u32) -> u32 {
+    std::process::id()
+}
+
+/// Builds a pool inside the task and leaves it running (forgotten): the pids of its
+/// workers.
+fn leaves_a_nested_pool_running(_: u32) -> Vec<u32> {
+    let inner = shmproc::Pool::new(2).expect("a pool inside a pool task");
+    let pids = inner
+        .map_chunked(pid_of, 0..8, 1)
+        .expect("a map on the inner pool");
+    std::mem::forget(inner);
+    pids
+}
+
+/// Nested workers are daemons of the outer worker: when the outer pool is dropped (its
+/// workers SIGKILLed), they die too; none is left running as an orphan (the reason
+/// Python refuses nested pools).
+#[test]
+fn the_workers_of_a_nested_pool_die_with_the_outer_pool() {
+    let _g = common::serial();
+    let _w = common::watchdog(Duration::from_secs(120));
+    let pool = shmproc::Pool::new(1).unwrap();
+    let nested = pool.apply(leaves_a_nested_pool_running, 0).unwrap();
+    assert!(!nested.is_empty());
+    drop(pool);
+    let start = std::time::Instant::now();
+    let running = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            let state = s[s.rfind(')').unwrap() + 1..].trim_start().chars().next();
+            !matches!(state, Some('Z') | Some('X'))
+        })
+    };
+    while nested.iter().any(running) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nested workers still running: {nested:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pool_cases::assert_no_children();
+}

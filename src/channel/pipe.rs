@@ -48,7 +48,7 @@ use crate::handoff::{self, Inherited};
 use crate::region::{Kind, Region};
 use crate::ring::spsc::{record_size, RecKind, Spsc, MIN_WINDOW, REC_HDR, TINY_MAX};
 use crate::sync::waiter::{register_process, Wait};
-use crate::sys::{self, PeerState};
+use crate::sys::{self, deadline_after, PeerState};
 
 /// Default ring capacity in bytes (per direction).
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
@@ -978,7 +978,8 @@ impl Shared {
         if rx.has_data() || self.peer_gone() {
             return true;
         }
-        let deadline = Some(Instant::now() + timeout.unwrap_or(Duration::ZERO));
+        // `None` waits for ever, as does a timeout too large to add to the clock.
+        let deadline = timeout.and_then(deadline_after);
         !matches!(
             rx.wait_readable(deadline, || self.peer_gone(), u32::MAX).0,
             Wait::TimedOut
@@ -1003,10 +1004,6 @@ fn recv_general<T: DeserializeOwned>(
 ) -> std::result::Result<T, General> {
     sh.recv_raw(st, block).map_err(General::Recv)?;
     codec::decode(&st.buf).map_err(|e| General::Codec(e.to_string()))
-}
-
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
 }
 
 /// How each send error type reports [`SendFail::NeedsStreaming`]: `try_send` by its own
@@ -1181,8 +1178,10 @@ macro_rules! receiver_methods {
             })
         }
 
-        /// Whether a message (or end-of-file) is ready, waiting at most `timeout`
-        /// (`None`: do not wait), like Python's `Connection.poll`.
+        /// Whether a message (or end-of-file) is ready, waiting at most `timeout`, like
+        /// Python's `Connection.poll`: `Some(Duration::ZERO)` does not wait; `None` waits
+        /// for ever (until a message arrives or every writer end is gone), and so does a
+        /// timeout too large to add to the clock (`Duration::MAX`).
         pub fn poll(&self, timeout: Option<Duration>) -> bool {
             self.shared().poll_impl(timeout)
         }

@@ -55,7 +55,7 @@ use crate::handoff;
 use crate::region::{Kind, Region};
 use crate::ring::mpmc::{self, GetFail, Mpmc, PutFail, INLINE};
 use crate::sync::waiter::register_process;
-use crate::sys;
+use crate::sys::{self, deadline_after};
 
 /// Capacity of [`Queue::new`] and [`JoinableQueue::new`], in items.
 pub(crate) const DEFAULT_CAPACITY: usize = 32_768;
@@ -351,10 +351,6 @@ impl Shared {
             }
         }
     }
-}
-
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
 }
 
 fn put_error(e: PutErr) -> Error {

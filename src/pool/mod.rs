@@ -61,12 +61,23 @@
 //!
 //! With [`StartMethod::Fork`], workers are forked from the pool's own threads; what is
 //! safe in a forked child is described in the [`process`](crate::process) module (in
-//! short: a task should not take a lock of its own that another thread of the parent may
-//! have held; std's stdout and stderr are safe, the fork holds them). A worker exits
-//! like any `Process`: it flushes stdout and stderr, then `_exit`s. A thread in the parent waiting for a reply also
-//! polls its worker's exit status, so a worker's death is seen even when some other
-//! process holds a copy of its pipe. With [`StartMethod::Spawn`], `main` must call
-//! [`crate::init`] first.
+//! short: a task should not take a lock that another thread of the parent may have held,
+//! and that includes std's stdout: a task forked while a thread of the parent held
+//! `stdout().lock()` must not print through std). No lock of std's or of the caller's
+//! is held across those forks, so a caller that holds `stdout().lock()` while it builds
+//! or uses a pool does not hang it. A worker exits like any `Process`: it flushes
+//! stdout, then `_exit`s. A thread in the parent waiting for a reply also polls its
+//! worker's exit status, so a worker's death is seen even when some other process holds
+//! a copy of its pipe. With [`StartMethod::Spawn`], `main` must call [`crate::init`]
+//! first.
+//!
+//! # Pools inside pool tasks
+//!
+//! A task may create a `Pool` of its own and use it (Python refuses: its pool workers
+//! are daemons, and a daemon may not have children, lest they be orphaned). Here no
+//! worker outlives its pool: nested workers are daemons of the task's worker, killed by
+//! the kernel (`PR_SET_PDEATHSIG`) when the pool thread that forked them ends, which the
+//! worker's own death ends too; and dropping the inner pool inside the task reaps them.
 
 mod call;
 mod worker;
@@ -76,7 +87,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -764,7 +775,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     ///
     /// [`Error::Timeout`] when it is not ready in time, or as [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::sys::deadline_after(timeout);
         self.call
             .inspect(0, deadline, Self::read)
             .unwrap_or(Err(Error::Timeout))
@@ -780,7 +791,7 @@ impl<R> AsyncResult<R> {
     /// Waits at most `timeout` (forever for `None`) until the result is ready; returns
     /// [`ready`](Self::ready).
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = timeout.and_then(crate::sys::deadline_after);
         self.call.inspect(0, deadline, |_| ()).is_some()
     }
 }
@@ -931,12 +942,12 @@ impl Drop for InFlight {
 
 /// Starts a worker process in `slot`.
 fn start_worker(inner: &Inner, slot: usize) -> Result<Worker> {
-    // Pipe ends register for fork hygiene only once they are built: a worker forked by
-    // another pool thread in between would inherit them unregistered, keep this worker's
-    // pipes open, and hide its death. So the pool threads of this process create pipes
-    // and fork one at a time.
-    static START: Mutex<()> = Mutex::new(());
-    let _serial = START.lock().unwrap_or_else(|e| e.into_inner());
+    // No lock of the pool's is held across the fork below: the child would inherit it
+    // locked by its only thread for good, and a pool created inside a task would wait
+    // for it for ever. None is needed: a pipe is created and registered for fork hygiene
+    // under the hand-off creation lock that every fork takes exclusively, so a worker
+    // forked meanwhile by another pool thread inherits these ends registered, and
+    // releases them.
     let (tasks, task_rx) = Pipe::builder().capacity(PIPE_CAPACITY).build::<Vec<u8>>()?;
     let (res_tx, results) = Pipe::builder().capacity(PIPE_CAPACITY).build::<Vec<u8>>()?;
     let args = WorkerArgs {
@@ -998,7 +1009,7 @@ fn run_on(
         return Err(None);
     }
     while !w.results.poll(Some(LIVENESS_SLICE)) {
-        if !alive(inner, slot) && !w.results.poll(None) {
+        if !alive(inner, slot) && !w.results.poll(Some(Duration::ZERO)) {
             return Err(None);
         }
     }

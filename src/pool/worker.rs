@@ -126,12 +126,11 @@ fn run_initializer(wire: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Ends the worker like every forked or spawned `Process`: flushes stdout and stderr
-/// (never held by a vanished thread: `Process::start` holds them across the fork), then
+/// Ends the worker like a forked `Process`: flushes std's stdout (never waiting for ever
+/// for its lock, which a forked worker may find held by a thread of the parent), then
 /// `_exit`s.
 fn exit_worker(code: i32) -> ! {
-    crate::process::flush_stdio();
-    proc::exit_now(code)
+    crate::process::exit_child(code)
 }
 
 /// Reports a task's panic on the worker's stderr as one line naming the worker: the

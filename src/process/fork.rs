@@ -8,7 +8,7 @@ use crate::handoff;
 use crate::sys;
 use crate::sys::proc::{self, Forked};
 
-use super::{flush_stdio, run_catching, Job};
+use super::{exit_child, run_catching, Job};
 
 /// How long a forked child waits for the parent to send the hand-off ids. The parent
 /// writes them right after `fork` returns, so this only bounds a stopped parent.
@@ -24,13 +24,14 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
         return Err(Error::InvalidState("the process has nothing to run"));
     }
     let parent = sys::getpid();
-    // std's stdout and stderr locks are held across fork, so the child never finds them
-    // held by a thread that does not exist there (it would block forever on its first
-    // print or on the flush at exit). The child's one thread owns them after the fork
-    // and releases them before running the job.
-    let stdio = (std::io::stdout().lock(), std::io::stderr().lock());
-    // The registry lock is held across fork so the child never finds it held by a thread
-    // that does not exist there; it also keeps our other forks from inheriting the pipe.
+    // The hand-off registry (and the creation lock) is the only lock held across fork:
+    // the child never finds it held by a thread that does not exist there, and our other
+    // forks cannot inherit the pipe below. std's stdout and stderr locks are NOT taken:
+    // std has no `try_lock` for them, so taking them would block this thread for ever
+    // whenever another thread holds one (a `stdout().lock()` kept while it waits for this
+    // start, or for a pool that forks on its own threads). The child copes instead: its
+    // own messages go straight to fd 2 and its exit flush never waits for ever
+    // (`flush_stdio`); the `process` module docs say what that leaves to the job.
     let guard = handoff::ForkGuard::acquire();
     let (ids_r, ids_w) = match sys::pipe() {
         Ok(p) => p,
@@ -42,11 +43,9 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
     match proc::fork() {
         Err(e) => {
             drop(guard);
-            drop(stdio);
             Err(e.into())
         }
         Ok(Forked::Child) => {
-            drop(stdio);
             if daemon {
                 proc::die_with_parent(parent);
             }
@@ -55,9 +54,9 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
             let ids = match read_ids(&ids_r) {
                 Ok(ids) => ids,
                 Err(e) => {
-                    eprintln!(
-                        "shmproc: forked child could not receive its hand-off from the parent: {e}"
-                    );
+                    proc::write_stderr(&format!(
+                        "shmproc: forked child could not receive its hand-off from the parent: {e}\n"
+                    ));
                     proc::exit_now(1)
                 }
             };
@@ -68,12 +67,10 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
                 Some(job) => run_catching(move || job.run()),
                 None => 0,
             };
-            flush_stdio();
-            proc::exit_now(code)
+            exit_child(code)
         }
         Ok(Forked::Parent(pid)) => {
             drop(guard);
-            drop(stdio);
             drop(ids_r);
             // As Python's start() deletes _args: the child owns what it was handed.
             let ids = handoff::record_drops(job.take());

@@ -80,20 +80,47 @@
 //! lock that another thread held at that instant stays locked forever in the child, and
 //! the child blocks if it takes it. So, in a `Fork` child of a multi-threaded program:
 //!
-//! * memory allocation is fine (glibc's `malloc` re-initialises its locks at fork);
+//! * memory allocation is fine (glibc's `malloc` re-initialises its locks at fork), and
+//!   so is starting threads (a [`Pool`](crate::Pool) inside a pool task works);
 //! * shmproc's own hand-off registry is locked across the fork, so it is consistent;
-//! * `println!` and `eprintln!` are fine: `Process::start` holds std's stdout and
-//!   stderr locks across the fork, so the child never inherits them locked. Any
-//!   `Mutex` of your own, `std::env` (its lock), loggers, and runtimes whose worker
+//! * std's `stdout` and `stderr` are **not** locked across the fork (see below): if
+//!   another thread of the parent held one of them at that instant (inside a
+//!   `println!`, or a [`std::io::Stdout::lock`] it keeps), a `println!`/`eprintln!` in
+//!   the child blocks for ever. A child that must print in such a program can write to
+//!   fd 1 or 2 directly (`File::from(std::io::stdout().as_fd().try_clone_to_owned()?)`
+//!   takes no lock), or use [`StartMethod::Spawn`];
+//! * any `Mutex` of your own, `std::env` (its lock), loggers, and runtimes whose worker
 //!   threads are gone (tokio, rayon: do not use them in the child; start a new one) are
-//!   not covered;
+//!   not covered either;
 //! * a single-threaded parent, or one whose other threads only wait on channels and
 //!   futexes, is safe.
 //!
 //! When in doubt, use [`StartMethod::Spawn`]: the child starts from a fresh image.
 //!
-//! A forked child ends with `_exit` after flushing stdout and stderr: the parent's
-//! `atexit` handlers and the destructors of the parent's stack frames never run in it.
+//! ## What is held across fork
+//!
+//! [`Process::start`] holds exactly one lock of its own across `fork`: shmproc's
+//! hand-off registry (with the lock under which shared handles are created), so that
+//! no child inherits a half-registered handle. It takes no lock of std's and none of
+//! yours, so it never waits for a lock that the caller or another thread holds: a
+//! thread that keeps `std::io::stdout().lock()` while it starts processes, builds a
+//! [`Pool`](crate::Pool) or waits for one (whose threads fork replacements), or joins a
+//! thread that starts one, does not hang. (std's stdout lock has no `try_lock`; holding
+//! it across fork, as shmproc once did, made exactly those cases wait for ever.) The
+//! price is the bullet above: a child forked while *another* thread held std's lock
+//! cannot print through std. The forking thread's own locks are its own in the child,
+//! as they are re-entrant: a `StdoutLock` of the forking thread still lets the child
+//! print.
+//!
+//! A forked child ends with `_exit` after flushing what its code left in std's stdout
+//! buffer (a `print!` without a newline); the parent's `atexit` handlers and the
+//! destructors of the parent's stack frames never run in it. That flush never blocks for
+//! ever: an `alarm` armed before it ends the child (with its exit code) if stdout's lock
+//! has not come within a second, leaving that unflushed text unwritten (std's own exit
+//! gives up at once, with a `try_lock` it does not offer to others). So a child's SIGALRM
+//! handler and pending alarm are replaced once its code is done. std's stderr has no
+//! buffer. shmproc's own messages in a child (a failed hand-off) are written to fd 2
+//! directly.
 //!
 //! # Exit codes
 //!
@@ -376,7 +403,8 @@ impl Process {
 
     /// Waits at most `timeout` for the child to exit (a `poll` on its pidfd), reaping it
     /// if it did. `Ok(())` also when the time passes and the child still runs;
-    /// [`exitcode`](Process::exitcode) is `None` then.
+    /// [`exitcode`](Process::exitcode) is `None` then. A timeout too large to add to the
+    /// clock (`Duration::MAX`) waits for ever, as [`join`](Process::join).
     ///
     /// # Errors
     ///
@@ -396,10 +424,10 @@ impl Process {
             None => {
                 // No pidfd (kernels before 5.3, valgrind): poll the status with a short
                 // sleep. The call that reaps the child returns its code: keep it.
-                let deadline = Instant::now() + timeout;
+                let deadline = crate::sys::deadline_after(timeout);
                 loop {
                     let code = proc::wait_exitcode(pid, false)?;
-                    if code.is_some() || Instant::now() >= deadline {
+                    if code.is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
                         break code;
                     }
                     std::thread::sleep(Duration::from_millis(1));
@@ -525,11 +553,36 @@ fn run_catching(f: impl FnOnce()) -> i32 {
     }
 }
 
-/// Flushes the child's stdout and stderr before it exits.
+/// Flushes a spawned child's stdout and stderr before it exits. A spawned child is a
+/// fresh image: no thread it lacks can hold their locks (forked children end with
+/// [`exit_child`] instead).
 pub(crate) fn flush_stdio() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
+}
+
+/// How long a child's exit waits for std's stdout lock before it ends without the flush.
+const STDOUT_GRACE_SECS: u32 = 1;
+
+/// Ends a forked child (or a pool worker): flushes what its code left in std's stdout
+/// buffer (a `print!` without a newline), then `_exit(code)`s. Never blocks for ever.
+///
+/// std's stdout lock has no `try_lock`, and a forked child may find it held for ever by
+/// a thread of the parent that it does not have. So an alarm is armed first: if the lock
+/// has not come within [`STDOUT_GRACE_SECS`], its handler `_exit`s with `code`, and the
+/// buffer stays unwritten (as std's own exit leaves it when its `try_lock` fails). Once
+/// the lock is taken the alarm is cancelled and the flush takes as long as a blocking
+/// write does. The lock is re-entrant: when this thread holds it already (its guard was
+/// alive at the fork), the flush goes through at once. std's stderr has no buffer.
+pub(crate) fn exit_child(code: i32) -> ! {
+    use std::io::Write;
+    proc::arm_exit_alarm(code, STDOUT_GRACE_SECS);
+    let mut out = std::io::stdout().lock();
+    proc::disarm_exit_alarm();
+    let _ = out.flush();
+    drop(out);
+    proc::exit_now(code)
 }
 
 /// Call this first in `main`: in a child started with [`StartMethod::Spawn`] it runs the
@@ -537,4 +590,33 @@ pub(crate) fn flush_stdio() {
 /// The crate root offers it as `shmproc::init` too.
 pub fn init() {
     spawn::run_if_child();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wait without a pidfd (kernels before 5.3, valgrind) takes a huge timeout as
+    /// for ever too: it used to panic adding `Duration::MAX` to the clock.
+    #[test]
+    fn join_timeout_without_a_pidfd_takes_duration_max() {
+        let mut p = Process::fork(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            std::process::exit(4)
+        });
+        p.start().unwrap();
+        p.pidfd = None;
+        // A watchdog: a hang fails the test run instead of blocking it.
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let waited = finished.recv_timeout(Duration::from_secs(60));
+            if waited == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                eprintln!("watchdog: join_timeout(Duration::MAX) hung");
+                std::process::abort();
+            }
+        });
+        p.join_timeout(Duration::MAX).unwrap();
+        drop(done);
+        assert_eq!(p.exitcode(), Some(4));
+    }
 }

@@ -15,10 +15,7 @@ use crate::error::{LockError, Result};
 /// took it (the owner's tid is in the lock word).
 type NotSend = PhantomData<std::sync::MutexGuard<'static, ()>>;
 
-/// A deadline `timeout` from now; `None` (wait forever) when that is not representable.
-pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
+pub(crate) use crate::sys::deadline_after;
 
 /// How long a lock operation may wait.
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) mod proc;
 
@@ -26,6 +26,14 @@ fn cvt_long(res: libc::c_long) -> io::Result<libc::c_long> {
     } else {
         Ok(res)
     }
+}
+
+/// The deadline `timeout` from now, or `None` when that instant cannot be represented
+/// (`Duration::MAX` and other huge timeouts): no deadline, wait for ever. Every wait of
+/// the crate that takes a `Duration` turns it into a deadline here, never with
+/// `Instant + Duration` (which panics on overflow).
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`.

@@ -64,6 +64,44 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// The exit code [`arm_exit_alarm`]'s handler ends the process with.
+static ALARM_EXIT_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+
+extern "C" fn exit_on_alarm(_: libc::c_int) {
+    exit_now(ALARM_EXIT_CODE.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// On the way out of a child: makes the process `_exit(code)` from a SIGALRM handler if
+/// it still runs `secs` seconds from now, unless [`disarm_exit_alarm`] comes first. For a
+/// last step that may block for ever on a lock held at the fork by a thread that the
+/// child does not have (std's stdout lock, which has no `try_lock`). Replaces the
+/// SIGALRM handler and any pending `alarm`, and unblocks SIGALRM on this thread: call it
+/// only when the child's own code is done.
+pub(crate) fn arm_exit_alarm(code: i32, secs: u32) {
+    ALARM_EXIT_CODE.store(code, std::sync::atomic::Ordering::Relaxed);
+    let handler: extern "C" fn(libc::c_int) = exit_on_alarm;
+    // SAFETY: a zeroed sigaction with a handler that only calls `_exit` (async-signal-
+    // safe) and an empty mask is a valid argument; sigaction, pthread_sigmask and alarm
+    // only read our stack values.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = handler as libc::sighandler_t;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(libc::SIGALRM, &act, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGALRM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::alarm(secs);
+    }
+}
+
+/// Cancels the alarm of [`arm_exit_alarm`].
+pub(crate) fn disarm_exit_alarm() {
+    // SAFETY: alarm(0) takes an integer and cancels the pending alarm.
+    unsafe { libc::alarm(0) };
+}
+
 /// The parent's process id.
 pub(crate) fn getppid() -> u32 {
     // SAFETY: getppid has no arguments and cannot fail.
@@ -156,10 +194,11 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(res as RawFd) })
 }
 
-/// Waits until `fd` is readable (or hung up), for at most `timeout` (`None`: forever).
-/// Returns whether it became ready. Retries on `EINTR` with the remaining time.
+/// Waits until `fd` is readable (or hung up), for at most `timeout` (`None`, or a timeout
+/// too large to add to the clock such as `Duration::MAX`: for ever). Returns whether it
+/// became ready. Retries on `EINTR` with the remaining time.
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(super::deadline_after);
     loop {
         let mut pfd = libc::pollfd {
             fd: fd.as_raw_fd(),
@@ -235,6 +274,22 @@ pub(crate) fn read_exact_timeout(
         }
     }
     Ok(())
+}
+
+/// Writes `msg` to fd 2 with `write(2)`, bypassing std's `Stderr` and its lock (which a
+/// forked child may find held for ever by a thread of the parent). Best effort: errors
+/// are ignored, as `eprintln!` would panic on them.
+pub(crate) fn write_stderr(msg: &str) {
+    let mut rest = msg.as_bytes();
+    while !rest.is_empty() {
+        // SAFETY: `rest` is valid for reads of `rest.len()` bytes for the call.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        match n {
+            n if n > 0 => rest = &rest[n as usize..],
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
 }
 
 /// Writes all of `bytes` to a pipe.
