@@ -570,7 +570,11 @@ fn a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn(m: StartMethod) {
     );
     std::fs::remove_file(&marker).unwrap();
 
-    // The attack: run the setuid copy as nobody, with the job in its environment.
+    // The attack: run the setuid copy as nobody, with the job in its environment and an
+    // acknowledgement pipe at the number the job names.
+    let (ack_r, ack_w) = ack_pipe();
+    nix::unistd::dup2(ack_w.as_raw_fd(), 100).unwrap();
+    drop(ack_w);
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&copy)
@@ -579,6 +583,7 @@ fn a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn(m: StartMethod) {
         .env("SHMPROC_TEST_MARKER", &marker)
         .stdin(Stdio::null())
         .output();
+    nix::unistd::close(100).unwrap();
     let out = match out {
         Ok(out) => out,
         Err(e) => {
@@ -609,6 +614,10 @@ fn a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn(m: StartMethod) {
         show(&out)
     );
     assert!(!marker.exists(), "the forged job ran in the setuid process");
+    assert!(
+        !acknowledged(&ack_r),
+        "the setuid process acknowledged the job"
+    );
 }
 
 fn only_the_descriptors_a_spawned_child_needs_cross_exec(m: StartMethod) {
