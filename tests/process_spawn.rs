@@ -262,6 +262,21 @@ fn show(out: &std::process::Output) -> String {
     )
 }
 
+/// Sets a file's modification time by path (`utimensat`), which works on a running
+/// executable too.
+fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let ts = nix::sys::time::TimeSpec::new(d.as_secs() as i64, d.subsec_nanos() as i64);
+    nix::sys::stat::utimensat(
+        None,
+        path,
+        &ts,
+        &ts,
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+}
+
 /// AT_SECURE from this process's auxiliary vector (/proc/self/auxv: pairs of words).
 fn at_secure() -> u64 {
     const AT_SECURE: u64 = 23;
@@ -620,6 +635,42 @@ fn a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn(m: StartMethod) {
     );
 }
 
+fn start_reports_a_child_that_refused_its_job_and_reaps_it(m: StartMethod) {
+    if m != StartMethod::Spawn {
+        return;
+    }
+    // A copy of this binary whose modification time changes between two spawns: the
+    // second child finds another executable identity than its job names and refuses it.
+    let dir = TempDir::new(&std::env::temp_dir(), "touched");
+    let copy = dir.path("copy");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    let out = Command::new(&copy)
+        .args(["--scenario", "touched-exe", method_name(m)])
+        .env("SHMPROC_TEST_MARKER", dir.path("marker"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout.contains("first: exitcode Some(0)"), "{}", show(&out));
+    assert!(
+        stdout.contains("second: spawn: the spawned child")
+            && stdout.contains("exited (exit code 1) before accepting its job"),
+        "{}",
+        show(&out)
+    );
+    assert!(stdout.contains("children left: 0"), "{}", show(&out));
+    assert!(
+        stderr.contains("the spawn job was made by another executable than this one"),
+        "{}",
+        show(&out)
+    );
+    assert!(!dir.path("marker").exists(), "the refused job's target ran");
+}
+
 fn only_the_descriptors_a_spawned_child_needs_cross_exec(m: StartMethod) {
     if m != StartMethod::Spawn {
         return; // a forked child shares every descriptor by design
@@ -902,6 +953,38 @@ fn run_scenario(name: &str, m: StartMethod) -> ! {
             }
             Some(0)
         }
+        "touched-exe" => {
+            let mut p = get_context(m).process(nothing, ());
+            p.start().unwrap();
+            p.join_timeout(Duration::from_secs(30)).unwrap();
+            println!("first: exitcode {:?}", p.exitcode());
+            // The running image cannot be opened for writing (ETXTBSY): set its time by
+            // path.
+            let exe = std::env::current_exe().unwrap();
+            let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+            set_mtime(&exe, later);
+            let marker = std::env::var("SHMPROC_TEST_MARKER").unwrap();
+            let mut q = get_context(m).process(touch_marker, marker);
+            match q.start() {
+                Err(e) => println!("second: {e}"),
+                Ok(()) => {
+                    let _ = q.join_timeout(Duration::from_secs(30));
+                    println!("second: started, exitcode {:?}", q.exitcode());
+                }
+            }
+            let children: usize = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .map(|t| {
+                    let path = t.unwrap().path().join("children");
+                    std::fs::read_to_string(path)
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .count()
+                })
+                .sum();
+            println!("children left: {children}");
+            Some(0)
+        }
         "victim" => {
             // Reached only when no job ran.
             println!("victim main ran");
@@ -999,6 +1082,10 @@ const TESTS: &[Test] = &[
     (
         "a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn",
         a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn,
+    ),
+    (
+        "start_reports_a_child_that_refused_its_job_and_reaps_it",
+        start_reports_a_child_that_refused_its_job_and_reaps_it,
     ),
     (
         "only_the_descriptors_a_spawned_child_needs_cross_exec",
