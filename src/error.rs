@@ -145,6 +145,10 @@ pub enum Error {
     Handle(&'static str),
     /// The operation is not valid in this state (start twice, join before start, ...).
     InvalidState(&'static str),
+    /// A spawned process could not be started: spawn is refused in a secure-execution
+    /// (setuid, setgid, file-capability) process, or the child exited before it accepted
+    /// its job (its stderr says why).
+    Spawn(String),
     /// An operating-system error.
     Io(io::Error),
 }
@@ -169,6 +173,7 @@ impl fmt::Display for Error {
             Error::Codec(e) => write!(f, "codec error: {e}"),
             Error::Handle(e) => write!(f, "handle passing: {e}"),
             Error::InvalidState(e) => write!(f, "invalid state: {e}"),
+            Error::Spawn(e) => write!(f, "spawn: {e}"),
             Error::Io(e) => write!(f, "OS error: {e}"),
         }
     }

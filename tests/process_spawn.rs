@@ -15,12 +15,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use shmproc::process::{get_context, Process, StartMethod};
+use shmproc::process::{get_context, job_testing, Process, StartMethod};
 
 const WATCHDOG: Duration = Duration::from_secs(240);
 use harness::{method_name, METHODS};
@@ -64,6 +68,27 @@ fn dies_by_sigusr1(_: ()) {
 
 fn sleeps_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Creates the file at `path`: the visible effect of a target that must not run.
+fn touch_marker(path: String) {
+    std::fs::write(path, b"ran").unwrap();
+}
+
+/// Of another type than `touch_marker`: creates the file `$SHMPROC_TEST_MARKER` names.
+fn touch_env_marker(_: u64) {
+    if let Some(path) = std::env::var_os("SHMPROC_TEST_MARKER") {
+        let _ = std::fs::write(path, b"ran");
+    }
+}
+
+/// Sends, for each descriptor number, whether it is open in this process.
+fn reports_open_fds((fds, tx): (Vec<i32>, shmproc::Sender<Vec<bool>>)) {
+    let open = fds
+        .iter()
+        .map(|&fd| fcntl(fd, FcntlArg::F_GETFD).is_ok())
+        .collect();
+    tx.send(&open).unwrap();
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -173,6 +198,98 @@ fn wait_reaped(pid: u32, timeout: Duration) -> bool {
     false
 }
 
+/// A fresh directory for one test's files, removed by [`TempDir`]'s drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(parent: &Path, tag: &str) -> TempDir {
+        let dir = parent.join(format!("shmproc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Clears close-on-exec on `fd`, so that a child started with `Command` inherits it.
+fn inheritable(fd: &impl AsRawFd) {
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+}
+
+/// Writes a job to `path` and opens it as an inheritable descriptor.
+fn job_file(path: &Path, bytes: &[u8]) -> std::fs::File {
+    std::fs::write(path, bytes).unwrap();
+    let f = std::fs::File::open(path).unwrap();
+    inheritable(&f);
+    f
+}
+
+/// A pipe for a job's acknowledgement: the read end stays here (close-on-exec), the
+/// write end is inheritable.
+fn ack_pipe() -> (OwnedFd, OwnedFd) {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    inheritable(&w);
+    (r, w)
+}
+
+/// Whether the child acknowledged its job on `ack_r` (a byte is waiting there).
+fn acknowledged(ack_r: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(ack_r),
+        PollFlags::POLLIN,
+    )];
+    poll(&mut fds, PollTimeout::ZERO).unwrap() == 1 && {
+        let mut b = [0u8; 1];
+        nix::unistd::read(ack_r.as_raw_fd(), &mut b).unwrap() == 1
+    }
+}
+
+fn show(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Sets a file's modification time by path (`utimensat`), which works on a running
+/// executable too.
+fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let ts = nix::sys::time::TimeSpec::new(d.as_secs() as i64, d.subsec_nanos() as i64);
+    nix::sys::stat::utimensat(
+        None,
+        path,
+        &ts,
+        &ts,
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+}
+
+/// AT_SECURE from this process's auxiliary vector (/proc/self/auxv: pairs of words).
+fn at_secure() -> u64 {
+    const AT_SECURE: u64 = 23;
+    let auxv = std::fs::read("/proc/self/auxv").unwrap();
+    auxv.chunks_exact(16)
+        .map(|p| {
+            let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap());
+            (word(&p[..8]), word(&p[8..]))
+        })
+        .find(|&(key, _)| key == AT_SECURE)
+        .map_or(0, |(_, v)| v)
+}
+
 fn run<A, R>(m: StartMethod, f: fn(A) -> R, args: A) -> Process
 where
     A: Serialize + serde::de::DeserializeOwned + Send + 'static,
@@ -268,13 +385,324 @@ fn the_child_marker_does_not_leak_to_grandchildren(m: StartMethod) {
     assert_eq!(run(m, grandchild_env_is_clean, ()).exitcode(), Some(0));
 }
 
-fn start_in_a_spawned_child_that_skipped_init_is_an_error(m: StartMethod) {
-    let out = scenario("no-init", m);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+fn a_spawned_child_whose_main_skips_init_exits_1_and_says_why(m: StartMethod) {
+    if m != StartMethod::Spawn {
+        return;
+    }
+    // The scenario runs this binary's main without init(); so does its spawned child,
+    // whose start() must fail and whose exit must not look like success.
+    let dir = TempDir::new(&std::env::temp_dir(), "no-init");
+    let marker = dir.path("marker");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--scenario", "no-init", method_name(m)])
+        .env("SHMPROC_TEST_SKIP_INIT", "1")
+        .env("SHMPROC_TEST_MARKER", &marker)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
     );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout.contains("exitcode Some(1)"), "{}", show(&out));
+    assert!(
+        stderr.contains("spawned child's main did not call shmproc::init() first"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stderr.contains("start() in the child: invalid state"),
+        "{}",
+        show(&out)
+    );
+    assert!(!marker.exists(), "the target ran");
+}
+
+fn a_job_handed_over_by_another_program_never_runs(m: StartMethod) {
+    if m != StartMethod::Spawn {
+        return;
+    }
+    let dir = TempDir::new(&std::env::temp_dir(), "forged");
+    let marker = dir.path("marker");
+    let bin = std::env::current_exe().unwrap();
+    let (ack_r, ack_w) = ack_pipe();
+    let bytes = job_testing::job_bytes(
+        touch_marker,
+        &marker.to_str().unwrap().to_string(),
+        ack_w.as_raw_fd(),
+    )
+    .unwrap();
+    let job = job_file(&dir.path("job"), &bytes);
+    let fd = job.as_raw_fd().to_string();
+    let victim = ["--scenario", "victim", method_name(m)];
+
+    // Other programs hand the job over: a shell that forks the binary (not exec), and
+    // python's subprocess when there is a python3.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg("\"$0\" \"$@\"; exit $?")
+        .arg(&bin)
+        .args(victim);
+    let mut parents = vec![("sh", sh)];
+    if Command::new("python3")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let mut py = Command::new("python3");
+        py.arg("-c")
+            .arg("import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:], close_fds=False))")
+            .arg(&bin)
+            .args(victim);
+        parents.push(("python3", py));
+    } else {
+        eprintln!("    python3 not found: only sh hands the job over");
+    }
+    for (name, mut cmd) in parents {
+        let out = cmd
+            .env("SHMPROC_CHILD", &fd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "refusing a spawn job not handed over by a parent process of this same executable"
+            ),
+            "{name}: {}",
+            show(&out)
+        );
+        assert!(!marker.exists(), "{name}: the forged job's target ran");
+        eprintln!("    {name}: {}", stderr.trim());
+        assert!(!acknowledged(&ack_r), "{name}: the job was acknowledged");
+    }
+
+    // Control: the same job handed over by a process of this executable (this one) runs,
+    // which is what the threat model allows (that process already runs this code).
+    let out = Command::new(&bin)
+        .args(victim)
+        .env("SHMPROC_CHILD", &fd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        marker.exists(),
+        "the control job did not run: {}",
+        show(&out)
+    );
+    assert!(acknowledged(&ack_r), "the control job was not acknowledged");
+}
+
+fn a_job_pairing_a_target_with_another_types_trampoline_never_runs(m: StartMethod) {
+    if m != StartMethod::Spawn {
+        return;
+    }
+    let dir = TempDir::new(&std::env::temp_dir(), "mismatch");
+    let marker = dir.path("marker");
+    let (ack_r, ack_w) = ack_pipe();
+    // The trampoline of fn(String), the target touch_env_marker: fn(u64).
+    let bytes = job_testing::mismatched_job_bytes(
+        touch_marker,
+        touch_env_marker,
+        &"unused".to_string(),
+        ack_w.as_raw_fd(),
+    )
+    .unwrap();
+    let job = job_file(&dir.path("job"), &bytes);
+    // Handed over by this process, a parent of the same executable: the job passes the
+    // parent check and is acknowledged; its trampoline must still refuse it.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--scenario", "victim", method_name(m)])
+        .env("SHMPROC_CHILD", job.as_raw_fd().to_string())
+        .env("SHMPROC_TEST_MARKER", &marker)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("type fingerprint mismatch"),
+        "{}",
+        show(&out)
+    );
+    assert!(!marker.exists(), "the mismatched target ran");
+    assert!(
+        acknowledged(&ack_r),
+        "the job did not get past the parent check"
+    );
+}
+
+fn a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn(m: StartMethod) {
+    if m != StartMethod::Spawn {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        println!("    skipped: needs root to make a setuid-root copy of this binary");
+        return;
+    }
+    let bin = std::env::current_exe().unwrap();
+    // Next to the binary (the target directory), not in /tmp, which may be nosuid.
+    let dir = TempDir::new(bin.parent().unwrap(), "setuid");
+    let flags = nix::sys::statvfs::statvfs(&dir.0).unwrap().flags();
+    if flags.contains(nix::sys::statvfs::FsFlags::ST_NOSUID) {
+        println!("    skipped: {} is on a nosuid filesystem", dir.0.display());
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let copy = dir.path("victim");
+    std::fs::copy(&bin, &copy).unwrap();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    nix::unistd::chown(&copy, Some(0.into()), Some(0.into())).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let marker = dir.path("marker");
+
+    // The copy itself writes a job for its own image (offsets and identity are public
+    // information: a forger can compute the same bytes).
+    let job_path = dir.path("job");
+    let out = Command::new(&copy)
+        .args(["--scenario", "write-job", method_name(m)])
+        .env("SHMPROC_TEST_JOB", &job_path)
+        .env("SHMPROC_TEST_MARKER", &marker)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let job = job_file(&job_path, &std::fs::read(&job_path).unwrap());
+    let fd = job.as_raw_fd().to_string();
+
+    // Control: handed over by a process of the copy, the job runs (as root here).
+    let out = Command::new(&copy)
+        .args(["--scenario", "hand-over", method_name(m)])
+        .env("SHMPROC_TEST_JOB_FD", &fd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        marker.exists(),
+        "the control job did not run: {}",
+        show(&out)
+    );
+    std::fs::remove_file(&marker).unwrap();
+
+    // The attack: run the setuid copy as nobody, with the job in its environment and an
+    // acknowledgement pipe at the number the job names.
+    let (ack_r, ack_w) = ack_pipe();
+    nix::unistd::dup2(ack_w.as_raw_fd(), 100).unwrap();
+    drop(ack_w);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&copy)
+        .args(["--scenario", "secure", method_name(m)])
+        .env("SHMPROC_CHILD", &fd)
+        .env("SHMPROC_TEST_MARKER", &marker)
+        .stdin(Stdio::null())
+        .output();
+    nix::unistd::close(100).unwrap();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            println!("    skipped: setpriv could not run: {e}");
+            return;
+        }
+    };
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout.contains("AT_SECURE=1"), "{}", show(&out));
+    assert!(stdout.contains("euid=0 uid=65534"), "{}", show(&out));
+    assert!(
+        stderr.contains("ignoring SHMPROC_CHILD: this process runs in secure-execution mode"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stdout.contains("spawn refused: spawn: spawn is refused in a secure-execution process"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stdout.contains("pool refused: spawn: spawn is refused in a secure-execution process"),
+        "{}",
+        show(&out)
+    );
+    assert!(!marker.exists(), "the forged job ran in the setuid process");
+    assert!(
+        !acknowledged(&ack_r),
+        "the setuid process acknowledged the job"
+    );
+}
+
+fn start_reports_a_child_that_refused_its_job_and_reaps_it(m: StartMethod) {
+    if m != StartMethod::Spawn {
+        return;
+    }
+    // A copy of this binary whose modification time changes between two spawns: the
+    // second child finds another executable identity than its job names and refuses it.
+    let dir = TempDir::new(&std::env::temp_dir(), "touched");
+    let copy = dir.path("copy");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    let out = Command::new(&copy)
+        .args(["--scenario", "touched-exe", method_name(m)])
+        .env("SHMPROC_TEST_MARKER", dir.path("marker"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout.contains("first: exitcode Some(0)"), "{}", show(&out));
+    assert!(
+        stdout.contains("second: spawn: the spawned child")
+            && stdout.contains("exited (exit code 1) before accepting its job"),
+        "{}",
+        show(&out)
+    );
+    assert!(stdout.contains("children left: 0"), "{}", show(&out));
+    assert!(
+        stderr.contains("the spawn job was made by another executable than this one"),
+        "{}",
+        show(&out)
+    );
+    assert!(!dir.path("marker").exists(), "the refused job's target ran");
+}
+
+fn only_the_descriptors_a_spawned_child_needs_cross_exec(m: StartMethod) {
+    if m != StartMethod::Spawn {
+        return; // a forked child shares every descriptor by design
+    }
+    // Descriptors without close-on-exec, at numbers the child will not reuse.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    let mut leaky = Vec::new();
+    for (i, fd) in [r.as_raw_fd(), w.as_raw_fd(), file.as_raw_fd()]
+        .into_iter()
+        .enumerate()
+    {
+        let n = 500 + i as i32;
+        nix::unistd::dup2(fd, n).unwrap(); // dup2 clears close-on-exec
+        assert_eq!(fcntl(n, FcntlArg::F_GETFD).unwrap(), 0);
+        leaky.push(n);
+    }
+    let (tx, rx) = shmproc::pipe::<Vec<bool>>().unwrap();
+    let mut p = get_context(m).process(reports_open_fds, (leaky.clone(), tx));
+    p.start().unwrap();
+    // The handle passed in the args works; the other descriptors did not cross.
+    let open = rx.recv_timeout(Duration::from_secs(30));
+    p.join_timeout(Duration::from_secs(30)).unwrap();
+    for &n in &leaky {
+        assert!(
+            fcntl(n, FcntlArg::F_GETFD).is_ok(),
+            "still open in the parent"
+        );
+        nix::unistd::close(n).unwrap();
+    }
+    assert_eq!(open, Ok(vec![false, false, false]));
+    assert_eq!(p.exitcode(), Some(0));
 }
 
 fn exit_code_zero_when_the_target_returns(m: StartMethod) {
@@ -508,13 +936,107 @@ fn run_scenario(name: &str, m: StartMethod) -> ! {
             p.exitcode()
         }
         "no-init" => {
-            // As if this process had been spawned and main() had not called init().
-            std::env::set_var("SHMPROC_CHILD", "12345");
-            let mut p = get_context(m).process(nothing, ());
+            // main() skipped init() (SHMPROC_TEST_SKIP_INIT): in the spawned child, which
+            // runs this again, start() fails, and returning 0 must not look like success.
+            let marker = std::env::var("SHMPROC_TEST_MARKER").unwrap();
+            let mut p = get_context(m).process(touch_marker, marker);
             match p.start() {
-                Err(shmproc::Error::InvalidState(_)) => Some(0),
-                other => panic!("start() in an uninitialised child: {other:?}"),
+                Err(e) => eprintln!("start() in the child: {e}"),
+                Ok(()) => {
+                    p.join_timeout(Duration::from_secs(30)).unwrap();
+                    println!("exitcode {:?}", p.exitcode());
+                    if p.exitcode().is_none() {
+                        let _ = p.kill();
+                        let _ = p.join();
+                    }
+                }
             }
+            Some(0)
+        }
+        "touched-exe" => {
+            let mut p = get_context(m).process(nothing, ());
+            p.start().unwrap();
+            p.join_timeout(Duration::from_secs(30)).unwrap();
+            println!("first: exitcode {:?}", p.exitcode());
+            // The running image cannot be opened for writing (ETXTBSY): set its time by
+            // path.
+            let exe = std::env::current_exe().unwrap();
+            let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+            set_mtime(&exe, later);
+            let marker = std::env::var("SHMPROC_TEST_MARKER").unwrap();
+            let mut q = get_context(m).process(touch_marker, marker);
+            match q.start() {
+                Err(e) => println!("second: {e}"),
+                Ok(()) => {
+                    let _ = q.join_timeout(Duration::from_secs(30));
+                    println!("second: started, exitcode {:?}", q.exitcode());
+                }
+            }
+            let children: usize = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .map(|t| {
+                    let path = t.unwrap().path().join("children");
+                    std::fs::read_to_string(path)
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .count()
+                })
+                .sum();
+            println!("children left: {children}");
+            Some(0)
+        }
+        "victim" => {
+            // Reached only when no job ran.
+            println!("victim main ran");
+            Some(0)
+        }
+        "write-job" => {
+            let marker = std::env::var("SHMPROC_TEST_MARKER").unwrap();
+            let bytes = job_testing::job_bytes(touch_marker, &marker, 100).unwrap();
+            std::fs::write(std::env::var("SHMPROC_TEST_JOB").unwrap(), bytes).unwrap();
+            Some(0)
+        }
+        "hand-over" => {
+            // Hands the job on descriptor $SHMPROC_TEST_JOB_FD to a child of this binary.
+            let (_ack_r, ack_w) = ack_pipe();
+            nix::unistd::dup2(ack_w.as_raw_fd(), 100).unwrap();
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args(["--scenario", "victim", method_name(m)])
+                .env(
+                    "SHMPROC_CHILD",
+                    std::env::var("SHMPROC_TEST_JOB_FD").unwrap(),
+                )
+                .output()
+                .unwrap();
+            eprint!("{}", show(&out));
+            out.status.code()
+        }
+        "secure" => {
+            // A setuid copy run by nobody: init() above ignored the job; main runs.
+            println!("AT_SECURE={}", at_secure());
+            println!(
+                "euid={} uid={}",
+                nix::unistd::geteuid(),
+                nix::unistd::getuid()
+            );
+            let marker = std::env::var("SHMPROC_TEST_MARKER").unwrap();
+            let mut p = get_context(m).process(touch_marker, marker);
+            match p.start() {
+                Err(e) => println!("spawn refused: {e}"),
+                Ok(()) => {
+                    println!("spawn started");
+                    let _ = p.join_timeout(Duration::from_secs(30));
+                }
+            }
+            match shmproc::Pool::builder()
+                .workers(1)
+                .start_method(StartMethod::Spawn)
+                .build()
+            {
+                Err(e) => println!("pool refused: {e}"),
+                Ok(_) => println!("pool started"),
+            }
+            Some(0)
         }
         "daemon-parent" => {
             let mut p = get_context(m).process(sleeps_ms, 60_000);
@@ -546,8 +1068,28 @@ const TESTS: &[Test] = &[
         the_child_marker_does_not_leak_to_grandchildren,
     ),
     (
-        "start_in_a_spawned_child_that_skipped_init_is_an_error",
-        start_in_a_spawned_child_that_skipped_init_is_an_error,
+        "a_spawned_child_whose_main_skips_init_exits_1_and_says_why",
+        a_spawned_child_whose_main_skips_init_exits_1_and_says_why,
+    ),
+    (
+        "a_job_handed_over_by_another_program_never_runs",
+        a_job_handed_over_by_another_program_never_runs,
+    ),
+    (
+        "a_job_pairing_a_target_with_another_types_trampoline_never_runs",
+        a_job_pairing_a_target_with_another_types_trampoline_never_runs,
+    ),
+    (
+        "a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn",
+        a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn,
+    ),
+    (
+        "start_reports_a_child_that_refused_its_job_and_reaps_it",
+        start_reports_a_child_that_refused_its_job_and_reaps_it,
+    ),
+    (
+        "only_the_descriptors_a_spawned_child_needs_cross_exec",
+        only_the_descriptors_a_spawned_child_needs_cross_exec,
     ),
     (
         "exit_code_zero_when_the_target_returns",
@@ -610,7 +1152,10 @@ const TESTS: &[Test] = &[
 ];
 
 fn main() {
-    shmproc::process::init();
+    // The no-init scenario (and its spawned child) runs main without init().
+    if std::env::var_os("SHMPROC_TEST_SKIP_INIT").is_none() {
+        shmproc::process::init();
+    }
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--scenario" {
         run_scenario(&args[2], parse_method(&args[3]));

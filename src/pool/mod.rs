@@ -710,6 +710,7 @@ fn dup(e: &Error) -> Error {
         Error::Codec(m) => Error::Codec(m.clone()),
         Error::Handle(m) => Error::Handle(m),
         Error::InvalidState(m) => Error::InvalidState(m),
+        Error::Spawn(m) => Error::Spawn(m.clone()),
         Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
         other => Error::Io(std::io::Error::other(other.to_string())),
     }

@@ -33,16 +33,53 @@
 //!   file descriptors, which the child inherits. `main` must call
 //!   [`shmproc::init()`](init) **first**: in a spawned child it runs the target and
 //!   exits, in any other process it returns at once (it is the counterpart of Python's
-//!   `if __name__ == '__main__':`). Starting a process from a spawned child that has not
-//!   called `init()` is an error, so a forgotten `init()` cannot multiply processes.
+//!   `if __name__ == '__main__':`). A forgotten `init()` cannot go unnoticed: starting a
+//!   process from a spawned child that has not called `init()` is an error (so it cannot
+//!   multiply processes), and such a child exits with code 1 and says why on its stderr
+//!   whatever its `main` returned, so the parent's [`Process::exitcode`] shows it.
 //!
 //! The target is a plain `fn(A) -> R` (a non-capturing closure coerces); its return value
 //! is dropped, as in Python. A spawned child finds it again without any registry: the
 //! parent sends the offset of the function (and of a trampoline monomorphized for `A` and
-//! `R`) from a fixed point in the executable, together with the executable's identity
-//! (device, inode, size, mtime of `/proc/self/exe`); the child refuses a job made by
-//! another executable. The target must live in the executable itself, not in a shared
+//! `R`, with a fingerprint of those types that the trampoline checks before it calls
+//! anything) from a fixed point in the executable, together with the executable's
+//! identity (device, inode, size, mtime of `/proc/self/exe`); the child refuses a job made
+//! by another executable. The target must live in the executable itself, not in a shared
 //! library loaded separately.
+//!
+//! Only the descriptors the child needs cross `execve`: those of the shared handles in
+//! its args (and the job's own). Every other descriptor of the parent is closed in the
+//! child, whether or not it was opened close-on-exec, as Python's spawn does.
+//!
+//! ## Who can make a spawned child run what (the threat model)
+//!
+//! A spawned child learns what to run from its environment (`SHMPROC_CHILD`) and an
+//! inherited descriptor, and whoever can set a process's environment and descriptors
+//! could write such a job. So [`init`] (in fact a constructor that runs before `main`)
+//! trusts a job for where it came from, not for what it says: the child's parent process
+//! must run this same executable image (its `/proc/<ppid>/exe` has the identity of the
+//! child's own executable, and the job names it too), and must still be the parent after
+//! the check. The parent's `start()` waits (at most 30 s, less if the child dies) until
+//! the child has checked the job and acknowledged it on a pipe passed in the job, so a
+//! legitimate parent is alive during the check even if its program exits right after
+//! `start()`. A job handed over by any other program (a shell, a script exec'ing the
+//! binary with `SHMPROC_CHILD` and a descriptor) is refused: the child exits with code 1
+//! and a message on stderr, and the target never runs.
+//!
+//! * **Whoever can set a process's environment and descriptors can run only the
+//!   program's own code.** In a normal process, a forger needs code already running in
+//!   this executable to have a job accepted, and can then run any spawn target with
+//!   arguments of their choosing: nothing that `LD_PRELOAD` or `ptrace` would not give
+//!   them already.
+//! * **In a secure-execution process** (`getauxval(AT_SECURE)`: a setuid or setgid program
+//!   run by another user, or one with file capabilities) a job is never read: `init()`
+//!   removes `SHMPROC_CHILD` and returns, and `main` runs as usual. Only `main` can run
+//!   there. Spawning from such a process fails at [`Process::start`] (and a spawn `Pool`
+//!   at creation) with [`Error::Spawn`]; the fork start method works.
+//!
+//! The check reads `/proc/<ppid>/exe`, so a parent that made itself non-dumpable
+//! (`PR_SET_DUMPABLE` 0) cannot spawn: its children refuse their jobs, and `start()`
+//! returns [`Error::Spawn`].
 //!
 //! # Spawned children inside `cargo test`
 //!
@@ -358,8 +395,11 @@ impl Process {
     ///
     /// [`Error::InvalidState`] when called a second time, or in a spawned child whose
     /// `main` did not call [`init`] first; [`Error::Handle`] or
-    /// [`Error::Codec`] when spawn cannot serialize the args; [`Error::Io`] when `fork`,
-    /// `execve` or a pipe fails. After an error the process can be started again.
+    /// [`Error::Codec`] when spawn cannot serialize the args; [`Error::Spawn`] for spawn
+    /// in a secure-execution (setuid, setgid, file-capability) process, or when the
+    /// spawned child exited or hung before it accepted its job (the target never ran;
+    /// the child was reaped); [`Error::Io`] when `fork`, `execve` or a pipe fails. After
+    /// an error the process can be started again.
     pub fn start(&mut self) -> Result<()> {
         if !matches!(*self.state(), State::New) {
             return Err(Error::InvalidState("a process can be started only once"));
@@ -588,6 +628,11 @@ pub(crate) fn exit_child(code: i32) -> ! {
 /// Call this first in `main`: in a child started with [`StartMethod::Spawn`] it runs the
 /// child's target and exits the process; in every other process it returns at once.
 /// The crate root offers it as `shmproc::init` too.
+///
+/// The job was already read and checked before `main`: a job that was not handed over by
+/// a parent process of this same executable ends the process with exit code 1 there. In
+/// a secure-execution process (setuid, setgid, file capabilities) the job is ignored and
+/// `init()` returns. See the [module docs](self#who-can-make-a-spawned-child-run-what-the-threat-model).
 pub fn init() {
     spawn::run_if_child();
 }
@@ -618,5 +663,52 @@ mod tests {
         p.join_timeout(Duration::MAX).unwrap();
         drop(done);
         assert_eq!(p.exitcode(), Some(4));
+    }
+}
+
+/// Spawn jobs made by hand, for the tests of the spawn bootstrap's defences (a job handed
+/// to the executable by another program, a job pairing a target with the trampoline of
+/// other types). Not part of the stable API.
+#[doc(hidden)]
+pub mod job_testing {
+    use std::os::fd::RawFd;
+
+    use serde::{de::DeserializeOwned, Serialize};
+
+    use crate::error::{Error, Result};
+    use crate::sys::proc::{self, EntryPoint};
+
+    fn plain_args<A: Serialize>(args: &A) -> Result<Vec<u8>> {
+        let (bytes, fds) = crate::handoff::encode_for_spawn(args)?;
+        if !fds.is_empty() {
+            return Err(Error::InvalidState("job_testing args cannot hold handles"));
+        }
+        Ok(bytes)
+    }
+
+    /// The bytes of the job `start()` would write for `target(args)`, naming `ack` as the
+    /// acknowledgement descriptor. `args` must not hold shmproc handles.
+    pub fn job_bytes<A, R>(target: fn(A) -> R, args: &A, ack: RawFd) -> Result<Vec<u8>>
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        let entry = EntryPoint::new::<A, R, super::spawn::SpawnRunner>(target)?;
+        Ok(proc::job_bytes(&entry, ack, &[], &plain_args(args)?)?)
+    }
+
+    /// The bytes of a job pairing `target` (a `fn(B) -> S`) with the trampoline of
+    /// `fn(A) -> R` (the type of `_trampoline_of`) and args encoded as `A`, as only a
+    /// forger or a bug would write.
+    pub fn mismatched_job_bytes<A, R, B, S>(
+        _trampoline_of: fn(A) -> R,
+        target: fn(B) -> S,
+        args: &A,
+        ack: RawFd,
+    ) -> Result<Vec<u8>>
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        let entry = EntryPoint::mismatched::<A, R, super::spawn::SpawnRunner, B, S>(target)?;
+        Ok(proc::job_bytes(&entry, ack, &[], &plain_args(args)?)?)
     }
 }

@@ -3,19 +3,19 @@
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::handoff;
 use crate::sys;
-use crate::sys::proc::{self, ExecPlan, Runner};
+use crate::sys::proc::{self, Ack, Boot, ExecPlan, Runner, CHILD_ENV};
 
 use super::{flush_stdio, run_catching, Job};
 
-/// The environment variable that marks a spawned child. Its value is only the number of
-/// the inherited descriptor (a memfd) holding the job; the arguments travel in there.
-pub(super) const CHILD_ENV: &str = "SHMPROC_CHILD";
+/// How long `start()` waits for a spawned child to load and accept its job.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs a target in a spawned child: decodes its args (adopting the passed descriptors),
 /// calls it, catches a panic.
@@ -35,21 +35,35 @@ impl<A: DeserializeOwned, R> Runner<A, R> for SpawnRunner {
 
 /// Whether this process is a spawned child whose `main` has not called `init()` yet.
 pub(super) fn uninitialised_child() -> bool {
-    std::env::var_os(CHILD_ENV).is_some()
+    proc::uninitialised_child()
 }
 
+/// Why spawn is refused in a secure-execution process.
+const SECURE_REFUSAL: &str = "spawn is refused in a secure-execution process (setuid, setgid or \
+    file capabilities: AT_SECURE); a re-executed child could not trust its job there. Use \
+    StartMethod::Fork";
+
 /// Spawns a child that runs `job`: encodes it (the args are serialized, their shared
-/// handles' descriptors listed), writes it to a memfd, forks and re-executes this binary.
-/// Returns the child's pid once it has called `execve`; then drops the parent's copy of
-/// the args.
+/// handles' descriptors listed), writes it to a memfd, forks and re-executes this binary,
+/// and waits until the child has checked and accepted the job (it acknowledges on a pipe
+/// passed in the job). Returns the child's pid; then drops the parent's copy of the args.
 pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32> {
+    if proc::secure_execution() {
+        return Err(Error::Spawn(SECURE_REFUSAL.into()));
+    }
     let parts = job
         .as_ref()
         .ok_or(Error::InvalidState("the process has nothing to run"))?;
     let (entry, bytes, fds) = parts.spawn_parts()?;
-    let job_fd = proc::write_job(&entry, &fds, &bytes)?;
+    // Held from here across fork so that no other child of ours inherits the
+    // acknowledgement pipe's write end (which must close when this child exits) or the
+    // exec-error pipe.
+    let guard = handoff::ForkGuard::acquire();
+    let (ack_r, ack_w) = sys::pipe()?;
+    let job_fd = proc::write_job(&entry, ack_w.as_raw_fd(), &fds, &bytes)?;
     let mut keep = fds;
     keep.push(job_fd.as_raw_fd());
+    keep.push(ack_w.as_raw_fd());
 
     let mut argv: Vec<OsString> = std::env::args_os().collect();
     if argv.is_empty() {
@@ -62,37 +76,58 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
     let plan = ExecPlan::current_exe(argv, env, keep)?;
 
     let parent = sys::getpid();
-    // Held across fork so that no other child of ours inherits the exec-error pipe.
-    let guard = handoff::ForkGuard::acquire();
     let pending = proc::spawn_fork(&plan, daemon.then_some(parent));
+    drop(ack_w);
     drop(guard);
     let pid = pending?.wait_exec()?;
     drop(job_fd);
+    match proc::wait_ack(&ack_r, ACK_TIMEOUT) {
+        Ok(Ack::Accepted) => {}
+        outcome => {
+            // The child has not run its target and never will: end it, report why.
+            let timed_out = matches!(outcome, Ok(Ack::TimedOut));
+            if !matches!(outcome, Ok(Ack::Gone)) {
+                let _ = proc::send_signal(pid, proc::Signal::Kill);
+            }
+            let code = proc::wait_exitcode(pid, true).ok().flatten();
+            outcome?;
+            return Err(Error::Spawn(if timed_out {
+                format!(
+                    "the spawned child {pid} did not accept its job within {ACK_TIMEOUT:?}; it was killed"
+                )
+            } else {
+                format!(
+                    "the spawned child {pid} exited (exit code {}) before accepting its job; its stderr says why",
+                    code.map_or("unknown".to_string(), |c| c.to_string())
+                )
+            }));
+        }
+    }
     // The child has its own copies of the descriptors now; drop the args normally.
     drop(job.take());
     Ok(pid)
 }
 
-/// In a spawned child (marked by [`CHILD_ENV`]): runs the job and exits. Otherwise
-/// returns at once.
+/// In a spawned child (marked by [`CHILD_ENV`]): runs the job the bootstrap accepted and
+/// exits. Otherwise returns at once; in a secure-execution process it ignores the job.
 pub(super) fn run_if_child() {
-    let Some(value) = std::env::var_os(CHILD_ENV) else {
-        return;
+    let job = match proc::take_boot() {
+        Boot::NotChild => return,
+        Boot::Secure => {
+            eprintln!(
+                "shmproc: ignoring {CHILD_ENV}: this process runs in secure-execution mode \
+                 (setuid, setgid or file capabilities), where spawn jobs are not trusted"
+            );
+            return;
+        }
+        Boot::Job(job) => job,
     };
-    // Grandchildren started with std::process::Command must not see it; ours set their own.
-    std::env::remove_var(CHILD_ENV);
-    let code = match value.to_str().and_then(|s| s.parse::<RawFd>().ok()) {
-        None => {
-            eprintln!("shmproc: {CHILD_ENV} does not name a descriptor");
+    let code = match proc::run_job(job) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shmproc: spawned child refused its job: {e}");
             1
         }
-        Some(n) => match proc::adopt_job_fd(n).and_then(proc::run_job) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("shmproc: spawned child could not run its job: {e}");
-                1
-            }
-        },
     };
     flush_stdio();
     std::process::exit(code)

@@ -7,20 +7,29 @@
 //!
 //! # Finding a target in a spawned child
 //!
-//! A spawned child is a fresh `execve` of `/proc/self/exe`, so code addresses differ from
-//! the parent's only by the load address (ASLR moves the whole image). The parent records
-//! the offsets, from a fixed anchor function, of a monomorphized trampoline
-//! (`trampoline::<A, R, X>`) and of the target `fn(A) -> R`; the child adds its own
-//! anchor address back. The job also carries the identity of the executable (device,
-//! inode, size, modification time of `/proc/self/exe`) and a checksum; the child refuses
-//! a job for another executable, so a mismatch is an error, never a jump into garbage.
+//! A spawned child is a fresh `execve` of the current executable, so code addresses
+//! differ from the parent's only by the load address (ASLR moves the whole image). The
+//! parent records the offsets, from a fixed anchor function, of a monomorphized
+//! trampoline (`trampoline::<A, R, X>`) and of the target `fn(A) -> R`, with a
+//! fingerprint of the trampoline's types; the child adds its own anchor address back, and
+//! the trampoline compares the fingerprint with its own before it calls anything.
+//!
+//! # Trusting a job
+//!
+//! A job's fields are public information (the executable's `stat`, its symbol table), so
+//! the child trusts a job for where it came from, not for what it says: before `main`
+//! ([`boot`], from an `.init_array` constructor) it checks that its parent process runs
+//! this same executable image and is still its parent, and only then acknowledges the job
+//! on a pipe the parent's `start()` waits on. In a secure-execution process
+//! (`AT_SECURE`: setuid, setgid, file capabilities) it does not read the job at all.
 
 use std::ffi::{CString, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::cvt;
@@ -310,12 +319,15 @@ pub(crate) struct ExecPlan {
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const libc::c_char>,
     keep_fds: Vec<RawFd>,
+    /// One past the highest descriptor number the child may hold (the soft
+    /// `RLIMIT_NOFILE`), for kernels without `close_range`.
+    fd_limit: RawFd,
 }
 
 impl ExecPlan {
     /// Plans `execve(<current executable>, argv, env)`, keeping `keep_fds` open across it
-    /// (their close-on-exec flag is cleared in the child only). Entries containing a NUL
-    /// byte are an `InvalidInput` error.
+    /// (their close-on-exec flag is cleared in the child only) and no other descriptor
+    /// above 2. Entries containing a NUL byte are an `InvalidInput` error.
     pub(crate) fn current_exe(
         argv: Vec<OsString>,
         env: Vec<(OsString, OsString)>,
@@ -349,6 +361,12 @@ impl ExecPlan {
         argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<_> = envp.iter().map(|a| a.as_ptr()).collect();
         envp_ptrs.push(std::ptr::null());
+        let fd_limit =
+            match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+                // Linux's default ceiling (fs.nr_open) on descriptor numbers.
+                Ok((soft, _)) => soft.min(1 << 20) as RawFd,
+                Err(_) => 1 << 20,
+            };
         Ok(ExecPlan {
             path,
             _argv: argv,
@@ -356,6 +374,7 @@ impl ExecPlan {
             _envp: envp,
             envp_ptrs,
             keep_fds,
+            fd_limit,
         })
     }
 }
@@ -368,8 +387,10 @@ pub(crate) struct PendingExec {
 
 /// Forks a child that immediately `execve`s `plan`. Between the two it only: arms the
 /// parent-death signal when `daemon_parent` is given ([`die_with_parent`]), restores
-/// SIGTERM ([`reset_child_signals`]), clears close-on-exec on the descriptors to keep,
-/// and on failure reports `errno` through a close-on-exec pipe and `_exit(127)`s.
+/// SIGTERM ([`reset_child_signals`]), marks every descriptor above 2 close-on-exec
+/// ([`cloexec_from_3`]: as Python's spawn, only the descriptors the child needs cross
+/// `execve`) and clears the flag on the descriptors to keep, and on failure reports
+/// `errno` through a close-on-exec pipe and `_exit(127)`s.
 ///
 /// Take the process-wide fork lock around this call, so that no other child of ours is
 /// forked while the error pipe's write end exists in the parent; then call
@@ -383,6 +404,7 @@ pub(crate) fn spawn_fork(plan: &ExecPlan, daemon_parent: Option<u32>) -> io::Res
                 die_with_parent(parent);
             }
             reset_child_signals();
+            cloexec_from_3(plan.fd_limit);
             let mut errno = 0;
             for &fd in &plan.keep_fds {
                 if super::set_cloexec(fd, false).is_err() {
@@ -410,6 +432,41 @@ pub(crate) fn spawn_fork(plan: &ExecPlan, daemon_parent: Option<u32>) -> io::Res
         Forked::Parent(pid) => {
             drop(err_w);
             Ok(PendingExec { pid, err_r })
+        }
+    }
+}
+
+/// `CLOSE_RANGE_CLOEXEC` (Linux 5.11): mark the range close-on-exec instead of closing it.
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+
+/// Marks every descriptor from 3 up close-on-exec: one `close_range(3, ~0,
+/// CLOSE_RANGE_CLOEXEC)` (Linux 5.11+), else [`cloexec_below`] up to `fd_limit`.
+/// Async-signal-safe, no allocation: for the child between `fork` and `execve`.
+fn cloexec_from_3(fd_limit: RawFd) {
+    // SAFETY: close_range with integer arguments only touches this process's fd table.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if res != 0 {
+        cloexec_below(fd_limit);
+    }
+}
+
+/// Marks every open descriptor in `3..fd_limit` close-on-exec, one `fcntl` at a time (the
+/// fallback for kernels without `CLOSE_RANGE_CLOEXEC`). Async-signal-safe.
+fn cloexec_below(fd_limit: RawFd) {
+    for fd in 3..fd_limit {
+        // SAFETY: fcntl F_GETFD/F_SETFD on an fd number; EBADF when it is not open.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
         }
     }
 }
@@ -456,8 +513,7 @@ impl PendingExec {
 // Finding a function again in a re-executed image
 // ---------------------------------------------------------------------------------------
 
-/// Identity of the running executable: device, inode, size and modification time of
-/// `/proc/self/exe`.
+/// Identity of an executable file: device, inode, size and modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ImageId {
     dev: u64,
@@ -467,19 +523,27 @@ struct ImageId {
     mtime_nsec: i64,
 }
 
+impl ImageId {
+    /// The identity of the file `path` leads to (following links, as `/proc/<pid>/exe`).
+    fn of(path: &str) -> io::Result<ImageId> {
+        let m = std::fs::metadata(path)?;
+        Ok(ImageId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
+    }
+}
+
+/// The identity of the running executable (`/proc/self/exe`).
 fn image_id() -> io::Result<ImageId> {
     static ID: OnceLock<ImageId> = OnceLock::new();
     if let Some(id) = ID.get() {
         return Ok(*id);
     }
-    let m = std::fs::metadata("/proc/self/exe")?;
-    let id = ImageId {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
-    };
+    let id = ImageId::of("/proc/self/exe")?;
     Ok(*ID.get_or_init(|| id))
 }
 
@@ -503,8 +567,43 @@ fn object_base(addr: usize) -> Option<usize> {
     (ok != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
 }
 
-/// The type of every trampoline: (target address, encoded args, inherited fds) → exit code.
-type Trampoline = fn(usize, &[u8], &[RawFd]) -> i32;
+/// FNV-1a, 64 bits: a checksum against corruption and a type fingerprint. Not keyed and
+/// not a defence against forgery (anyone can compute it); see [`check_parent`] for that.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_more(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+fn fnv1a_more(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The fingerprint of a trampoline's type parameters: a hash of the type names of `A`,
+/// `R` and `X` and of the sizes and alignments of `A` and `R`. A job or a call entry
+/// carries the fingerprint of the trampoline it names, and the trampoline compares it
+/// with its own before it reinterprets the target address as a `fn(A) -> R`: a target
+/// paired with the trampoline of another type is an error, never a call. Both sides run
+/// the same executable, so the names are the same strings.
+fn type_fingerprint<A, R, X>() -> u64 {
+    let mut h = fnv1a(std::any::type_name::<(A, R, X)>().as_bytes());
+    let layout = [
+        std::mem::size_of::<A>(),
+        std::mem::align_of::<A>(),
+        std::mem::size_of::<R>(),
+        std::mem::align_of::<R>(),
+    ];
+    for v in layout {
+        h = fnv1a_more(h, &(v as u64).to_le_bytes());
+    }
+    h
+}
+
+/// The type of every spawn trampoline: (type fingerprint, target address, encoded args,
+/// inherited fds) → exit code, or [`JobError::TypeMismatch`] without calling anything.
+type Trampoline = fn(u64, usize, &[u8], &[RawFd]) -> Result<i32, JobError>;
 
 /// What runs a target in a spawned child, given the decoded pieces. Implemented by the
 /// `process` module (decoding args, catching panics); generic so that the trampoline that
@@ -514,64 +613,106 @@ pub(crate) trait Runner<A, R> {
     fn run(target: fn(A) -> R, args: &[u8], fds: &[RawFd]) -> i32;
 }
 
-fn trampoline<A, R, X: Runner<A, R>>(target: usize, args: &[u8], fds: &[RawFd]) -> i32 {
+fn trampoline<A, R, X: Runner<A, R>>(
+    fingerprint: u64,
+    target: usize,
+    args: &[u8],
+    fds: &[RawFd],
+) -> Result<i32, JobError> {
+    if fingerprint != type_fingerprint::<A, R, X>() {
+        return Err(JobError::TypeMismatch);
+    }
     // SAFETY: this trampoline is only ever named by `EntryPoint::new::<A, R, X>`, which
-    // records it together with the address (as an offset) of a `fn(A) -> R`. `run_job`
-    // calls it only after checking that the job was made for this very executable, so
-    // `target` is that function's address relocated into this image; a fn pointer and a
-    // usize have the same size and `target` is non-null.
+    // records it together with the address (as an offset) of a `fn(A) -> R` and the
+    // fingerprint of `(A, R, X)`, checked just above. `run_job` gets here only for a job
+    // that a parent process running this same executable wrote with `write_job` and is
+    // waiting on (`check_parent`; the identity of the image checked), relocated into this
+    // image (offsets from the anchor do not change when the loader moves the image), so
+    // `target` is that function's address; a fn pointer and a usize have the same size
+    // and `target` is non-null.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
-    X::run(f, args, fds)
+    Ok(X::run(f, args, fds))
 }
 
 /// A target and its trampoline, as offsets from the anchor, valid in any process running
-/// the same executable.
+/// the same executable, with the trampoline's type fingerprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct EntryPoint {
     trampoline: i64,
     target: i64,
+    fingerprint: u64,
+}
+
+/// Offsets from the anchor of a trampoline and a target, or `Unsupported` when either
+/// lives outside the loaded object that holds shmproc (a function in another shared
+/// library cannot be found by offset).
+fn offsets(tramp: usize, target: usize) -> io::Result<(i64, i64)> {
+    let anchor = anchor_addr();
+    let base = object_base(anchor);
+    if object_base(target) != base || object_base(tramp) != base {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the target function is not in the same executable as shmproc; a spawned process cannot find it",
+        ));
+    }
+    let off = |a: usize| (a as i64).wrapping_sub(anchor as i64);
+    Ok((off(tramp), off(target)))
+}
+
+/// The addresses in this image of a trampoline and a target given as offsets, when both
+/// lie inside the loaded object that holds the anchor.
+fn relocate(trampoline: i64, target: i64) -> Result<(usize, usize), JobError> {
+    let anchor = anchor_addr();
+    let tramp = (anchor as i64).wrapping_add(trampoline) as usize;
+    let target = (anchor as i64).wrapping_add(target) as usize;
+    let base = object_base(anchor);
+    if tramp == 0 || target == 0 || object_base(tramp) != base || object_base(target) != base {
+        return Err(JobError::Malformed("entry point outside the executable"));
+    }
+    Ok((tramp, target))
 }
 
 impl EntryPoint {
     /// Records `target` with the trampoline for its types. Fails when the target does not
-    /// live in the same loaded object as this crate (a function in another shared library
-    /// cannot be found by offset).
+    /// live in the same loaded object as this crate.
     pub(crate) fn new<A, R, X: Runner<A, R>>(target: fn(A) -> R) -> io::Result<EntryPoint> {
-        let anchor = anchor_addr();
         let tramp = trampoline::<A, R, X> as Trampoline as usize;
-        let target = target as usize;
-        let base = object_base(anchor);
-        if object_base(target) != base || object_base(tramp) != base {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the target function is not in the same executable as shmproc; spawn cannot find it",
-            ));
-        }
-        let off = |a: usize| (a as i64).wrapping_sub(anchor as i64);
+        let (trampoline, target) = offsets(tramp, target as usize)?;
         Ok(EntryPoint {
-            trampoline: off(tramp),
-            target: off(target),
+            trampoline,
+            target,
+            fingerprint: type_fingerprint::<A, R, X>(),
+        })
+    }
+
+    /// Records `target` with the trampoline of *other* types, as only a forger (or a bug)
+    /// would: for the tests that show the trampoline refuses it.
+    pub(crate) fn mismatched<A, R, X: Runner<A, R>, B, S>(
+        target: fn(B) -> S,
+    ) -> io::Result<EntryPoint> {
+        let tramp = trampoline::<A, R, X> as Trampoline as usize;
+        let (trampoline, target) = offsets(tramp, target as usize)?;
+        Ok(EntryPoint {
+            trampoline,
+            target,
+            fingerprint: type_fingerprint::<B, S, X>(),
         })
     }
 }
 
 const JOB_MAGIC: [u8; 8] = *b"SHMPJOB\x01";
-const JOB_VERSION: u32 = 1;
+const JOB_VERSION: u32 = 2;
 const MAX_JOB_FDS: usize = 1 << 16;
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Writes a spawn job into a new memfd (close-on-exec; the caller keeps it open across
-/// `execve` and passes its number to the child): magic, version, executable identity,
-/// entry point, the descriptors to adopt, the encoded args, and a checksum.
-pub(crate) fn write_job(entry: &EntryPoint, fds: &[RawFd], args: &[u8]) -> io::Result<OwnedFd> {
+/// The bytes of a spawn job: magic, version, executable identity, entry point (two
+/// offsets and the type fingerprint), the number of the pipe to acknowledge on, the
+/// descriptors to adopt, the encoded args, and a checksum (against corruption only).
+pub(crate) fn job_bytes(
+    entry: &EntryPoint,
+    ack: RawFd,
+    fds: &[RawFd],
+    args: &[u8],
+) -> io::Result<Vec<u8>> {
     if fds.len() > MAX_JOB_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -579,7 +720,7 @@ pub(crate) fn write_job(entry: &EntryPoint, fds: &[RawFd], args: &[u8]) -> io::R
         ));
     }
     let id = image_id()?;
-    let mut buf = Vec::with_capacity(96 + fds.len() * 4 + args.len());
+    let mut buf = Vec::with_capacity(112 + fds.len() * 4 + args.len());
     buf.extend_from_slice(&JOB_MAGIC);
     buf.extend_from_slice(&JOB_VERSION.to_le_bytes());
     for v in [id.dev, id.ino, id.size] {
@@ -588,6 +729,8 @@ pub(crate) fn write_job(entry: &EntryPoint, fds: &[RawFd], args: &[u8]) -> io::R
     for v in [id.mtime, id.mtime_nsec, entry.trampoline, entry.target] {
         buf.extend_from_slice(&v.to_le_bytes());
     }
+    buf.extend_from_slice(&entry.fingerprint.to_le_bytes());
+    buf.extend_from_slice(&ack.to_le_bytes());
     buf.extend_from_slice(&(fds.len() as u32).to_le_bytes());
     for fd in fds {
         buf.extend_from_slice(&fd.to_le_bytes());
@@ -596,6 +739,18 @@ pub(crate) fn write_job(entry: &EntryPoint, fds: &[RawFd], args: &[u8]) -> io::R
     buf.extend_from_slice(args);
     let sum = fnv1a(&buf);
     buf.extend_from_slice(&sum.to_le_bytes());
+    Ok(buf)
+}
+
+/// Writes a spawn job ([`job_bytes`]) into a new memfd (close-on-exec; the caller keeps
+/// it open across `execve` and passes its number to the child).
+pub(crate) fn write_job(
+    entry: &EntryPoint,
+    ack: RawFd,
+    fds: &[RawFd],
+    args: &[u8],
+) -> io::Result<OwnedFd> {
+    let buf = job_bytes(entry, ack, fds, args)?;
     let fd = super::memfd_create(c"shmproc-job")?;
     let mut file = std::fs::File::from(fd);
     file.write_all(&buf)?;
@@ -611,6 +766,11 @@ pub(crate) enum JobError {
     Malformed(&'static str),
     /// The job was written by another executable.
     OtherExecutable,
+    /// The process that started this one is not a process of this executable still
+    /// waiting for it: the job is not trusted.
+    Untrusted(String),
+    /// The entry point pairs a target with the trampoline of other types.
+    TypeMismatch,
 }
 
 impl std::fmt::Display for JobError {
@@ -621,6 +781,13 @@ impl std::fmt::Display for JobError {
             JobError::OtherExecutable => {
                 f.write_str("the spawn job was made by another executable than this one")
             }
+            JobError::Untrusted(why) => write!(
+                f,
+                "refusing a spawn job not handed over by a parent process of this same executable: {why}"
+            ),
+            JobError::TypeMismatch => f.write_str(
+                "the spawn job pairs its target with the trampoline of other types (type fingerprint mismatch)",
+            ),
         }
     }
 }
@@ -637,24 +804,26 @@ impl<'a> Cursor<'a> {
         Ok(head)
     }
     fn u32(&mut self) -> Result<u32, JobError> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Result<u64, JobError> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        let b = self.take(8)?;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(b);
+        Ok(u64::from_le_bytes(w))
     }
     fn i64(&mut self) -> Result<i64, JobError> {
         Ok(self.u64()? as i64)
     }
 }
 
-/// A validated job read in the spawned child.
-struct Job {
+/// A job read in the spawned child; run it with [`run_job`].
+#[derive(Debug)]
+pub(crate) struct Job {
     id: ImageId,
     entry: EntryPoint,
+    ack: RawFd,
     fds: Vec<RawFd>,
     args: Vec<u8>,
 }
@@ -664,7 +833,7 @@ fn parse_job(bytes: &[u8]) -> Result<Job, JobError> {
         return Err(JobError::Malformed("truncated"));
     }
     let (body, sum) = bytes.split_at(bytes.len() - 8);
-    if fnv1a(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+    if fnv1a(body) != Cursor(sum).u64()? {
         return Err(JobError::Malformed("checksum mismatch"));
     }
     let mut c = Cursor(body);
@@ -684,13 +853,15 @@ fn parse_job(bytes: &[u8]) -> Result<Job, JobError> {
     let entry = EntryPoint {
         trampoline: c.i64()?,
         target: c.i64()?,
+        fingerprint: c.u64()?,
     };
+    let ack = c.u32()? as RawFd;
     let nfds = c.u32()? as usize;
     if nfds > MAX_JOB_FDS {
         return Err(JobError::Malformed("too many descriptors"));
     }
     let fds = (0..nfds)
-        .map(|_| c.u32().map(|v| v as i32))
+        .map(|_| c.u32().map(|v| v as RawFd))
         .collect::<Result<Vec<_>, _>>()?;
     let len = usize::try_from(c.u64()?).map_err(|_| JobError::Malformed("args too long"))?;
     let args = c.take(len)?.to_vec();
@@ -700,57 +871,297 @@ fn parse_job(bytes: &[u8]) -> Result<Job, JobError> {
     Ok(Job {
         id,
         entry,
+        ack,
         fds,
         args,
     })
 }
 
-/// Takes ownership of the job descriptor whose number the parent put in the environment.
-/// Numbers 0–2 (the standard streams) and closed numbers are refused.
-pub(crate) fn adopt_job_fd(n: RawFd) -> Result<OwnedFd, JobError> {
+/// Takes ownership of a descriptor whose number the parent handed over (the job, the
+/// acknowledgement pipe). Numbers 0–2 (the standard streams) and closed numbers are
+/// refused.
+fn adopt_fd(n: RawFd, what: &'static str) -> Result<OwnedFd, JobError> {
     if n < 3 || !super::fd_is_open(n) {
-        return Err(JobError::Malformed("job descriptor is not open"));
+        return Err(JobError::Malformed(what));
     }
     super::own_inherited(n).map_err(JobError::Io)
 }
 
-/// In a spawned child: reads the job from its memfd, checks it was made by this
-/// executable, and runs it through its trampoline. Returns the exit code the runner chose.
-pub(crate) fn run_job(fd: OwnedFd) -> Result<i32, JobError> {
-    let file = std::fs::File::from(fd);
+/// Reads and parses the job in descriptor `n` (a memfd, or any readable file) and checks
+/// it names this executable.
+fn read_job(n: RawFd) -> Result<Job, JobError> {
+    let file = std::fs::File::from(adopt_fd(n, "the job descriptor is not open")?);
     let len = file.metadata().map_err(JobError::Io)?.len();
-    let len = usize::try_from(len).map_err(|_| JobError::Malformed("too long"))?;
-    let mut bytes = vec![0u8; len];
+    if len > (1 << 40) {
+        return Err(JobError::Malformed("too long"));
+    }
+    let mut bytes = vec![0u8; len as usize];
     // The parent's write left the shared file offset at the end: read by position.
     file.read_exact_at(&mut bytes, 0).map_err(JobError::Io)?;
     drop(file);
     let job = parse_job(&bytes)?;
-    drop(bytes);
     if job.id != image_id().map_err(JobError::Io)? {
         return Err(JobError::OtherExecutable);
     }
-    let anchor = anchor_addr();
-    let tramp = (anchor as i64).wrapping_add(job.entry.trampoline) as usize;
-    let target = (anchor as i64).wrapping_add(job.entry.target) as usize;
-    let base = object_base(anchor);
-    if object_base(tramp) != base || object_base(target) != base {
-        return Err(JobError::Malformed("entry point outside the executable"));
-    }
-    // SAFETY: `tramp` is the address of a `trampoline::<A, R, X>` instance, whose type
-    // is `Trampoline`: the job was written by `write_job` from an `EntryPoint::new` in a
-    // process running this same executable (same device, inode, size and mtime of
-    // /proc/self/exe, checked above, with the checksum guarding against corruption), and
-    // offsets from the anchor do not change when the loader moves the image.
-    let f = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
-    Ok(f(target, &job.args, &job.fds))
+    Ok(job)
 }
+
+/// Checks where a job came from: the parent of this process must be running this same
+/// executable image (its `/proc/<ppid>/exe` has the identity of our own `/proc/self/exe`,
+/// which the job names too) and must still be our parent afterwards (had it died, we
+/// would have been reparented and `getppid()` would have changed; a zombie parent cannot
+/// have been replaced by a process reusing its pid). A legitimate parent is alive here:
+/// `start()` waits for [`acknowledge`], which comes after this check.
+///
+/// Anybody can write a job that passes the other checks (its fields are public
+/// information), so this is what keeps other programs out: only a process of this
+/// executable can have its job run, and that already runs this executable's code.
+fn check_parent(job: &Job) -> Result<(), JobError> {
+    let own = image_id().map_err(JobError::Io)?;
+    if job.id != own {
+        return Err(JobError::OtherExecutable);
+    }
+    let ppid = getppid();
+    if ppid == 0 {
+        return Err(JobError::Untrusted(
+            "the parent process is outside this pid namespace".into(),
+        ));
+    }
+    let exe = format!("/proc/{ppid}/exe");
+    let parent = ImageId::of(&exe).map_err(|e| {
+        JobError::Untrusted(format!(
+            "cannot identify the executable of the parent process {ppid}: {e}"
+        ))
+    })?;
+    if parent != own {
+        let path = std::fs::read_link(&exe)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "another executable".into());
+        return Err(JobError::Untrusted(format!(
+            "the parent process {ppid} runs {path}, not this executable"
+        )));
+    }
+    if getppid() != ppid {
+        return Err(JobError::Untrusted(
+            "the parent process exited during the check".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The byte a child writes on its acknowledgement pipe once its job is validated.
+const ACK: u8 = b'A';
+
+/// Tells the parent, waiting in `start()`, that the job passed [`check_parent`]; closes
+/// the pipe. Refuses when nobody reads the pipe any more (the parent gave up).
+fn acknowledge(ack: RawFd) -> Result<(), JobError> {
+    let fd = adopt_fd(ack, "the acknowledgement descriptor is not open")?;
+    if super::peer_state(fd.as_fd()) == super::PeerState::Gone {
+        return Err(JobError::Untrusted(
+            "nobody waits for this child's acknowledgement".into(),
+        ));
+    }
+    std::fs::File::from(fd)
+        .write_all(&[ACK])
+        .map_err(|e| JobError::Untrusted(format!("acknowledging the job: {e}")))
+}
+
+/// How a spawned child's acknowledgement went, seen from the parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ack {
+    /// The child validated its job; it runs the target next.
+    Accepted,
+    /// The pipe closed without an acknowledgement: the child exited (or exec'd something
+    /// else) before validating its job. Its target never ran.
+    Gone,
+    /// No answer within the time allowed.
+    TimedOut,
+}
+
+/// In `start()`, after `execve`: waits at most `timeout` for the child's acknowledgement
+/// on the read end of the pipe whose write end was passed in the job.
+pub(crate) fn wait_ack(ack_r: &OwnedFd, timeout: Duration) -> io::Result<Ack> {
+    let mut b = [0u8; 1];
+    match read_exact_timeout(ack_r, &mut b, timeout) {
+        Ok(()) if b[0] == ACK => Ok(Ack::Accepted),
+        Ok(()) => Ok(Ack::Gone),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Ack::Gone),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(Ack::TimedOut),
+        Err(e) => Err(e),
+    }
+}
+
+/// In a spawned child: relocates the job's entry point into this image and runs it
+/// through its trampoline (which checks the type fingerprint first). Returns the exit
+/// code the runner chose.
+pub(crate) fn run_job(job: Job) -> Result<i32, JobError> {
+    let (tramp, target) = relocate(job.entry.trampoline, job.entry.target)?;
+    // SAFETY: `tramp` is the address of a `trampoline::<A, R, X>` instance, whose type
+    // is `Trampoline`: the job was written by `write_job` from an `EntryPoint::new` in the
+    // parent process, which runs this same executable and was alive and waiting for us
+    // when the job was checked (`check_parent`, before this job could reach `run_job`),
+    // and offsets from the anchor do not change when the loader moves the image. The
+    // trampoline checks the type fingerprint before it uses `target`.
+    let f = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+    f(job.entry.fingerprint, target, &job.args, &job.fds)
+}
+
+// ---------------------------------------------------------------------------------------
+// The spawn bootstrap: before `main`, in a process whose environment names a job
+// ---------------------------------------------------------------------------------------
+
+/// The environment variable that marks a spawned child. Its value is only the number of
+/// the inherited descriptor (a memfd) holding the job; the arguments travel in there.
+pub(crate) const CHILD_ENV: &str = "SHMPROC_CHILD";
+
+/// What the bootstrap found in this process.
+#[derive(Debug)]
+pub(crate) enum Boot {
+    /// Not a spawned child (or [`take_boot`] was already called).
+    NotChild,
+    /// The environment named a job, but this process runs in secure-execution mode
+    /// (setuid, setgid, file capabilities): the job was not even read.
+    Secure,
+    /// A job that passed every check, acknowledged to the parent; run it now.
+    Job(Job),
+}
+
+const NOT_CHILD: u8 = 0;
+const SECURE: u8 = 1;
+const AWAITING_INIT: u8 = 2;
+const INIT_CALLED: u8 = 3;
+
+static BOOT_ONCE: std::sync::Once = std::sync::Once::new();
+static BOOT_STATE: AtomicU8 = AtomicU8::new(NOT_CHILD);
+static BOOT_JOB: Mutex<Option<Job>> = Mutex::new(None);
+
+/// Whether the kernel started this process in secure-execution mode
+/// (`getauxval(AT_SECURE)`: a setuid or setgid program run by another user, or one with
+/// file capabilities). glibc ignores `LD_PRELOAD` then; shmproc ignores spawn jobs.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// The bootstrap (once per process): when [`CHILD_ENV`] is set, removes it from the
+/// environment (grandchildren must not see it); in secure-execution mode stops there;
+/// otherwise registers the [`exit_without_init`] hook, reads the job, checks it
+/// ([`read_job`], [`check_parent`]), acknowledges it to the waiting parent and keeps it
+/// for `init()`. A refused job ends the process with exit code 1 and a message on
+/// stderr: its target never runs, nor does `main`.
+///
+/// Runs before `main` from [`BOOT_CTOR`], so that the parent's `start()` returns as soon
+/// as the child is loaded, whether or not `main` calls `init()`; `init()` and `start()`
+/// call it too, in case the constructor did not run.
+pub(crate) fn boot() {
+    BOOT_ONCE.call_once(|| {
+        let Some(value) = std::env::var_os(CHILD_ENV) else {
+            return;
+        };
+        std::env::remove_var(CHILD_ENV);
+        if secure_execution() {
+            BOOT_STATE.store(SECURE, Ordering::SeqCst);
+            return;
+        }
+        BOOT_STATE.store(AWAITING_INIT, Ordering::SeqCst);
+        // SAFETY: registers a handler with the C signature atexit expects; it only reads
+        // an atomic, writes to fd 2 and calls _exit.
+        unsafe { libc::atexit(exit_without_init) };
+        let accepted = value
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+            .ok_or(JobError::Malformed(
+                "SHMPROC_CHILD does not name a descriptor",
+            ))
+            .and_then(read_job)
+            .and_then(|job| {
+                // Listed descriptors must not leak into processes this one starts before
+                // (or without) adopting them.
+                for &fd in &job.fds {
+                    if fd > 2 {
+                        let _ = super::set_cloexec(fd, true);
+                    }
+                }
+                check_parent(&job)?;
+                acknowledge(job.ack)?;
+                Ok(job)
+            });
+        match accepted {
+            Ok(job) => *BOOT_JOB.lock().unwrap_or_else(|e| e.into_inner()) = Some(job),
+            Err(e) => {
+                write_stderr(&format!("shmproc: spawned child refused its job: {e}\n"));
+                exit_now(1)
+            }
+        }
+    });
+}
+
+/// For `init()`: the bootstrap's outcome, handed out once. Marks `init()` as called.
+pub(crate) fn take_boot() -> Boot {
+    boot();
+    match BOOT_STATE.load(Ordering::SeqCst) {
+        SECURE => Boot::Secure,
+        AWAITING_INIT => {
+            BOOT_STATE.store(INIT_CALLED, Ordering::SeqCst);
+            match BOOT_JOB.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(job) => Boot::Job(job),
+                None => Boot::NotChild,
+            }
+        }
+        _ => Boot::NotChild,
+    }
+}
+
+/// Whether this is a spawned child whose `main` has not called `init()` (yet).
+pub(crate) fn uninitialised_child() -> bool {
+    boot();
+    BOOT_STATE.load(Ordering::SeqCst) == AWAITING_INIT
+}
+
+/// An `atexit` handler, registered in a spawned child: when the process exits without
+/// `main` ever calling `init()` (so the target never ran), says so and exits with code
+/// 1 instead of whatever `main` returned.
+extern "C" fn exit_without_init() {
+    if BOOT_STATE.load(Ordering::SeqCst) == AWAITING_INIT {
+        write_stderr(
+            "shmproc: spawned child's main did not call shmproc::init() first, so its target \
+             never ran; make shmproc::init() the first statement of main\n",
+        );
+        exit_now(1)
+    }
+}
+
+/// The C signature of an `.init_array` entry.
+type InitArrayFn =
+    extern "C" fn(libc::c_int, *const *const libc::c_char, *const *const libc::c_char);
+
+/// Runs [`boot`] before `main` (the dynamic loader calls every `.init_array` entry, as for
+/// C's `__attribute__((constructor))`), catching any panic (which must not unwind into
+/// the loader).
+extern "C" fn boot_ctor(
+    _argc: libc::c_int,
+    _argv: *const *const libc::c_char,
+    _envp: *const *const libc::c_char,
+) {
+    if std::panic::catch_unwind(boot).is_err() {
+        write_stderr("shmproc: the spawn bootstrap panicked\n");
+        exit_now(1)
+    }
+}
+
+/// The bootstrap's entry in `.init_array`; `#[used]` keeps it in every program that links
+/// shmproc.
+#[used]
+#[link_section = ".init_array"]
+static BOOT_CTOR: InitArrayFn = boot_ctor;
 
 // ---------------------------------------------------------------------------------------
 // Calling a function by offset, many times, in a long-lived worker (the pool)
 // ---------------------------------------------------------------------------------------
 
-/// The type of every call trampoline: (target address, input bytes, output buffer).
-type CallTrampoline = fn(usize, &[u8], &mut Vec<u8>);
+/// The type of every call trampoline: (type fingerprint, target address, input bytes,
+/// output buffer) → whether the fingerprint matched (nothing was called when not).
+type CallTrampoline = fn(u64, usize, &[u8], &mut Vec<u8>) -> bool;
 
 /// What a worker runs for one call, given the target and the encoded input: decodes the
 /// input, calls the target, appends the encoded outcome to `out`. Implemented by the
@@ -761,128 +1172,145 @@ pub(crate) trait Caller<A, R> {
     fn call(target: fn(A) -> R, input: &[u8], out: &mut Vec<u8>);
 }
 
-fn call_trampoline<A, R, X: Caller<A, R>>(target: usize, input: &[u8], out: &mut Vec<u8>) {
+fn call_trampoline<A, R, X: Caller<A, R>>(
+    fingerprint: u64,
+    target: usize,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
+    if fingerprint != type_fingerprint::<A, R, X>() {
+        return false;
+    }
     // SAFETY: this trampoline is only ever named by `CallEntry::new::<A, R, X>`, which
-    // records it together with the address (as an offset) of a `fn(A) -> R`.
-    // `CallEntry::call` relocates both into this image only for an entry that passed its
-    // checksum (keyed by this executable's identity) and whose addresses lie in this
-    // executable, so `target` is that function's address; a fn pointer and a usize have
-    // the same size and `target` is non-null.
+    // records it together with the address (as an offset) of a `fn(A) -> R` and the
+    // fingerprint of `(A, R, X)`, checked just above. `CallEntry::call` relocates both
+    // into this image only for an entry that passed its checksum (keyed by this
+    // executable's identity) and whose addresses lie in this executable, so `target` is
+    // that function's address; a fn pointer and a usize have the same size and `target`
+    // is non-null.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
-    X::call(f, input, out)
+    X::call(f, input, out);
+    true
 }
 
-fn thunk_trampoline(target: usize, _input: &[u8], _out: &mut Vec<u8>) {
+/// The fingerprint of [`thunk_trampoline`], which calls a plain `fn()`.
+fn thunk_fingerprint() -> u64 {
+    type_fingerprint::<(), (), fn()>()
+}
+
+fn thunk_trampoline(fingerprint: u64, target: usize, _input: &[u8], _out: &mut Vec<u8>) -> bool {
+    if fingerprint != thunk_fingerprint() {
+        return false;
+    }
     // SAFETY: named only by `CallEntry::thunk`, which records it with the address of a
-    // `fn()`; see `call_trampoline` for why `target` is that address in this image.
+    // `fn()` and the fingerprint checked above; see `call_trampoline` for why `target` is
+    // that address in this image.
     let f = unsafe { std::mem::transmute::<usize, fn()>(target) };
-    f()
+    f();
+    true
 }
 
-/// A function and the trampoline that calls it, as offsets from the anchor: valid in any
-/// process running the same executable (a forked or a spawned worker), and sent over a
-/// channel many times, unlike [`EntryPoint`] which starts a process once.
+/// A function and the trampoline that calls it, as offsets from the anchor, with the
+/// trampoline's type fingerprint: valid in any process running the same executable (a
+/// forked or a spawned worker), and sent over a channel many times, unlike
+/// [`EntryPoint`] which starts a process once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CallEntry {
     trampoline: i64,
     target: i64,
+    fingerprint: u64,
 }
 
 impl CallEntry {
     /// Bytes of [`to_wire`](Self::to_wire).
-    pub(crate) const WIRE_LEN: usize = 24;
+    pub(crate) const WIRE_LEN: usize = 32;
 
-    fn from_addrs(tramp: usize, target: usize) -> io::Result<CallEntry> {
-        let anchor = anchor_addr();
-        let base = object_base(anchor);
-        if object_base(target) != base || object_base(tramp) != base {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the function is not in the same executable as shmproc; a worker cannot find it",
-            ));
-        }
-        let off = |a: usize| (a as i64).wrapping_sub(anchor as i64);
+    fn from_addrs(tramp: usize, target: usize, fingerprint: u64) -> io::Result<CallEntry> {
+        let (trampoline, target) = offsets(tramp, target)?;
         Ok(CallEntry {
-            trampoline: off(tramp),
-            target: off(target),
+            trampoline,
+            target,
+            fingerprint,
         })
     }
 
     /// Records `target` with the trampoline that runs it through `X`.
     pub(crate) fn new<A, R, X: Caller<A, R>>(target: fn(A) -> R) -> io::Result<CallEntry> {
         let tramp = call_trampoline::<A, R, X> as CallTrampoline as usize;
-        Self::from_addrs(tramp, target as usize)
+        Self::from_addrs(tramp, target as usize, type_fingerprint::<A, R, X>())
     }
 
     /// Records a plain `fn()` (an initializer); [`call`](Self::call) runs it and ignores
     /// the input and output.
     pub(crate) fn thunk(target: fn()) -> io::Result<CallEntry> {
-        Self::from_addrs(thunk_trampoline as CallTrampoline as usize, target as usize)
+        let tramp = thunk_trampoline as CallTrampoline as usize;
+        Self::from_addrs(tramp, target as usize, thunk_fingerprint())
     }
 
-    fn checksum(trampoline: i64, target: i64) -> io::Result<u64> {
+    fn checksum(&self) -> io::Result<u64> {
         let id = image_id()?;
-        let mut b = Vec::with_capacity(72);
-        for v in [id.dev, id.ino, id.size] {
+        let mut b = Vec::with_capacity(64);
+        for v in [id.dev, id.ino, id.size, self.fingerprint] {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        for v in [id.mtime, id.mtime_nsec, trampoline, target] {
+        for v in [id.mtime, id.mtime_nsec, self.trampoline, self.target] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         Ok(fnv1a(&b))
     }
 
-    /// The entry as bytes: the two offsets and a checksum keyed by this executable's
-    /// identity.
+    /// The entry as bytes: the two offsets, the type fingerprint and a checksum keyed by
+    /// this executable's identity.
     pub(crate) fn to_wire(self) -> io::Result<[u8; Self::WIRE_LEN]> {
         let mut w = [0u8; Self::WIRE_LEN];
         w[..8].copy_from_slice(&self.trampoline.to_le_bytes());
         w[8..16].copy_from_slice(&self.target.to_le_bytes());
-        w[16..].copy_from_slice(&Self::checksum(self.trampoline, self.target)?.to_le_bytes());
+        w[16..24].copy_from_slice(&self.fingerprint.to_le_bytes());
+        w[24..].copy_from_slice(&self.checksum()?.to_le_bytes());
         Ok(w)
     }
 
     /// Reads an entry written by [`to_wire`](Self::to_wire) in a process running this
     /// same executable; `None` for anything else (short, corrupt, another executable).
     pub(crate) fn from_wire(w: &[u8]) -> Option<CallEntry> {
-        let w: &[u8; Self::WIRE_LEN] = w.get(..Self::WIRE_LEN)?.try_into().ok()?;
-        let word = |i: usize| i64::from_le_bytes(w[i..i + 8].try_into().expect("8 bytes"));
-        let (trampoline, target) = (word(0), word(8));
-        if Self::checksum(trampoline, target).ok()? != word(16) as u64 {
-            return None;
-        }
-        Some(CallEntry { trampoline, target })
+        let w = w.get(..Self::WIRE_LEN)?;
+        let mut c = Cursor(w);
+        let entry = CallEntry {
+            trampoline: c.i64().ok()?,
+            target: c.i64().ok()?,
+            fingerprint: c.u64().ok()?,
+        };
+        (entry.checksum().ok()? == c.u64().ok()?).then_some(entry)
     }
 
     /// Runs the target through its trampoline on `input`, appending to `out`.
     ///
     /// # Errors
     ///
-    /// When the entry's addresses fall outside this executable (then nothing runs).
+    /// When the entry's addresses fall outside this executable, or its type fingerprint
+    /// is not its trampoline's (then nothing runs).
     pub(crate) fn call(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), JobError> {
-        let anchor = anchor_addr();
-        let tramp = (anchor as i64).wrapping_add(self.trampoline) as usize;
-        let target = (anchor as i64).wrapping_add(self.target) as usize;
-        let base = object_base(anchor);
-        if tramp == 0 || target == 0 || object_base(tramp) != base || object_base(target) != base {
-            return Err(JobError::Malformed("entry point outside the executable"));
-        }
+        let (tramp, target) = relocate(self.trampoline, self.target)?;
         // SAFETY: a `CallEntry` exists only from `new`/`thunk` in this process, or from
         // `from_wire` on bytes whose checksum, keyed by this executable's identity,
         // matched: bytes written by `to_wire` in a process running this same executable
         // (a pool's parent, over a channel private to it and this worker). Offsets from
         // the anchor do not change when the loader moves the image, so `tramp` is the
         // address of a `call_trampoline::<A, R, X>` or of `thunk_trampoline`, both of
-        // type `CallTrampoline`.
+        // type `CallTrampoline`; each checks the type fingerprint before using `target`.
         let f = unsafe { std::mem::transmute::<usize, CallTrampoline>(tramp) };
-        f(target, input, out);
-        Ok(())
+        if f(self.fingerprint, target, input, out) {
+            Ok(())
+        } else {
+            Err(JobError::TypeMismatch)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::IntoRawFd;
 
     struct Echo;
     impl Runner<u32, u32> for Echo {
@@ -893,6 +1321,12 @@ mod tests {
 
     fn plus_one(x: u32) -> u32 {
         x + 1
+    }
+
+    static WIDE_RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    fn wide_target(_: (u64, u64, u64)) -> u32 {
+        WIDE_RAN.store(true, std::sync::atomic::Ordering::SeqCst);
+        0
     }
 
     struct Doubler;
@@ -906,6 +1340,10 @@ mod tests {
     static THUNK_RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     fn thunk_target() {
         THUNK_RAN.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn job_of(entry: &EntryPoint, fds: &[RawFd], args: &[u8]) -> Vec<u8> {
+        job_bytes(entry, 9, fds, args).unwrap()
     }
 
     #[test]
@@ -922,23 +1360,83 @@ mod tests {
             w[i] ^= 0x10;
             assert!(CallEntry::from_wire(&w).is_none(), "byte {i}");
         }
-        assert!(CallEntry::from_wire(&wire[..23]).is_none());
+        assert!(CallEntry::from_wire(&wire[..CallEntry::WIRE_LEN - 1]).is_none());
         let t = CallEntry::from_wire(&CallEntry::thunk(thunk_target).unwrap().to_wire().unwrap());
         t.unwrap().call(&[], &mut out).unwrap();
         assert!(THUNK_RAN.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
-    fn job_round_trips_through_a_memfd_and_runs() {
+    fn a_call_entry_pairing_a_target_with_another_types_trampoline_is_refused() {
+        // The trampoline of (u32, u32) with the address of a fn((u64, u64, u64)) -> u32,
+        // and the fingerprint of the target's types: the trampoline refuses it.
+        let right = CallEntry::new::<u32, u32, Doubler>(plus_one).unwrap();
+        let wide = wide_target as fn((u64, u64, u64)) -> u32 as usize;
+        let (_, target) = offsets(anchor_addr(), wide).unwrap();
+        let forged = CallEntry {
+            target,
+            fingerprint: type_fingerprint::<(u64, u64, u64), u32, Doubler>(),
+            ..right
+        };
+        let wire = forged.to_wire().unwrap();
+        let back = CallEntry::from_wire(&wire).unwrap();
+        let mut out = Vec::new();
+        assert!(matches!(
+            back.call(&20u32.to_le_bytes(), &mut out),
+            Err(JobError::TypeMismatch)
+        ));
+        assert!(out.is_empty());
+        assert!(!WIDE_RAN.load(std::sync::atomic::Ordering::SeqCst));
+        // A thunk's trampoline with a task's fingerprint, and the other way round.
+        let thunk = CallEntry::thunk(thunk_target).unwrap();
+        for bad in [
+            CallEntry {
+                fingerprint: right.fingerprint,
+                ..thunk
+            },
+            CallEntry {
+                fingerprint: thunk.fingerprint,
+                ..right
+            },
+        ] {
+            assert!(matches!(
+                bad.call(&20u32.to_le_bytes(), &mut out),
+                Err(JobError::TypeMismatch)
+            ));
+        }
+    }
+
+    #[test]
+    fn type_fingerprints_tell_types_apart() {
+        let a = type_fingerprint::<u32, u32, Echo>();
+        assert_eq!(a, type_fingerprint::<u32, u32, Echo>());
+        assert_ne!(a, type_fingerprint::<u64, u32, Echo>());
+        assert_ne!(a, type_fingerprint::<u32, i32, Echo>());
+        assert_ne!(a, type_fingerprint::<u32, u32, Doubler>());
+        assert_ne!(a, thunk_fingerprint());
+    }
+
+    #[test]
+    fn job_round_trips_and_runs() {
         let entry = EntryPoint::new::<u32, u32, Echo>(plus_one).unwrap();
-        let fd = write_job(&entry, &[], &41u32.to_le_bytes()).unwrap();
-        assert_eq!(run_job(fd).unwrap(), 42);
+        let job = parse_job(&job_of(&entry, &[], &41u32.to_le_bytes())).unwrap();
+        assert_eq!(job.ack, 9);
+        assert_eq!(run_job(job).unwrap(), 42);
+    }
+
+    #[test]
+    fn a_job_pairing_a_target_with_another_types_trampoline_is_refused() {
+        let entry =
+            EntryPoint::mismatched::<u32, u32, Echo, (u64, u64, u64), u32>(wide_target).unwrap();
+        let job = parse_job(&job_of(&entry, &[], &41u32.to_le_bytes())).unwrap();
+        assert!(matches!(run_job(job), Err(JobError::TypeMismatch)));
+        assert!(!WIDE_RAN.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
     fn corrupt_or_foreign_jobs_are_refused() {
         let entry = EntryPoint::new::<u32, u32, Echo>(plus_one).unwrap();
-        let fd = write_job(&entry, &[7], &41u32.to_le_bytes()).unwrap();
+        let fd = write_job(&entry, 9, &[7], &41u32.to_le_bytes()).unwrap();
         let file = std::fs::File::from(fd);
         let mut bytes = vec![0u8; file.metadata().unwrap().len() as usize];
         file.read_exact_at(&mut bytes, 0).unwrap();
@@ -959,10 +1457,60 @@ mod tests {
         other.extend_from_slice(&sum.to_le_bytes());
         let mut mfd = std::fs::File::from(crate::sys::memfd_create(c"t").unwrap());
         mfd.write_all(&other).unwrap();
-        assert!(matches!(
-            run_job(OwnedFd::from(mfd)),
-            Err(JobError::OtherExecutable)
-        ));
+        let n = OwnedFd::from(mfd).into_raw_fd();
+        assert!(matches!(read_job(n), Err(JobError::OtherExecutable)));
+        assert!(
+            !crate::sys::fd_is_open(n),
+            "read_job owns and closes the descriptor"
+        );
+        assert!(matches!(read_job(1), Err(JobError::Malformed(_))));
+    }
+
+    #[test]
+    fn only_a_parent_running_this_executable_is_trusted() {
+        let entry = EntryPoint::new::<u32, u32, Echo>(plus_one).unwrap();
+        let job = parse_job(&job_of(&entry, &[], &[])).unwrap();
+        // This test binary's parent is cargo (or a shell): not this executable.
+        match check_parent(&job) {
+            Err(JobError::Untrusted(why)) => assert!(why.contains("not this executable"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A forked child's parent is this process: trusted.
+        match fork().unwrap() {
+            Forked::Child => exit_now(if check_parent(&job).is_ok() { 0 } else { 3 }),
+            Forked::Parent(pid) => assert_eq!(wait_exitcode(pid, true).unwrap(), Some(0)),
+        }
+    }
+
+    #[test]
+    fn descriptors_above_stderr_are_marked_close_on_exec() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        set_cloexec_for_test(r.as_raw_fd(), false);
+        set_cloexec_for_test(w.as_raw_fd(), false);
+        for fallback in [false, true] {
+            match fork().unwrap() {
+                Forked::Child => {
+                    if fallback {
+                        cloexec_below(w.as_raw_fd().max(r.as_raw_fd()) + 1);
+                    } else {
+                        cloexec_from_3(0);
+                    }
+                    let ok = [r.as_raw_fd(), w.as_raw_fd()].iter().all(|&fd| {
+                        // SAFETY: F_GETFD on an open descriptor.
+                        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+                        flags >= 0 && flags & libc::FD_CLOEXEC != 0
+                    });
+                    exit_now(if ok { 0 } else { 3 })
+                }
+                Forked::Parent(pid) => {
+                    assert_eq!(wait_exitcode(pid, true).unwrap(), Some(0), "{fallback}")
+                }
+            }
+        }
+    }
+
+    fn set_cloexec_for_test(fd: RawFd, on: bool) {
+        crate::sys::set_cloexec(fd, on).unwrap();
     }
 
     #[test]
