@@ -405,7 +405,7 @@ impl Condition {
 
     /// A condition (with its own lock) whose queue has only `slots` slots, so that
     /// tests can reach the overflow mode.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn with_slots(slots: u32) -> Result<Condition> {
         let obj = Condition::create(slots)?;
         Ok(Condition {
