@@ -7,7 +7,8 @@
 //! crash. Its size is reserved up front with `fallocate` (a full tmpfs or memory cgroup
 //! is an error at creation, never a SIGBUS later) and sealed against shrinking, growing
 //! and resealing, so a peer cannot truncate it under a reader. A size over half of the
-//! memory left (see [`memory_limit`]) is refused before anything is reserved.
+//! memory left (see [`SizeLimit`]) is refused before anything is
+//! reserved.
 //!
 //! The named form (`shm_open`) serves unrelated processes: created with
 //! `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, under a 128-bit random name, and
