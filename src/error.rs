@@ -107,6 +107,37 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
+/// Which limit a size asked for at creation is over ([`Error::CapacityTooLarge`]).
+///
+/// Every region is checked before any of its memory is reserved: an anonymous memfd
+/// has no size limit of its own, and reserving more than the machine has would push
+/// other processes out (its pages are charged to nobody's RSS, so the OOM killer picks
+/// innocent ones). One region may take at most half of what is left.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeLimit {
+    /// The most this kind of object can hold (a ring's largest capacity, a queue's
+    /// largest number of slots, the address space).
+    Maximum,
+    /// Half of the memory the kernel reports available (`MemAvailable` in
+    /// `/proc/meminfo`) at creation.
+    MemAvailable,
+    /// Half of what the process's memory cgroup (or an enclosing one) has left:
+    /// `memory.max` minus `memory.current` (cgroup v2), or `memory.limit_in_bytes`
+    /// minus `memory.usage_in_bytes` (v1).
+    Cgroup,
+}
+
+impl fmt::Display for SizeLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SizeLimit::Maximum => "the most it can hold",
+            SizeLimit::MemAvailable => "half of MemAvailable",
+            SizeLimit::Cgroup => "half of what the memory cgroup has left",
+        })
+    }
+}
+
 /// The crate-wide error.
 #[non_exhaustive]
 #[derive(Debug)]
@@ -139,6 +170,19 @@ pub enum Error {
         /// The limit.
         max: u64,
     },
+    /// A size asked for at creation (a pipe's capacity, a queue's, an array's length)
+    /// cannot be had: it is over the most such an object can hold, or it needs more
+    /// shared memory than may be reserved now (see [`SizeLimit`]). Nothing was reserved.
+    CapacityTooLarge {
+        /// What was too large: `"pipe capacity"`, `"pipe"`, `"queue"`, `"shared array"`...
+        what: &'static str,
+        /// Bytes it needs (saturated at `u64::MAX` when that overflows).
+        requested: u64,
+        /// The limit it is over, in bytes.
+        limit: u64,
+        /// Which limit.
+        bound: SizeLimit,
+    },
     /// Encoding or decoding a value failed.
     Codec(String),
     /// A handle was serialized outside a process hand-off, or a hand-off failed.
@@ -170,6 +214,16 @@ impl fmt::Display for Error {
             Error::TooLarge { len, max } => {
                 write!(f, "message of {len} bytes exceeds the limit of {max} bytes")
             }
+            Error::CapacityTooLarge {
+                what,
+                requested,
+                limit,
+                bound,
+            } => write!(
+                f,
+                "{what} needs {requested} bytes of shared memory, over the limit of {limit} \
+                 bytes ({bound}); nothing was reserved"
+            ),
             Error::Codec(e) => write!(f, "codec error: {e}"),
             Error::Handle(e) => write!(f, "handle passing: {e}"),
             Error::InvalidState(e) => write!(f, "invalid state: {e}"),

@@ -5,10 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fork_child, serial, watchdog};
+use common::{fork_child, serial, watchdog, Child};
 use shmproc::{
-    Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock,
-    Semaphore, Value,
+    Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, LockGuard,
+    RLock, Semaphore, Value,
 };
 
 const T: Duration = Duration::from_secs(60);
@@ -482,6 +482,157 @@ fn condition_notify_wakes_a_process_waiting_for_a_predicate() {
     assert!(notified);
     drop(g);
     child.expect_success(T);
+}
+
+/// What a waiter process of [`cond_waiters`] reports in its entry of the results array.
+const NOTIFIED: u32 = 1;
+const TIMED_OUT: u32 = 2;
+/// `wait_timeout` said "timed out" before its timeout had passed.
+const EARLY: u32 = 3;
+
+/// Forks one process per timeout in `timeouts`; process `i` takes the lock, counts
+/// itself in `entered`, calls `wait_timeout(timeouts[i])` and records the outcome in
+/// `res[i]` (`NOTIFIED`, `TIMED_OUT` or `EARLY`).
+fn cond_waiters(
+    cond: &Condition,
+    timeouts: &[Duration],
+    entered: &Value<u32>,
+    res: &Array<u32>,
+) -> Vec<Child> {
+    timeouts
+        .iter()
+        .enumerate()
+        .map(|(i, &timeout)| {
+            let (c, e, r) = (cond.clone(), entered.clone(), res.clone());
+            fork_child(move || {
+                let g = c.lock().unwrap();
+                e.set(e.get() + 1);
+                let start = Instant::now();
+                let (g, notified) = c.wait_timeout(g, timeout).unwrap();
+                drop(g);
+                let outcome = match notified {
+                    true => NOTIFIED,
+                    false if start.elapsed() >= timeout => TIMED_OUT,
+                    false => EARLY,
+                };
+                r.lock().unwrap()[i] = outcome;
+                0
+            })
+        })
+        .collect()
+}
+
+/// Takes the condition's lock once `n` waiters have entered their wait (each counts
+/// itself under the lock, and `wait` queues it before it releases the lock).
+fn when_waiting<'a>(cond: &'a Condition, entered: &Value<u32>, n: u32) -> LockGuard<'a> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let g = cond.lock().unwrap();
+        if entered.get() == n {
+            return g;
+        }
+        drop(g);
+        assert!(Instant::now() < deadline, "waiters did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn outcomes(children: &mut [Child], res: &Array<u32>) -> Vec<u32> {
+    for c in children.iter_mut() {
+        c.expect_success(T);
+    }
+    let mut v = res.to_vec();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn one_notify_releases_exactly_one_of_two_waiting_processes_the_other_times_out() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let cond = Condition::new().unwrap();
+    let entered = Value::new(0u32).unwrap();
+    let res = Array::<u32>::new(2).unwrap();
+    let timeout = Duration::from_millis(1500);
+    let mut children = cond_waiters(&cond, &[timeout, timeout], &entered, &res);
+    let g = when_waiting(&cond, &entered, 2);
+    cond.notify();
+    drop(g);
+    // Python: the one not woken returns False after its timeout. It used to return
+    // true (the notify counter had changed).
+    assert_eq!(outcomes(&mut children, &res), [NOTIFIED, TIMED_OUT]);
+}
+
+#[test]
+fn notify_all_releases_every_waiting_process_and_notify_n_exactly_n() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let cond = Condition::new().unwrap();
+    let entered = Value::new(0u32).unwrap();
+    let res = Array::<u32>::new(3).unwrap();
+    let long = Duration::from_secs(30);
+    let mut children = cond_waiters(&cond, &[long; 3], &entered, &res);
+    let g = when_waiting(&cond, &entered, 3);
+    cond.notify_all();
+    drop(g);
+    assert_eq!(outcomes(&mut children, &res), [NOTIFIED; 3]);
+
+    let (entered, res) = (Value::new(0u32).unwrap(), Array::<u32>::new(3).unwrap());
+    let t = Duration::from_millis(1500);
+    let mut children = cond_waiters(&cond, &[t; 3], &entered, &res);
+    let g = when_waiting(&cond, &entered, 3);
+    cond.notify_n(2);
+    drop(g);
+    assert_eq!(
+        outcomes(&mut children, &res),
+        [NOTIFIED, NOTIFIED, TIMED_OUT]
+    );
+}
+
+#[test]
+fn a_notify_after_a_waiters_timeout_goes_to_the_next_waiter_not_to_the_withdrawn_one() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let cond = Condition::new().unwrap();
+    let entered = Value::new(0u32).unwrap();
+    let res = Array::<u32>::new(2).unwrap();
+    // The first in the queue gives up after 100 ms; the second would wait 30 s.
+    let mut first = cond_waiters(&cond, &[Duration::from_millis(100)], &entered, &res);
+    drop(when_waiting(&cond, &entered, 1));
+    let (e2, r2) = (Value::new(0u32).unwrap(), Array::<u32>::new(2).unwrap());
+    let mut second = cond_waiters(&cond, &[Duration::from_secs(30)], &e2, &r2);
+    drop(when_waiting(&cond, &e2, 1));
+    first[0].expect_success(T);
+    assert_eq!(res.to_vec()[0], TIMED_OUT);
+    {
+        let _g = cond.lock().unwrap();
+        cond.notify();
+    }
+    second[0].expect_success(T);
+    assert_eq!(r2.to_vec()[0], NOTIFIED);
+}
+
+#[test]
+fn a_waiter_sigkilled_while_waiting_takes_at_most_one_notify_with_it() {
+    let _s = serial();
+    let _w = watchdog(T);
+    let cond = Condition::new().unwrap();
+    let entered = Value::new(0u32).unwrap();
+    let res = Array::<u32>::new(2).unwrap();
+    let long = Duration::from_secs(30);
+    let mut victim = cond_waiters(&cond, &[long], &entered, &res);
+    drop(when_waiting(&cond, &entered, 1));
+    let (e2, r2) = (Value::new(0u32).unwrap(), Array::<u32>::new(2).unwrap());
+    let mut live = cond_waiters(&cond, &[long], &e2, &r2);
+    drop(when_waiting(&cond, &e2, 1));
+    victim[0].kill();
+    // The first notify reaches the dead waiter (documented); the second the live one.
+    for _ in 0..2 {
+        let _g = cond.lock().unwrap();
+        cond.notify();
+    }
+    live[0].expect_success(T);
+    assert_eq!(r2.to_vec()[0], NOTIFIED);
 }
 
 #[test]

@@ -55,6 +55,8 @@ pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// Default largest message: 4 GiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 4 << 30;
 const MIN_CAPACITY: usize = 256;
+/// Largest ring capacity in bytes (per direction), as `Spsc::valid_capacity` allows.
+const MAX_CAPACITY: u64 = 1 << 40;
 
 /// Namespace for [`Pipe::builder`].
 #[derive(Debug)]
@@ -85,8 +87,11 @@ pub struct PipeBuilder {
 }
 
 impl PipeBuilder {
-    /// Ring size in bytes (rounded up to a power of two, at least 256). Messages larger
-    /// than a quarter of it are streamed through it in pieces. Default 1 MiB.
+    /// Ring size in bytes (rounded up to a power of two, at least 256, at most 2^40).
+    /// Messages larger than a quarter of it are streamed through it in pieces. Default
+    /// 1 MiB. `build` fails with [`CapacityTooLarge`](Error::CapacityTooLarge) over 2^40,
+    /// or when the rings need more than half of the memory left (see
+    /// [`SizeLimit`](crate::SizeLimit)), before any of it is reserved.
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
         self
@@ -100,18 +105,18 @@ impl PipeBuilder {
     }
 
     fn ring_capacity(&self) -> Result<u64> {
+        // Rounding up must not overflow (`1 << 63` and up): over the maximum either way.
         let cap = self
             .capacity
             .max(MIN_CAPACITY)
             .checked_next_power_of_two()
-            .ok_or(Error::TooLarge {
-                len: self.capacity as u64,
-                max: 1 << 40,
-            })? as u64;
+            .map_or(u64::MAX, |c| c as u64);
         if !Spsc::valid_capacity(cap) {
-            return Err(Error::TooLarge {
-                len: cap,
-                max: 1 << 40,
+            return Err(Error::CapacityTooLarge {
+                what: "pipe capacity",
+                requested: self.capacity as u64,
+                limit: MAX_CAPACITY,
+                bound: crate::error::SizeLimit::Maximum,
             });
         }
         Ok(cap)

@@ -153,6 +153,17 @@ enum Taken {
 impl Shared {
     fn create(capacity: usize, joinable: bool) -> Result<Shared> {
         let cap = capacity as u64;
+        if cap > mpmc::MAX_CAPACITY {
+            // Checked before the size arithmetic: `memory_size` must not overflow.
+            return Err(Error::CapacityTooLarge {
+                what: "queue",
+                requested: cap
+                    .saturating_mul(mpmc::SLOT_SIZE as u64)
+                    .saturating_add(Mpmc::memory_size(0) as u64),
+                limit: Mpmc::memory_size(mpmc::MAX_CAPACITY) as u64,
+                bound: crate::error::SizeLimit::Maximum,
+            });
+        }
         if !Mpmc::valid_capacity(cap) {
             return Err(Error::InvalidState(
                 "queue capacity must be between 1 and 2^32 items",
@@ -525,7 +536,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// region takes 128 bytes per item (large items live in the items memfd).
     ///
     /// # Errors
-    /// `InvalidState` for 0 or more than 2^32 items; an OS error creating the region.
+    /// `InvalidState` for 0 items; [`CapacityTooLarge`](Error::CapacityTooLarge) for more
+    /// than 2^32 items, or for a region over half of the memory left (see
+    /// [`SizeLimit`](crate::SizeLimit)), before any of it is reserved; an OS error
+    /// creating the region.
     pub fn with_capacity(items: usize) -> Result<Self> {
         Ok(Queue {
             shared: Arc::new(Shared::create(items, false)?),

@@ -6,7 +6,9 @@
 //! the kernel when the last descriptor and mapping go, so nothing can leak after a
 //! crash. Its size is reserved up front with `fallocate` (a full tmpfs or memory cgroup
 //! is an error at creation, never a SIGBUS later) and sealed against shrinking, growing
-//! and resealing, so a peer cannot truncate it under a reader.
+//! and resealing, so a peer cannot truncate it under a reader. A size over half of the
+//! memory left (see [`SizeLimit`]) is refused before anything is
+//! reserved.
 //!
 //! The named form (`shm_open`) serves unrelated processes: created with
 //! `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, under a 128-bit random name, and
@@ -23,7 +25,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use crate::error::{Error, RegionError, Result};
+use crate::error::{Error, RegionError, Result, SizeLimit};
 use crate::sys;
 
 /// "SHMPROC\x01" read as a little-endian u64.
@@ -32,6 +34,117 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
 pub(crate) const VERSION: u32 = 3;
 /// Bytes reserved for the header; the payload starts here (keeps it cache-line aligned).
 pub(crate) const HEADER_LEN: usize = 128;
+
+/// Regions up to this size are created without the memory check below (it reads a
+/// few `/proc` and `/sys` files): one of them cannot take a machine's memory, and the
+/// small objects (locks, default pipes and queues) are created often.
+pub(crate) const UNCHECKED_LEN: u64 = 16 << 20;
+
+/// Fails with [`Error::CapacityTooLarge`] when a region of `total` bytes is more than
+/// may be reserved now (see [`memory_limit`]); called before any page is reserved.
+fn check_len(kind: Kind, total: u64) -> Result<()> {
+    if total <= UNCHECKED_LEN {
+        return Ok(());
+    }
+    match memory_limit() {
+        Some((limit, bound)) if total > limit => Err(Error::CapacityTooLarge {
+            what: kind.what(),
+            requested: total,
+            limit,
+            bound,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The most one region may reserve now, and which limit that is: half of the memory the
+/// kernel reports available (`MemAvailable`), and half of what the process's memory
+/// cgroup and each enclosing one has left (v2 `memory.max − memory.current`, v1
+/// `memory.limit_in_bytes − memory.usage_in_bytes`). `None` when nothing is readable.
+///
+/// An anonymous memfd has no size limit of its own: `fallocate` on it takes real
+/// memory (about 8 GB/s) until the machine or the cgroup runs out, and its pages are
+/// charged as Shmem to nobody's RSS, so the OOM killer would pick other processes.
+pub(crate) fn memory_limit() -> Option<(u64, SizeLimit)> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let mut best: Option<(u64, SizeLimit)> = None;
+    let mut consider = |left: u64, bound: SizeLimit| {
+        let half = left / 2;
+        if best.is_none_or(|(b, _)| half < b) {
+            best = Some((half, bound));
+        }
+    };
+    if let Some(avail) = read("/proc/meminfo").and_then(|m| mem_available(&m)) {
+        consider(avail, SizeLimit::MemAvailable);
+    }
+    if let Some(groups) = read("/proc/self/cgroup") {
+        for left in cgroup_headrooms(&groups, read) {
+            consider(left, SizeLimit::Cgroup);
+        }
+    }
+    best
+}
+
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let n: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => n.checked_mul(1024),
+        None => Some(n),
+        Some(_) => None,
+    }
+}
+
+/// What each memory cgroup enclosing this process has left, in bytes, from the text of
+/// `/proc/self/cgroup` (`hierarchy:controllers:path` lines) and `read` (a file's text).
+/// Unlimited cgroups and unreadable files give nothing.
+fn cgroup_headrooms(groups: &str, read: impl Fn(&str) -> Option<String>) -> Vec<u64> {
+    let mut out = Vec::new();
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        // (mount points to look under, limit file, usage file)
+        let (bases, limit_file, usage_file): (&[&str], _, _) =
+            if id == "0" && controllers.is_empty() {
+                (
+                    &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
+                    "memory.max",
+                    "memory.current",
+                )
+            } else if controllers.split(',').any(|c| c == "memory") {
+                (
+                    &["/sys/fs/cgroup/memory"],
+                    "memory.limit_in_bytes",
+                    "memory.usage_in_bytes",
+                )
+            } else {
+                continue;
+            };
+        for base in bases {
+            // The cgroup's own directory, then each parent up to the mount point (in a
+            // container without a cgroup namespace the path does not exist under the
+            // mount, whose root is then the container's own group).
+            let mut p = path.trim_end_matches('/');
+            loop {
+                let dir = format!("{base}{p}");
+                let num = |f: &str| read(&format!("{dir}/{f}"))?.trim().parse::<u64>().ok();
+                if let (Some(limit), Some(usage)) = (num(limit_file), num(usage_file)) {
+                    out.push(limit.saturating_sub(usage));
+                }
+                match p.rfind('/') {
+                    Some(i) => p = &p[..i],
+                    None => break,
+                }
+            }
+        }
+    }
+    out
+}
 
 /// What a region holds; part of the header so a pipe is never opened as a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +162,19 @@ pub(crate) enum Kind {
     Sync = 4,
     /// Free for tests and tools.
     Test = 0xFF,
+}
+
+impl Kind {
+    /// What a region of this kind is, in an error message.
+    fn what(self) -> &'static str {
+        match self {
+            Kind::Pipe => "pipe",
+            Kind::Duplex => "duplex pipe",
+            Kind::Queue => "queue",
+            Kind::Sync => "shared array",
+            Kind::Test => "region",
+        }
+    }
 }
 
 /// The region header, at offset 0 of every region. Written once by the creator before
@@ -227,10 +353,18 @@ impl Region {
         name: Option<CString>,
         seal: bool,
     ) -> Result<Region> {
-        let total = HEADER_LEN.checked_add(payload_len).ok_or(Error::TooLarge {
-            len: payload_len as u64,
-            max: isize::MAX as u64,
-        })?;
+        let too_large = Error::CapacityTooLarge {
+            what: kind.what(),
+            requested: (payload_len as u64).saturating_add(HEADER_LEN as u64),
+            limit: isize::MAX as u64,
+            bound: SizeLimit::Maximum,
+        };
+        let total = HEADER_LEN
+            .checked_add(payload_len)
+            .filter(|&t| t <= isize::MAX as usize)
+            .ok_or(too_large)?;
+        // Before any page is reserved: a size that cannot fit is an error now.
+        check_len(kind, total as u64)?;
         sys::fallocate(fd.as_fd(), total as u64)?;
         if seal {
             sys::seal_size(fd.as_fd())?;
@@ -348,6 +482,71 @@ mod tests {
         let o = Region::open_fd(fd, Kind::Test).unwrap();
         assert_eq!(o.params(), [1, 2, 3, 4]);
         assert_eq!(o.payload_len(), 4096);
+    }
+
+    #[test]
+    fn mem_available_is_read_in_bytes() {
+        let m = "MemTotal:       24731408 kB\nMemFree: 1 kB\nMemAvailable:   24306356 kB\n";
+        assert_eq!(mem_available(m), Some(24306356 * 1024));
+        assert_eq!(mem_available("MemTotal: 5 kB\n"), None);
+        assert_eq!(mem_available("MemAvailable: lots kB\n"), None);
+        assert_eq!(mem_available("MemAvailable: 5 MB\n"), None);
+    }
+
+    #[test]
+    fn cgroup_headrooms_walk_every_enclosing_group_of_v2_and_v1() {
+        let files = [
+            ("/sys/fs/cgroup/a/b/memory.max", "max\n"),
+            ("/sys/fs/cgroup/a/b/memory.current", "100\n"),
+            ("/sys/fs/cgroup/a/memory.max", "1000\n"),
+            ("/sys/fs/cgroup/a/memory.current", "400\n"),
+            (
+                "/sys/fs/cgroup/memory/x/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+            ("/sys/fs/cgroup/memory/x/memory.usage_in_bytes", "5\n"),
+            ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "50\n"),
+            ("/sys/fs/cgroup/memory/memory.usage_in_bytes", "80\n"),
+        ];
+        let read = |p: &str| {
+            files
+                .iter()
+                .find(|(f, _)| *f == p)
+                .map(|(_, c)| c.to_string())
+        };
+        let got = cgroup_headrooms("0::/a/b\n4:memory:/x\n3:cpu:/y\ngarbage\n", read);
+        // v2: b is unlimited ("max"), a has 600 left; v1: x unlimited, the root over its
+        // limit (nothing left).
+        assert_eq!(got, [600, 9223372036854771707, 0]);
+        assert!(cgroup_headrooms("0::/\n", |_| None).is_empty());
+    }
+
+    #[test]
+    fn a_region_over_the_memory_limit_is_refused_before_anything_is_reserved() {
+        let (limit, _) = memory_limit().expect("/proc/meminfo is readable");
+        let e = Region::create(Kind::Test, limit as usize + 1, [0; 4]).unwrap_err();
+        assert!(
+            matches!(e, Error::CapacityTooLarge { requested, .. } if requested > limit),
+            "{e:?}"
+        );
+        let e = Region::create(Kind::Queue, usize::MAX - 10, [0; 4]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::CapacityTooLarge {
+                    bound: SizeLimit::Maximum,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("queue needs"), "{e}");
+        // Timing of the check (it runs only for regions over UNCHECKED_LEN).
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            memory_limit();
+        }
+        eprintln!("memory_limit(): {:?} per call", start.elapsed() / 100);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::atomic::Ordering;
+use super::cond::{self, Tickets};
 use super::raw::{me, Fail, Got, RawLock};
 use super::shared::{sync_handle_serde, Obj, What, Wire};
 use crate::error::{LockError, Result};
@@ -312,9 +313,24 @@ sync_handle_serde!(RLock, What::RLock, |_| true);
 /// condition, `wait` (which releases the lock while sleeping and retakes it), and
 /// `notify` with the lock held.
 ///
-/// As with every condition variable, a wait may return without a matching notify
-/// (a spurious wake-up, or a notify meant for another waiter): wait in a loop, or use
-/// [`Condition::wait_for`].
+/// **Who a notify wakes.** Waiters queue in the order they called `wait`;
+/// `notify_n(n)` releases the `n` longest-waiting ones still waiting (FIFO, as
+/// Python's), `notify_all` every one. A waiter whose timeout passes withdraws
+/// atomically: either a notify released it first (then `wait_timeout` returns `true`,
+/// even if its deadline passed a moment later) or it is out of the queue and no notify
+/// counts it (`false`, and the notify goes to the next waiter). So `wait_timeout`
+/// returns `true` only to a waiter that a notify released, as Python's `wait` does.
+///
+/// A waiter whose process is killed while waiting stays queued until a notify reaches
+/// it: that notify releases it as if it had died just after waking, and is not
+/// repeated; the next notify goes to the next waiter. Up to 512 waiters can wait on one
+/// condition at once with this exact accounting; beyond that, the extra waiters wait
+/// the way a plain futex condition variable does and may also wake at a notify that
+/// released others (a spurious wake-up).
+///
+/// As with every condition variable, the condition may be false again by the time a
+/// woken waiter has retaken the lock (another thread took the lock first): wait in a
+/// loop, or use [`Condition::wait_for`].
 ///
 /// # Examples
 ///
@@ -341,7 +357,7 @@ sync_handle_serde!(RLock, What::RLock, |_| true);
 /// ```
 #[derive(Clone)]
 pub struct Condition {
-    /// The notify sequence and sleeper count.
+    /// The waiter queue (data area, see [`cond`]) and the overflow words (control block).
     obj: Arc<Obj>,
     /// Whose lock it uses: `obj` itself, or a [`Lock`]'s object (`with_lock`).
     lock: Arc<Obj>,
@@ -354,7 +370,7 @@ impl Condition {
     ///
     /// An OS error when the region cannot be created.
     pub fn new() -> Result<Condition> {
-        let obj = Obj::create(What::Condition, 0, [0; 3])?;
+        let obj = Condition::create(cond::SLOTS)?;
         Ok(Condition {
             lock: obj.clone(),
             obj,
@@ -370,9 +386,44 @@ impl Condition {
     /// An OS error when the region cannot be created.
     pub fn with_lock(lock: &Lock) -> Result<Condition> {
         Ok(Condition {
-            obj: Obj::create(What::Condition, 0, [0; 3])?,
+            obj: Condition::create(cond::SLOTS)?,
             lock: lock.obj.clone(),
         })
+    }
+
+    /// A fresh condition object whose queue has `slots` slots.
+    fn create(slots: u32) -> Result<Arc<Obj>> {
+        Obj::create(
+            What::Condition,
+            cond::memory_size(slots),
+            [u64::from(slots), 0, 0],
+        )
+    }
+
+    /// A condition (with its own lock) whose queue has only `slots` slots, so that
+    /// tests can reach the overflow mode.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn with_slots(slots: u32) -> Result<Condition> {
+        let obj = Condition::create(slots)?;
+        Ok(Condition {
+            lock: obj.clone(),
+            obj,
+        })
+    }
+
+    /// Whether a received condition object has a well-formed queue.
+    fn valid(obj: &Obj) -> bool {
+        let slots = obj.shape()[0];
+        cond::valid_slots(slots) && cond::memory_size(slots as u32) <= obj.data_len()
+    }
+
+    /// The waiter queue in the object's data area.
+    fn tickets(&self) -> Tickets<'_> {
+        let slots = self.obj.shape()[0] as u32;
+        // SAFETY: the data area is 128-byte aligned and at least memory_size(slots)
+        // bytes (checked at creation and by `valid` when received), mapped while
+        // `self.obj` lives, and accessed only through atomics; `slots` is valid.
+        unsafe { Tickets::from_raw(self.obj.data(), slots) }
     }
 
     fn raw(&self) -> &RawLock {
@@ -491,6 +542,58 @@ impl Condition {
         );
         // Retake the very lock (mapping) the caller's guard came from.
         let lock_obj: &'a Obj = guard.obj;
+        let q = self.tickets();
+        // Enter the queue under the lock: a notify after our unlock sees our ticket.
+        let Some(t) = q.enter() else {
+            return self.wait_overflow(guard, deadline);
+        };
+        drop(guard);
+        let (word, waiting) = q.sleep_word(t);
+        let notified = loop {
+            if q.released(t) {
+                break true;
+            }
+            // Sleep in slices: a notifier killed between releasing us and waking us
+            // costs at most one slice.
+            let left = match deadline {
+                None => cond::SLICE,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(cond::SLICE),
+                    // Out of the queue, unless a notify released us first.
+                    _ => break q.withdraw(t),
+                },
+            };
+            #[cfg(not(loom))]
+            crate::sys::futex_wait(word, waiting, Some(left));
+            #[cfg(loom)]
+            {
+                let _ = (word, waiting, left);
+                loom::thread::yield_now();
+            }
+        };
+        // Retaking the lock without a deadline ends in Ok or OwnerDied: we hold it.
+        let res = acquire(&lock_obj.block().lock, Mode::Until(None), |_| {
+            LockGuard::new(lock_obj)
+        });
+        if !notified {
+            q.trim();
+        }
+        match res {
+            Ok(g) => Ok((g, notified)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A wait while the queue is full (more than [`cond::SLOTS`] waiters at once): the
+    /// plain futex scheme, where any notify that releases fewer waiters than it was
+    /// asked to wakes every overflow waiter.
+    #[cold]
+    fn wait_overflow<'a>(
+        &'a self,
+        guard: LockGuard<'a>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(LockGuard<'a>, bool), LockError<LockGuard<'a>>> {
+        let lock_obj: &'a Obj = guard.obj;
         let b = self.obj.block();
         // Read under the lock: a notify after our unlock changes it.
         let seq = b.seq.load(Ordering::SeqCst);
@@ -501,14 +604,14 @@ impl Condition {
                 break true;
             }
             let left = match deadline {
-                None => None,
+                None => cond::SLICE,
                 Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
+                    Some(left) if !left.is_zero() => left.min(cond::SLICE),
                     _ => break false,
                 },
             };
             #[cfg(not(loom))]
-            crate::sys::futex_wait(&b.seq, seq, left);
+            crate::sys::futex_wait(&b.seq, seq, Some(left));
             #[cfg(loom)]
             {
                 let _ = left;
@@ -524,22 +627,42 @@ impl Condition {
         }
     }
 
-    /// Wakes one waiter (possibly more: see the type's docs). Call with the lock held.
+    /// Wakes the longest-waiting waiter, if any. Call with the lock held (a thread that
+    /// does not hold it takes it for the call: Python raises `RuntimeError` there).
     pub fn notify(&self) {
         self.notify_n(1);
     }
 
-    /// Wakes up to `n` waiters. Call with the lock held.
+    /// Wakes the `n` longest-waiting waiters (fewer if fewer wait): exactly those
+    /// return from `wait_timeout` with `true`. Call with the lock held (as `notify`).
     pub fn notify_n(&self, n: u32) {
-        let b = self.obj.block();
-        b.seq.fetch_add(1, Ordering::SeqCst);
-        if n > 0 && b.sleepers.load(Ordering::SeqCst) != 0 {
+        if n == 0 {
+            return;
+        }
+        let raw = self.raw();
+        // The queue changes only under the lock. Without it (Python raises), take it.
+        let took = !raw.held_by(me()) && raw.lock(me(), None).is_ok();
+        let released = self.tickets().release(n, |word| {
             #[cfg(not(loom))]
-            crate::sys::futex_wake(&b.seq, n);
+            crate::sys::futex_wake(word, u32::MAX);
+            #[cfg(loom)]
+            let _ = word;
+        });
+        if released < n {
+            // Overflow waiters (rare): wake them; each may take this as its notify.
+            let b = self.obj.block();
+            b.seq.fetch_add(1, Ordering::SeqCst);
+            if b.sleepers.load(Ordering::SeqCst) != 0 {
+                #[cfg(not(loom))]
+                crate::sys::futex_wake(&b.seq, n - released);
+            }
+        }
+        if took {
+            raw.unlock();
         }
     }
 
-    /// Wakes every waiter. Call with the lock held.
+    /// Wakes every waiter. Call with the lock held (as `notify`).
     pub fn notify_all(&self) {
         self.notify_n(u32::MAX);
     }
@@ -578,11 +701,69 @@ impl<'de> serde::Deserialize<'de> for Condition {
         use serde::de::Error as _;
         let (own, lock) = <(Wire, Option<Wire>)>::deserialize(d)?;
         let err = |e: crate::Error| D::Error::custom(e.to_string());
-        let obj = Obj::open(own, What::Condition, |_| true).map_err(err)?;
+        let obj = Obj::open(own, What::Condition, Condition::valid).map_err(err)?;
         let lock = match lock {
             None => obj.clone(),
             Some(w) => Obj::open(w, What::Lock, |_| true).map_err(err)?,
         };
         Ok(Condition { obj, lock })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    /// Starts one waiting thread per timeout; returns once all of them are queued.
+    fn waiters(c: &Arc<Condition>, timeouts: &[Duration]) -> Vec<std::thread::JoinHandle<bool>> {
+        let entered = Arc::new(AtomicU32::new(0));
+        let hs = timeouts
+            .iter()
+            .map(|&t| {
+                let (c, e) = (c.clone(), entered.clone());
+                std::thread::spawn(move || {
+                    let g = c.lock().unwrap();
+                    e.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    c.wait_timeout(g, t).unwrap().1
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let g = c.lock().unwrap();
+            if entered.load(std::sync::atomic::Ordering::SeqCst) == timeouts.len() as u32 {
+                break;
+            }
+            drop(g);
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        hs
+    }
+
+    #[test]
+    fn waiters_beyond_the_queue_wait_in_overflow_and_notify_all_reaches_them() {
+        let c = Arc::new(Condition::with_slots(2).unwrap());
+        let hs = waiters(&c, &[Duration::from_secs(30); 4]);
+        c.notify_all();
+        for h in hs {
+            assert!(h.join().unwrap());
+        }
+        // The queue is empty again: exact accounting is back.
+        let hs = waiters(&c, &[Duration::from_millis(300); 2]);
+        c.notify(); // without holding the lock: notify takes it
+        let got: Vec<bool> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(got.iter().filter(|&&b| b).count(), 1, "{got:?}");
+    }
+
+    #[test]
+    fn a_notify_with_the_lock_held_by_the_caller_does_not_deadlock() {
+        let c = Arc::new(Condition::new().unwrap());
+        let hs = waiters(&c, &[Duration::from_secs(30)]);
+        let g = c.lock().unwrap();
+        c.notify_n(3);
+        drop(g);
+        assert!(hs.into_iter().all(|h| h.join().unwrap()));
     }
 }

@@ -8,6 +8,7 @@
 //! with [`LockError::OwnerDied`](crate::LockError::OwnerDied).
 
 pub(crate) mod atomic;
+mod cond;
 mod lock;
 pub(crate) mod raw;
 mod sem;

@@ -90,10 +90,14 @@ impl Obj {
         register_process();
         // Makes sure the per-thread identity cache is invalidated by any later fork.
         crate::sys::fork_generation();
-        let len = DATA_OFFSET.checked_add(data_len).ok_or(Error::TooLarge {
-            len: data_len as u64,
-            max: isize::MAX as u64,
-        })?;
+        let len = DATA_OFFSET
+            .checked_add(data_len)
+            .ok_or(Error::CapacityTooLarge {
+                what: "shared array",
+                requested: u64::MAX,
+                limit: isize::MAX as u64,
+                bound: crate::error::SizeLimit::Maximum,
+            })?;
         let region = Region::create(Kind::Sync, len, [what as u64, shape[0], shape[1], shape[2]])?;
         Ok(Arc::new(Obj::from_region(region)))
     }

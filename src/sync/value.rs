@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lock::{acquire, deadline_after, LockGuard, Mode};
 use super::shared::{Obj, What, DATA_OFFSET};
-use crate::error::{Error, LockError, Result};
+use crate::error::{Error, LockError, Result, SizeLimit};
 
 fn check_layout<T>() -> Result<()> {
     if align_of::<T>() > DATA_OFFSET {
@@ -39,10 +39,15 @@ fn shape_fits<T>(obj: &Obj) -> bool {
 
 fn create<T: Pod>(what: What, len: usize) -> Result<Arc<Obj>> {
     check_layout::<T>()?;
-    let bytes = len.checked_mul(size_of::<T>()).ok_or(Error::TooLarge {
-        len: len as u64,
-        max: (isize::MAX as usize / size_of::<T>().max(1)) as u64,
-    })?;
+    // An overflowing length is an error here, before any region exists.
+    let bytes = len
+        .checked_mul(size_of::<T>())
+        .ok_or(Error::CapacityTooLarge {
+            what: "shared array",
+            requested: (len as u64).saturating_mul(size_of::<T>() as u64),
+            limit: isize::MAX as u64,
+            bound: SizeLimit::Maximum,
+        })?;
     Obj::create(
         what,
         bytes,
@@ -347,7 +352,9 @@ impl<T: Pod> Array<T> {
     ///
     /// # Errors
     ///
-    /// An OS error when the region cannot be created (or is too large);
+    /// An OS error when the region cannot be created;
+    /// [`Error::CapacityTooLarge`] when `len × size_of::<T>()` overflows or needs more
+    /// than half of the memory left (see [`SizeLimit`]), before any of it is reserved;
     /// [`Error::InvalidState`] for a `T` aligned to more than 128 bytes.
     pub fn new(init: impl ArrayInit<T>) -> Result<Array<T>> {
         let len = init.len();
