@@ -124,3 +124,32 @@ impl Call {
         self.slots().done.contains_key(&index)
     }
 }
+
+/// A copy of an error, for results read more than once (`AsyncResult::get`) and for
+/// every item of a failed chunk.
+pub(super) fn dup(e: &Error) -> Error {
+    #[allow(unreachable_patterns)]
+    match e {
+        Error::Closed => Error::Closed,
+        Error::Timeout => Error::Timeout,
+        Error::Disconnected => Error::Disconnected,
+        Error::WorkerDied { pid, signal, code } => Error::WorkerDied {
+            pid: *pid,
+            signal: *signal,
+            code: *code,
+        },
+        Error::TaskPanicked(m) => Error::TaskPanicked(m.clone()),
+        Error::Region(r) => Error::Region(*r),
+        Error::Protocol(p) => Error::Protocol(*p),
+        Error::TooLarge { len, max } => Error::TooLarge {
+            len: *len,
+            max: *max,
+        },
+        Error::Codec(m) => Error::Codec(m.clone()),
+        Error::Handle(m) => Error::Handle(m),
+        Error::InvalidState(m) => Error::InvalidState(m),
+        Error::Spawn(m) => Error::Spawn(m.clone()),
+        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        other => Error::Io(std::io::Error::other(other.to_string())),
+    }
+}

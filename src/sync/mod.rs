@@ -8,6 +8,7 @@
 //! with [`LockError::OwnerDied`](crate::LockError::OwnerDied).
 
 pub(crate) mod atomic;
+pub(crate) mod handoff;
 mod lock;
 pub(crate) mod raw;
 mod sem;
