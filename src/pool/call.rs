@@ -2,7 +2,6 @@
 //! outcomes land, and how the caller waits for them.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -17,6 +16,9 @@ struct Slots {
     done: HashMap<usize, Outcome>,
     /// Indexes in the order they finished (for `imap_unordered`).
     arrivals: VecDeque<usize>,
+    /// The caller is gone (an `imap` dropped early, a `map` that failed): queued chunks
+    /// are skipped and outcomes dropped.
+    cancelled: bool,
 }
 
 /// The outcomes of one call's chunks. Every chunk handed to the pool is completed
@@ -25,9 +27,6 @@ struct Slots {
 pub(super) struct Call {
     slots: Mutex<Slots>,
     cv: Condvar,
-    /// The caller is gone (an `imap` dropped early, a `map` that failed): queued chunks
-    /// are skipped and outcomes dropped.
-    cancelled: AtomicBool,
 }
 
 impl Call {
@@ -37,10 +36,10 @@ impl Call {
 
     /// Records chunk `index`'s outcome and wakes the caller.
     pub(super) fn complete(&self, index: usize, outcome: Outcome) {
-        if self.is_cancelled() {
+        let mut s = self.slots();
+        if s.cancelled {
             return;
         }
-        let mut s = self.slots();
         s.done.insert(index, outcome);
         s.arrivals.push_back(index);
         drop(s);
@@ -48,14 +47,14 @@ impl Call {
     }
 
     pub(super) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
         let mut s = self.slots();
+        s.cancelled = true;
         s.done.clear();
         s.arrivals.clear();
     }
 
     pub(super) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
+        self.slots().cancelled
     }
 
     /// Waits until `ready` finds something in the slots, or the deadline passes.

@@ -20,7 +20,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 #[cfg(all(test, not(loom)))]
-mod tests;
+pub(crate) mod tests;
 
 /// The fixed point code offsets are measured from.
 #[inline(never)]

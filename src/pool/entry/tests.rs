@@ -1,28 +1,7 @@
 use std::cell::Cell;
 
 use super::*;
-use crate::sys::reloc::Caller;
-
-struct Doubler;
-impl Caller<u32, u32> for Doubler {
-    fn call(target: fn(u32) -> u32, input: &[u8], out: &mut Vec<u8>) {
-        let x = u32::from_le_bytes(input.try_into().unwrap());
-        out.extend_from_slice(&(2 * target(x)).to_le_bytes());
-    }
-}
-
-fn plus_one(x: u32) -> u32 {
-    x + 1
-}
-
-thread_local! {
-    /// Whether `thunk_target` ran on this thread (a target runs on its caller's thread).
-    static THUNK_RAN: Cell<bool> = const { Cell::new(false) };
-}
-
-fn thunk_target() {
-    THUNK_RAN.with(|r| r.set(true));
-}
+use crate::sys::reloc::tests::{plus_one, thunk_target, Doubler, THUNK_RAN};
 
 #[test]
 fn call_entries_round_trip_and_refuse_corruption() {

@@ -5,28 +5,7 @@ use std::os::unix::fs::FileExt;
 
 use super::*;
 use crate::sys::proc::{exit_now, fork, wait_exitcode, Forked};
-use crate::sys::reloc::Runner;
-
-struct Echo;
-impl Runner<u32, u32> for Echo {
-    fn run(target: fn(u32) -> u32, args: &[u8], _fds: &[RawFd]) -> i32 {
-        target(u32::from_le_bytes(args.try_into().unwrap())) as i32
-    }
-}
-
-fn plus_one(x: u32) -> u32 {
-    x + 1
-}
-
-thread_local! {
-    /// Whether `wide_target` ran on this thread (a target runs on its caller's thread).
-    static WIDE_RAN: Cell<bool> = const { Cell::new(false) };
-}
-
-fn wide_target(_: (u64, u64, u64)) -> u32 {
-    WIDE_RAN.with(|r| r.set(true));
-    0
-}
+use crate::sys::reloc::tests::{plus_one, wide_target, Echo, WIDE_RAN};
 
 fn job_of(entry: &EntryPoint, fds: &[RawFd], args: &[u8]) -> Vec<u8> {
     job_bytes(entry, 9, fds, args).unwrap()

@@ -1,15 +1,20 @@
+//! Also the fixtures of the tests of the formats that carry offsets (`process::job`,
+//! `pool::entry`).
+
 use std::cell::Cell;
 
 use super::*;
 
-struct Echo;
+/// Runs a `fn(u32) -> u32` on 4 little-endian bytes; the exit code is the result.
+pub(crate) struct Echo;
 impl Runner<u32, u32> for Echo {
     fn run(target: fn(u32) -> u32, args: &[u8], _fds: &[RawFd]) -> i32 {
         target(u32::from_le_bytes(args.try_into().unwrap())) as i32
     }
 }
 
-struct Doubler;
+/// Calls a `fn(u32) -> u32` on 4 little-endian bytes and appends twice the result.
+pub(crate) struct Doubler;
 impl Caller<u32, u32> for Doubler {
     fn call(target: fn(u32) -> u32, input: &[u8], out: &mut Vec<u8>) {
         let x = u32::from_le_bytes(input.try_into().unwrap());
@@ -17,22 +22,25 @@ impl Caller<u32, u32> for Doubler {
     }
 }
 
-fn plus_one(x: u32) -> u32 {
+pub(crate) fn plus_one(x: u32) -> u32 {
     x + 1
 }
 
 thread_local! {
     /// Whether `wide_target` ran on this thread (a target runs on its caller's thread).
-    static WIDE_RAN: Cell<bool> = const { Cell::new(false) };
-    static THUNK_RAN: Cell<bool> = const { Cell::new(false) };
+    pub(crate) static WIDE_RAN: Cell<bool> = const { Cell::new(false) };
+    /// Whether `thunk_target` ran on this thread.
+    pub(crate) static THUNK_RAN: Cell<bool> = const { Cell::new(false) };
 }
 
-fn wide_target(_: (u64, u64, u64)) -> u32 {
+/// A target of other types than `plus_one`'s, to pair with its trampoline.
+pub(crate) fn wide_target(_: (u64, u64, u64)) -> u32 {
     WIDE_RAN.with(|r| r.set(true));
     0
 }
 
-fn thunk_target() {
+/// A plain `fn()`, as a pool's initializer.
+pub(crate) fn thunk_target() {
     THUNK_RAN.with(|r| r.set(true));
 }
 
