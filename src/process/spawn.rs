@@ -15,7 +15,7 @@ use crate::sys::proc;
 use crate::sys::reloc::Runner;
 
 use super::boot::{self, Boot, CHILD_ENV};
-use super::job::{self, Ack};
+use super::job::{run_job, wait_ack, write_job, Ack};
 use super::{flush_stdio, run_catching, Job};
 
 /// How long `start()` waits for a spawned child to load and accept its job.
@@ -83,7 +83,7 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
     // exec-error pipe.
     let guard = handoff::ForkGuard::acquire();
     let (ack_r, ack_w) = sys::pipe()?;
-    let job_fd = job::write_job(&entry, ack_w.as_raw_fd(), &fds, &bytes)?;
+    let job_fd = write_job(&entry, ack_w.as_raw_fd(), &fds, &bytes)?;
     let mut keep = fds;
     keep.push(job_fd.as_raw_fd());
     keep.push(ack_w.as_raw_fd());
@@ -104,7 +104,7 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
     drop(guard);
     let pid = pending?.wait_exec()?;
     drop(job_fd);
-    match job::wait_ack(&ack_r, ACK_TIMEOUT) {
+    match wait_ack(&ack_r, ACK_TIMEOUT) {
         Ok(Ack::Accepted) => {}
         outcome => {
             // The child has not run its target and never will: end it, report why.
@@ -145,7 +145,7 @@ pub(super) fn run_if_child() {
         }
         Boot::Job(job) => job,
     };
-    let code = match job::run_job(job) {
+    let code = match run_job(job) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("shmproc: spawned child refused its job: {e}");
