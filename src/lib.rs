@@ -5,7 +5,8 @@
 //! shared-memory region instead of a kernel pipe.
 //!
 //! The layers, bottom to top: `sys` (syscall wrappers, private) → `region` (shared
-//! mappings) → `sync` (futex waiter, locks, shared values) → `ring` (lock-free rings) →
+//! mappings) → `sync` (futex waiter, locks, shared values, and `sync::handoff`, the
+//! registry of the handles handed to child processes) → `ring` (lock-free rings) →
 //! `codec` (serde) → `channel` (pipes, queues) → `process` → `pool`. Nothing imports
 //! upward; this file re-exports one flat API.
 #![warn(missing_docs)]
@@ -17,7 +18,6 @@ mod sys;
 
 pub mod channel;
 pub mod codec;
-mod handoff;
 pub mod pool;
 pub mod process;
 pub mod region;

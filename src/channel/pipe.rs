@@ -44,9 +44,9 @@ use crate::error::{
     Error, ProtocolError, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-use crate::handoff::{self, Inherited};
 use crate::region::{Kind, Region};
 use crate::ring::spsc::{record_size, RecKind, Spsc, MIN_WINDOW, REC_HDR, TINY_MAX};
+use crate::sync::handoff::{self, Inherited};
 use crate::sync::waiter::{register_process, Wait};
 use crate::sys::{self, deadline_after, PeerState};
 

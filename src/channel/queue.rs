@@ -51,9 +51,9 @@ use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializ
 
 use crate::codec;
 use crate::error::{Error, ProtocolError, RegionError, Result, TryGetError, TryPutError};
-use crate::handoff;
 use crate::region::{Kind, Region};
 use crate::ring::mpmc::{self, GetFail, Mpmc, PutFail, INLINE};
+use crate::sync::handoff;
 use crate::sync::waiter::register_process;
 use crate::sys::{self, deadline_after};
 

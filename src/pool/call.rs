@@ -2,7 +2,6 @@
 //! outcomes land, and how the caller waits for them.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -17,6 +16,9 @@ struct Slots {
     done: HashMap<usize, Outcome>,
     /// Indexes in the order they finished (for `imap_unordered`).
     arrivals: VecDeque<usize>,
+    /// The caller is gone (an `imap` dropped early, a `map` that failed): queued chunks
+    /// are skipped and outcomes dropped.
+    cancelled: bool,
 }
 
 /// The outcomes of one call's chunks. Every chunk handed to the pool is completed
@@ -25,9 +27,6 @@ struct Slots {
 pub(super) struct Call {
     slots: Mutex<Slots>,
     cv: Condvar,
-    /// The caller is gone (an `imap` dropped early, a `map` that failed): queued chunks
-    /// are skipped and outcomes dropped.
-    cancelled: AtomicBool,
 }
 
 impl Call {
@@ -37,10 +36,10 @@ impl Call {
 
     /// Records chunk `index`'s outcome and wakes the caller.
     pub(super) fn complete(&self, index: usize, outcome: Outcome) {
-        if self.is_cancelled() {
+        let mut s = self.slots();
+        if s.cancelled {
             return;
         }
-        let mut s = self.slots();
         s.done.insert(index, outcome);
         s.arrivals.push_back(index);
         drop(s);
@@ -48,14 +47,14 @@ impl Call {
     }
 
     pub(super) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
         let mut s = self.slots();
+        s.cancelled = true;
         s.done.clear();
         s.arrivals.clear();
     }
 
     pub(super) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
+        self.slots().cancelled
     }
 
     /// Waits until `ready` finds something in the slots, or the deadline passes.
@@ -122,5 +121,34 @@ impl Call {
     /// Whether chunk `index` has finished.
     pub(super) fn is_done(&self, index: usize) -> bool {
         self.slots().done.contains_key(&index)
+    }
+}
+
+/// A copy of an error, for results read more than once (`AsyncResult::get`) and for
+/// every item of a failed chunk.
+pub(super) fn dup(e: &Error) -> Error {
+    #[allow(unreachable_patterns)]
+    match e {
+        Error::Closed => Error::Closed,
+        Error::Timeout => Error::Timeout,
+        Error::Disconnected => Error::Disconnected,
+        Error::WorkerDied { pid, signal, code } => Error::WorkerDied {
+            pid: *pid,
+            signal: *signal,
+            code: *code,
+        },
+        Error::TaskPanicked(m) => Error::TaskPanicked(m.clone()),
+        Error::Region(r) => Error::Region(*r),
+        Error::Protocol(p) => Error::Protocol(*p),
+        Error::TooLarge { len, max } => Error::TooLarge {
+            len: *len,
+            max: *max,
+        },
+        Error::Codec(m) => Error::Codec(m.clone()),
+        Error::Handle(m) => Error::Handle(m),
+        Error::InvalidState(m) => Error::InvalidState(m),
+        Error::Spawn(m) => Error::Spawn(m.clone()),
+        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        other => Error::Io(std::io::Error::other(other.to_string())),
     }
 }

@@ -79,33 +79,30 @@
 //! the kernel (`PR_SET_PDEATHSIG`) when the pool thread that forked them ends, which the
 //! worker's own death ends too; and dropping the inner pool inside the task reaps them.
 
+mod async_result;
 mod call;
+mod entry;
+mod imap;
+mod supervise;
 mod worker;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::channel::{Pipe, Receiver, Sender};
-use crate::codec;
-use crate::error::{Error, RecvError, Result};
-use crate::process::{get_context, Context, Process, StartMethod};
-use crate::sys::proc::CallEntry;
+use crate::error::{Error, Result};
+use crate::process::{Context, Process, StartMethod};
+use crate::sys::reloc::CallEntry;
 
-use call::{Call, Outcome};
-use worker::{ChunkRunner, WorkerArgs, TASK};
+pub use async_result::AsyncResult;
+use call::Call;
+use imap::Imap;
+use supervise::worker_thread;
+use worker::{encode_task, task_header};
 
-/// Ring size of each direction of a worker's pipes.
-const PIPE_CAPACITY: usize = 1 << 20;
-/// How long to wait for a worker that should be exiting before killing it.
-const EXIT_GRACE: Duration = Duration::from_secs(10);
-/// How often a thread waiting for a reply checks that its worker still runs.
-const LIVENESS_SLICE: Duration = Duration::from_millis(100);
 /// `imap` keeps at most this many chunks per worker submitted ahead of the consumer.
 const IMAP_WINDOW_PER_WORKER: usize = 4;
 
@@ -171,7 +168,7 @@ impl PoolBuilder {
             return Err(Error::InvalidState("maxtasksperchild must be at least 1"));
         }
         let initializer = match self.initializer {
-            Some(f) => Some(CallEntry::thunk(f)?.to_wire()?.to_vec()),
+            Some(f) => Some(entry::to_wire(CallEntry::thunk(f)?)?.to_vec()),
             None => None,
         };
         let inner = Arc::new(Inner {
@@ -570,10 +567,7 @@ impl Pool {
         let msg = encode_task(&header, std::slice::from_ref(&arg))?;
         let call = Arc::new(Call::default());
         self.inner.submit(&call, 0, msg)?;
-        Ok(AsyncResult {
-            call,
-            _r: PhantomData,
-        })
+        Ok(AsyncResult::new(call))
     }
 
     /// Refuses new work (later calls fail with [`Error::Closed`]); queued work still
@@ -665,442 +659,4 @@ impl Drop for CallGuard<'_> {
         self.0.cancel();
         self.1.forget(&self.0);
     }
-}
-
-/// The first bytes of every task message for `f`: the tag and the call entry.
-fn task_header<A, R>(f: fn(A) -> R) -> Result<Vec<u8>>
-where
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let entry = CallEntry::new::<A, R, ChunkRunner>(f)?;
-    let mut h = Vec::with_capacity(1 + CallEntry::WIRE_LEN);
-    h.push(TASK);
-    h.extend_from_slice(&entry.to_wire()?);
-    Ok(h)
-}
-
-fn encode_task<A: Serialize>(header: &[u8], chunk: &[A]) -> Result<Vec<u8>> {
-    let mut msg = Vec::with_capacity(header.len() + 16 + chunk.len() * 4);
-    msg.extend_from_slice(header);
-    codec::encode_into(chunk, &mut msg)?;
-    Ok(msg)
-}
-
-/// A copy of an error, for results read more than once (`AsyncResult::get`) and for
-/// every item of a failed chunk.
-fn dup(e: &Error) -> Error {
-    #[allow(unreachable_patterns)]
-    match e {
-        Error::Closed => Error::Closed,
-        Error::Timeout => Error::Timeout,
-        Error::Disconnected => Error::Disconnected,
-        Error::WorkerDied { pid, signal, code } => Error::WorkerDied {
-            pid: *pid,
-            signal: *signal,
-            code: *code,
-        },
-        Error::TaskPanicked(m) => Error::TaskPanicked(m.clone()),
-        Error::Region(r) => Error::Region(*r),
-        Error::Protocol(p) => Error::Protocol(*p),
-        Error::TooLarge { len, max } => Error::TooLarge {
-            len: *len,
-            max: *max,
-        },
-        Error::Codec(m) => Error::Codec(m.clone()),
-        Error::Handle(m) => Error::Handle(m),
-        Error::InvalidState(m) => Error::InvalidState(m),
-        Error::Spawn(m) => Error::Spawn(m.clone()),
-        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        other => Error::Io(std::io::Error::other(other.to_string())),
-    }
-}
-
-// ------------------------------------------------------------------------ AsyncResult
-
-/// The pending result of [`Pool::apply_async`]: Python's `AsyncResult`.
-///
-/// `get` can be called any number of times (each call decodes a fresh `R`). If the pool
-/// is terminated first, the result is [`Error::Closed`]; it never waits forever for a
-/// worker that died.
-///
-/// ```
-/// fn slow_square(x: u64) -> u64 {
-///     x * x
-/// }
-///
-/// let pool = shmproc::Pool::new(2)?;
-/// let r = pool.apply_async(slow_square, 9)?;
-/// assert_eq!(r.get_timeout(std::time::Duration::from_secs(30))?, 81);
-/// assert!(r.ready());
-/// # Ok::<(), shmproc::Error>(())
-/// ```
-pub struct AsyncResult<R> {
-    call: Arc<Call>,
-    _r: PhantomData<fn() -> R>,
-}
-
-impl<R> fmt::Debug for AsyncResult<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult")
-            .field("ready", &self.call.is_done(0))
-            .finish()
-    }
-}
-
-impl<R: DeserializeOwned> AsyncResult<R> {
-    fn read(outcome: &Outcome) -> Result<R> {
-        match outcome {
-            Ok(reply) => worker::decode_reply::<R>(reply, 1)?
-                .pop()
-                .ok_or(Error::Codec("empty reply".into())),
-            Err(e) => Err(dup(e)),
-        }
-    }
-
-    /// Waits for the result.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::TaskPanicked`], [`Error::WorkerDied`], [`Error::Closed`] (terminated)
-    /// or [`Error::Codec`], as for [`Pool::map`].
-    pub fn get(&self) -> Result<R> {
-        self.call
-            .inspect(0, None, Self::read)
-            .unwrap_or(Err(Error::Timeout))
-    }
-
-    /// Waits at most `timeout` for the result.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] when it is not ready in time, or as [`get`](Self::get).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
-        let deadline = crate::sys::deadline_after(timeout);
-        self.call
-            .inspect(0, deadline, Self::read)
-            .unwrap_or(Err(Error::Timeout))
-    }
-}
-
-impl<R> AsyncResult<R> {
-    /// Whether the result (or its error) has arrived.
-    pub fn ready(&self) -> bool {
-        self.call.is_done(0)
-    }
-
-    /// Waits at most `timeout` (forever for `None`) until the result is ready; returns
-    /// [`ready`](Self::ready).
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.and_then(crate::sys::deadline_after);
-        self.call.inspect(0, deadline, |_| ()).is_some()
-    }
-}
-
-// ------------------------------------------------------------------------------- imap
-
-/// The iterator behind `imap` and `imap_unordered`.
-struct Imap<'p, A, R> {
-    pool: &'p Pool,
-    header: Vec<u8>,
-    items: std::iter::Peekable<std::vec::IntoIter<A>>,
-    chunksize: usize,
-    ordered: bool,
-    call: Arc<Call>,
-    /// Item count of each submitted chunk not yet consumed, by index.
-    lens: std::collections::HashMap<usize, usize>,
-    submitted: usize,
-    consumed: usize,
-    window: usize,
-    ready: VecDeque<Result<R>>,
-    _r: PhantomData<fn() -> R>,
-}
-
-impl<'p, A, R> Imap<'p, A, R>
-where
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
-{
-    fn start(
-        pool: &'p Pool,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Result<Self> {
-        if pool.inner.state().closed {
-            return Err(Error::Closed);
-        }
-        let mut it = Imap {
-            pool,
-            header: task_header(f)?,
-            items: items.into_iter().collect::<Vec<A>>().into_iter().peekable(),
-            chunksize: chunksize.max(1),
-            ordered,
-            call: Arc::new(Call::default()),
-            lens: Default::default(),
-            submitted: 0,
-            consumed: 0,
-            window: IMAP_WINDOW_PER_WORKER * pool.inner.workers,
-            ready: VecDeque::new(),
-            _r: PhantomData,
-        };
-        it.fill();
-        Ok(it)
-    }
-
-    /// Submits chunks until the window is full or the input is exhausted.
-    fn fill(&mut self) {
-        while self.submitted - self.consumed < self.window && self.items.peek().is_some() {
-            let chunk: Vec<A> = self.items.by_ref().take(self.chunksize).collect();
-            let index = self.submitted;
-            self.lens.insert(index, chunk.len());
-            self.submitted += 1;
-            let res = encode_task(&self.header, &chunk)
-                .and_then(|msg| self.pool.inner.submit(&self.call, index, msg));
-            if let Err(e) = res {
-                if matches!(e, Error::Closed) {
-                    // Nothing more can run: end after this chunk's error.
-                    self.items = Vec::new().into_iter().peekable();
-                    self.lens.insert(index, 1);
-                }
-                self.call.complete(index, Err(e));
-            }
-        }
-    }
-}
-
-impl<A, R> Iterator for Imap<'_, A, R>
-where
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
-{
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(r) = self.ready.pop_front() {
-                return Some(r);
-            }
-            self.fill();
-            if self.consumed == self.submitted {
-                return None;
-            }
-            let (index, outcome) = if self.ordered {
-                (self.consumed, self.call.take(self.consumed))
-            } else {
-                self.call.take_any()
-            };
-            self.consumed += 1;
-            let n = self.lens.remove(&index).unwrap_or(1);
-            match outcome.and_then(|reply| worker::decode_reply::<R>(&reply, n)) {
-                Ok(v) => self.ready.extend(v.into_iter().map(Ok)),
-                Err(e) => {
-                    for _ in 1..n {
-                        self.ready.push_back(Err(dup(&e)));
-                    }
-                    self.ready.push_back(Err(e));
-                }
-            }
-        }
-    }
-}
-
-impl<A, R> Drop for Imap<'_, A, R> {
-    fn drop(&mut self) {
-        self.call.cancel();
-        self.pool.inner.forget(&self.call);
-    }
-}
-
-// ----------------------------------------------------------------------- worker threads
-
-/// A running worker, as its thread in the parent sees it.
-struct Worker {
-    tasks: Sender<Vec<u8>>,
-    results: Receiver<Vec<u8>>,
-    pid: u32,
-    done: usize,
-}
-
-/// Completes the chunk with an error if its thread unwinds while holding it, so that no
-/// caller waits forever.
-struct InFlight(Option<Chunk>);
-
-impl InFlight {
-    fn finish(&mut self, outcome: Outcome) {
-        if let Some(c) = self.0.take() {
-            c.call.complete(c.index, outcome);
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.finish(Err(Error::InvalidState("a pool thread failed")));
-    }
-}
-
-/// Starts a worker process in `slot`.
-fn start_worker(inner: &Inner, slot: usize) -> Result<Worker> {
-    // No lock of the pool's is held across the fork below: the child would inherit it
-    // locked by its only thread for good, and a pool created inside a task would wait
-    // for it for ever. None is needed: a pipe is created and registered for fork hygiene
-    // under the hand-off creation lock that every fork takes exclusively, so a worker
-    // forked meanwhile by another pool thread inherits these ends registered, and
-    // releases them.
-    let (tasks, task_rx) = Pipe::builder().capacity(PIPE_CAPACITY).build::<Vec<u8>>()?;
-    let (res_tx, results) = Pipe::builder().capacity(PIPE_CAPACITY).build::<Vec<u8>>()?;
-    let args = WorkerArgs {
-        tasks: task_rx,
-        results: res_tx,
-        initializer: inner.initializer.clone(),
-    };
-    let mut p = get_context(inner.method).process(worker::worker_main, args);
-    p.daemon(true);
-    p.start()?;
-    let pid = p.pid().unwrap_or(0);
-    *inner.slot(slot) = Some(p);
-    Ok(Worker {
-        tasks,
-        results,
-        pid,
-        done: 0,
-    })
-}
-
-/// Reaps the process in `slot`: waits for it to exit (killing it after a grace period,
-/// or at once with `kill`); returns its exit code.
-fn reap(inner: &Inner, slot: usize, kill: bool) -> Option<i32> {
-    let mut s = inner.slot(slot);
-    let mut p = s.take()?;
-    if kill {
-        let _ = p.kill();
-    }
-    let _ = p.join_timeout(EXIT_GRACE);
-    if p.exitcode().is_none() {
-        let _ = p.kill();
-        let _ = p.join_timeout(EXIT_GRACE);
-    }
-    p.exitcode()
-    // A process still unreaped here (it cannot be: SIGKILL) is a daemon: its drop kills
-    // and reaps it.
-}
-
-/// Whether the worker in `slot` still runs.
-fn alive(inner: &Inner, slot: usize) -> bool {
-    inner
-        .slot(slot)
-        .as_ref()
-        .is_some_and(|p| p.exitcode().is_none())
-}
-
-/// Sends one task and waits for its reply; `Err(None)` when the worker is gone.
-///
-/// The wait polls the worker's exit status every [`LIVENESS_SLICE`], besides the pipe's
-/// own disconnection: a copy of the reply pipe's end held by some other process (one
-/// forked by code outside the pool at the wrong moment) cannot hide the worker's death.
-fn run_on(
-    inner: &Inner,
-    slot: usize,
-    w: &Worker,
-    msg: &[u8],
-) -> std::result::Result<Vec<u8>, Option<Error>> {
-    if w.tasks.send_bytes(msg).is_err() {
-        return Err(None);
-    }
-    while !w.results.poll(Some(LIVENESS_SLICE)) {
-        if !alive(inner, slot) && !w.results.poll(Some(Duration::ZERO)) {
-            return Err(None);
-        }
-    }
-    // Into a fresh buffer: the receiver swaps it in, with no copy of the reply.
-    let mut reply = Vec::new();
-    match w.results.recv_bytes_into(&mut reply) {
-        Ok(_) => Ok(reply),
-        Err(RecvError::Disconnected) => Err(None),
-        Err(RecvError::Protocol(p)) => Err(Some(Error::Protocol(p))),
-        Err(e) => Err(Some(Error::Codec(e.to_string()))),
-    }
-}
-
-/// One thread per worker: starts the worker, feeds it chunks one at a time, replaces it
-/// when it dies or has run `maxtasksperchild` tasks, and stops it at the end.
-fn worker_thread(inner: &Inner, slot: usize, ready: mpsc::Sender<Result<()>>) {
-    let mut current = match start_worker(inner, slot) {
-        Ok(w) => {
-            let _ = ready.send(Ok(()));
-            Some(w)
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    drop(ready);
-    while let Some(chunk) = inner.next_chunk() {
-        let mut job = InFlight(Some(chunk));
-        if current.is_some() && !alive(inner, slot) {
-            // It died while idle (killed from outside): replace it before handing work.
-            current = None;
-            reap(inner, slot, true);
-        }
-        let w = match current.take() {
-            Some(w) => w,
-            None => match start_worker(inner, slot) {
-                Ok(w) => w,
-                Err(e) => {
-                    job.finish(Err(e));
-                    continue;
-                }
-            },
-        };
-        if inner.terminating() {
-            current = Some(w);
-            job.finish(Err(Error::Closed));
-            break;
-        }
-        let msg = job.0.as_ref().map(|c| c.msg.as_slice()).unwrap_or_default();
-        match run_on(inner, slot, &w, msg) {
-            Ok(reply) => {
-                let init_failed = reply.first() == Some(&worker::INIT_FAILED);
-                job.finish(Ok(reply));
-                let mut w = w;
-                w.done += 1;
-                if init_failed || inner.maxtasks.is_some_and(|m| w.done >= m) {
-                    // Dropping its task pipe tells the worker to exit.
-                    drop(w);
-                    reap(inner, slot, false);
-                } else {
-                    current = Some(w);
-                }
-            }
-            Err(broken) => {
-                let pid = w.pid;
-                drop(w);
-                // A lost pipe means the worker is exiting: give it time to finish, so that
-                // its own exit status is reported. A broken protocol: kill it.
-                let code = reap(inner, slot, broken.is_some() || inner.terminating());
-                let err = if inner.terminating() {
-                    Error::Closed
-                } else if let Some(e) = broken {
-                    e
-                } else {
-                    Error::WorkerDied {
-                        pid,
-                        signal: code.filter(|c| *c < 0).map(|c| -c),
-                        code: code.filter(|c| *c >= 0),
-                    }
-                };
-                job.finish(Err(err));
-            }
-        }
-        if current.is_none() && !inner.state().closed {
-            // Keep the pool at full strength; on failure, retry with the next chunk.
-            current = start_worker(inner, slot).ok();
-        }
-    }
-    let terminating = inner.terminating();
-    drop(current);
-    reap(inner, slot, terminating);
 }

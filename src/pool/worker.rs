@@ -4,11 +4,12 @@
 //! ends: tasks in, replies out. A task is one message:
 //!
 //! ```text
-//! [TASK: u8][call entry: CallEntry::WIRE_LEN bytes][the chunk: postcard Vec<A>]
+//! [TASK: u8][call entry: entry::WIRE_LEN bytes][the chunk: postcard Vec<A>]
 //! ```
 //!
-//! The call entry names the target `fn(A) -> R` and a trampoline monomorphized for `A`
-//! and `R` (offsets in the executable, so a spawned worker finds them too). The reply
+//! The call entry ([`super::entry`]) names the target `fn(A) -> R` and a trampoline
+//! monomorphized for `A` and `R` (offsets in the executable, so a spawned worker finds
+//! them too). The reply
 //! is one message: `[status: u8][payload]`, the payload being the encoded `Vec<R>` for
 //! [`OK`], or a UTF-8 message otherwise.
 
@@ -18,12 +19,16 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::channel::{Receiver, Sender};
 use crate::codec;
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::process::JobError;
 use crate::sys;
-use crate::sys::proc::{self, CallEntry, Caller};
+use crate::sys::proc;
+use crate::sys::reloc::{CallEntry, Caller};
+
+use super::entry;
 
 /// The tag of a task message.
-pub(super) const TASK: u8 = 1;
+const TASK: u8 = 1;
 
 /// Reply statuses.
 pub(super) const OK: u8 = 0;
@@ -41,7 +46,7 @@ pub(super) const INIT_FAILED: u8 = 4;
 pub(super) struct WorkerArgs {
     pub(super) tasks: Receiver<Vec<u8>>,
     pub(super) results: Sender<Vec<u8>>,
-    /// The initializer's call entry (`CallEntry::to_wire`).
+    /// The initializer's call entry ([`entry::to_wire`]).
     pub(super) initializer: Option<Vec<u8>>,
 }
 
@@ -95,9 +100,7 @@ pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs one task message into `out` (status first).
 fn run_task(task: &[u8], out: &mut Vec<u8>) {
     let entry = match task.split_first() {
-        Some((&TASK, rest)) => {
-            CallEntry::from_wire(rest).map(|e| (e, &rest[CallEntry::WIRE_LEN..]))
-        }
+        Some((&TASK, rest)) => entry::from_wire(rest).map(|e| (e, &rest[entry::WIRE_LEN..])),
         _ => None,
     };
     let Some((entry, input)) = entry else {
@@ -108,16 +111,16 @@ fn run_task(task: &[u8], out: &mut Vec<u8>) {
     if let Err(e) = entry.call(input, out) {
         out.clear();
         out.push(BAD_TASK);
-        out.extend_from_slice(e.to_string().as_bytes());
+        out.extend_from_slice(JobError::from(e).to_string().as_bytes());
     }
 }
 
 /// Runs the initializer; `Err(message)` when it panicked or could not be found.
-fn run_initializer(wire: &[u8]) -> Result<(), String> {
-    let entry = CallEntry::from_wire(wire).ok_or("malformed initializer entry")?;
+fn run_initializer(wire: &[u8]) -> std::result::Result<(), String> {
+    let entry = entry::from_wire(wire).ok_or("malformed initializer entry")?;
     match catch_unwind(AssertUnwindSafe(|| entry.call(&[], &mut Vec::new()))) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(JobError::from(e).to_string()),
         Err(payload) => {
             let msg = panic_message(&*payload);
             std::mem::forget(payload);
@@ -182,11 +185,29 @@ pub(super) fn worker_main(args: WorkerArgs) {
     exit_worker(0)
 }
 
+/// The first bytes of every task message for `f`: the tag and the call entry.
+pub(super) fn task_header<A, R>(f: fn(A) -> R) -> Result<Vec<u8>>
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let call = CallEntry::new::<A, R, ChunkRunner>(f)?;
+    let mut h = Vec::with_capacity(1 + entry::WIRE_LEN);
+    h.push(TASK);
+    h.extend_from_slice(&entry::to_wire(call)?);
+    Ok(h)
+}
+
+/// A task message: `header` ([`task_header`]) and the encoded chunk.
+pub(super) fn encode_task<A: Serialize>(header: &[u8], chunk: &[A]) -> Result<Vec<u8>> {
+    let mut msg = Vec::with_capacity(header.len() + 16 + chunk.len() * 4);
+    msg.extend_from_slice(header);
+    codec::encode_into(chunk, &mut msg)?;
+    Ok(msg)
+}
+
 /// Decodes a worker's reply into the chunk's results.
-pub(super) fn decode_reply<R: DeserializeOwned>(
-    reply: &[u8],
-    expected: usize,
-) -> Result<Vec<R>, Error> {
+pub(super) fn decode_reply<R: DeserializeOwned>(reply: &[u8], expected: usize) -> Result<Vec<R>> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     match reply.split_first() {
         Some((&OK, payload)) => {

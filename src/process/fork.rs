@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::handoff;
+use crate::sync::handoff;
 use crate::sys;
 use crate::sys::proc::{self, Forked};
 

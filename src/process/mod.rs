@@ -184,8 +184,12 @@
 //! to their owners. Unlike Python, a program that returns from `main` does not wait for
 //! non-daemon children it did not join.
 
+mod boot;
 mod fork;
+mod job;
 mod spawn;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -196,7 +200,10 @@ use std::time::{Duration, Instant};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sys::proc::{self, EntryPoint, Signal};
+use crate::sys::proc::{self, Signal};
+use crate::sys::reloc::EntryPoint;
+
+pub(crate) use job::JobError;
 
 /// How a [`Process`] is started. See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -262,7 +269,7 @@ where
 
     fn spawn_parts(&self) -> Result<(EntryPoint, Vec<u8>, Vec<std::os::fd::RawFd>)> {
         let entry = EntryPoint::new::<A, R, spawn::SpawnRunner>(self.target)?;
-        let (bytes, fds) = crate::handoff::encode_for_spawn(&self.args)?;
+        let (bytes, fds) = spawn::encode_for_spawn(&self.args)?;
         Ok((entry, bytes, fds))
     }
 }
@@ -637,35 +644,6 @@ pub fn init() {
     spawn::run_if_child();
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The wait without a pidfd (kernels before 5.3, valgrind) takes a huge timeout as
-    /// for ever too: it used to panic adding `Duration::MAX` to the clock.
-    #[test]
-    fn join_timeout_without_a_pidfd_takes_duration_max() {
-        let mut p = Process::fork(|| {
-            std::thread::sleep(Duration::from_millis(20));
-            std::process::exit(4)
-        });
-        p.start().unwrap();
-        p.pidfd = None;
-        // A watchdog: a hang fails the test run instead of blocking it.
-        let (done, finished) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            let waited = finished.recv_timeout(Duration::from_secs(60));
-            if waited == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-                eprintln!("watchdog: join_timeout(Duration::MAX) hung");
-                std::process::abort();
-            }
-        });
-        p.join_timeout(Duration::MAX).unwrap();
-        drop(done);
-        assert_eq!(p.exitcode(), Some(4));
-    }
-}
-
 /// Spawn jobs made by hand, for the tests of the spawn bootstrap's defences (a job handed
 /// to the executable by another program, a job pairing a target with the trampoline of
 /// other types). Not part of the stable API.
@@ -676,10 +654,12 @@ pub mod job_testing {
     use serde::{de::DeserializeOwned, Serialize};
 
     use crate::error::{Error, Result};
-    use crate::sys::proc::{self, EntryPoint};
+    use crate::sys::reloc::EntryPoint;
+
+    use super::job;
 
     fn plain_args<A: Serialize>(args: &A) -> Result<Vec<u8>> {
-        let (bytes, fds) = crate::handoff::encode_for_spawn(args)?;
+        let (bytes, fds) = super::spawn::encode_for_spawn(args)?;
         if !fds.is_empty() {
             return Err(Error::InvalidState("job_testing args cannot hold handles"));
         }
@@ -693,7 +673,7 @@ pub mod job_testing {
         A: Serialize + DeserializeOwned,
     {
         let entry = EntryPoint::new::<A, R, super::spawn::SpawnRunner>(target)?;
-        Ok(proc::job_bytes(&entry, ack, &[], &plain_args(args)?)?)
+        Ok(job::job_bytes(&entry, ack, &[], &plain_args(args)?)?)
     }
 
     /// The bytes of a job pairing `target` (a `fn(B) -> S`) with the trampoline of
@@ -709,6 +689,6 @@ pub mod job_testing {
         A: Serialize + DeserializeOwned,
     {
         let entry = EntryPoint::mismatched::<A, R, super::spawn::SpawnRunner, B, S>(target)?;
-        Ok(proc::job_bytes(&entry, ack, &[], &plain_args(args)?)?)
+        Ok(job::job_bytes(&entry, ack, &[], &plain_args(args)?)?)
     }
 }

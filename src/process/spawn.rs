@@ -5,13 +5,17 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
-use crate::handoff;
+use crate::sync::handoff;
 use crate::sys;
-use crate::sys::proc::{self, Ack, Boot, ExecPlan, Runner, CHILD_ENV};
+use crate::sys::exec::{self, ExecPlan};
+use crate::sys::proc;
+use crate::sys::reloc::Runner;
 
+use super::boot::{self, Boot, CHILD_ENV};
+use super::job::{run_job, wait_ack, write_job, Ack};
 use super::{flush_stdio, run_catching, Job};
 
 /// How long `start()` waits for a spawned child to load and accept its job.
@@ -23,7 +27,7 @@ pub(super) struct SpawnRunner;
 
 impl<A: DeserializeOwned, R> Runner<A, R> for SpawnRunner {
     fn run(target: fn(A) -> R, args: &[u8], fds: &[RawFd]) -> i32 {
-        match handoff::decode_in_child::<A>(args, fds) {
+        match decode_in_child::<A>(args, fds) {
             Ok(args) => run_catching(move || drop(target(args))),
             Err(e) => {
                 eprintln!("shmproc: spawned child could not decode its arguments: {e}");
@@ -33,9 +37,28 @@ impl<A: DeserializeOwned, R> Runner<A, R> for SpawnRunner {
     }
 }
 
+/// Serializes `args` for a spawned child. Returns the bytes and the descriptors the child
+/// must inherit (clear `FD_CLOEXEC` on them between fork and exec).
+pub(super) fn encode_for_spawn<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<RawFd>)> {
+    let (res, fds) = handoff::passing_fds(|| postcard::to_stdvec(args));
+    let bytes = res.map_err(|e| match e {
+        postcard::Error::SerdeSerCustom => {
+            Error::Handle("a handle could not be passed to the child")
+        }
+        e => Error::Codec(e.to_string()),
+    })?;
+    Ok((bytes, fds))
+}
+
+/// Decodes args in a spawned child; `inherited` lists the descriptors the parent passed.
+fn decode_in_child<A: DeserializeOwned>(bytes: &[u8], inherited: &[RawFd]) -> Result<A> {
+    handoff::adopting_fds(inherited, || postcard::from_bytes(bytes))
+        .map_err(|e| Error::Codec(format!("decoding process arguments: {e}")))
+}
+
 /// Whether this process is a spawned child whose `main` has not called `init()` yet.
 pub(super) fn uninitialised_child() -> bool {
-    proc::uninitialised_child()
+    boot::uninitialised_child()
 }
 
 /// Why spawn is refused in a secure-execution process.
@@ -48,7 +71,7 @@ const SECURE_REFUSAL: &str = "spawn is refused in a secure-execution process (se
 /// and waits until the child has checked and accepted the job (it acknowledges on a pipe
 /// passed in the job). Returns the child's pid; then drops the parent's copy of the args.
 pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32> {
-    if proc::secure_execution() {
+    if exec::secure_execution() {
         return Err(Error::Spawn(SECURE_REFUSAL.into()));
     }
     let parts = job
@@ -60,7 +83,7 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
     // exec-error pipe.
     let guard = handoff::ForkGuard::acquire();
     let (ack_r, ack_w) = sys::pipe()?;
-    let job_fd = proc::write_job(&entry, ack_w.as_raw_fd(), &fds, &bytes)?;
+    let job_fd = write_job(&entry, ack_w.as_raw_fd(), &fds, &bytes)?;
     let mut keep = fds;
     keep.push(job_fd.as_raw_fd());
     keep.push(ack_w.as_raw_fd());
@@ -76,12 +99,12 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
     let plan = ExecPlan::current_exe(argv, env, keep)?;
 
     let parent = sys::getpid();
-    let pending = proc::spawn_fork(&plan, daemon.then_some(parent));
+    let pending = exec::spawn_fork(&plan, daemon.then_some(parent));
     drop(ack_w);
     drop(guard);
     let pid = pending?.wait_exec()?;
     drop(job_fd);
-    match proc::wait_ack(&ack_r, ACK_TIMEOUT) {
+    match wait_ack(&ack_r, ACK_TIMEOUT) {
         Ok(Ack::Accepted) => {}
         outcome => {
             // The child has not run its target and never will: end it, report why.
@@ -111,7 +134,7 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
 /// In a spawned child (marked by [`CHILD_ENV`]): runs the job the bootstrap accepted and
 /// exits. Otherwise returns at once; in a secure-execution process it ignores the job.
 pub(super) fn run_if_child() {
-    let job = match proc::take_boot() {
+    let job = match boot::take_boot() {
         Boot::NotChild => return,
         Boot::Secure => {
             eprintln!(
@@ -122,7 +145,7 @@ pub(super) fn run_if_child() {
         }
         Boot::Job(job) => job,
     };
-    let code = match proc::run_job(job) {
+    let code = match run_job(job) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("shmproc: spawned child refused its job: {e}");

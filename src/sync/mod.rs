@@ -9,6 +9,7 @@
 
 pub(crate) mod atomic;
 mod cond;
+pub(crate) mod handoff;
 mod lock;
 pub(crate) mod raw;
 mod sem;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::atomic::{AtomicU32, AtomicU64};
+use super::handoff;
 use super::raw::RawLock;
 use super::waiter::{register_process, Waiter};
 use crate::error::{Error, RegionError, Result};
-use crate::handoff;
 use crate::region::{Kind, Region};
 
 /// The control words of a sync object. All-zero is the initial state of every object.

@@ -10,7 +10,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+pub(crate) mod exec;
 pub(crate) mod proc;
+pub(crate) mod reloc;
 
 fn cvt(res: libc::c_int) -> io::Result<libc::c_int> {
     if res == -1 {

@@ -1,6 +1,9 @@
-//! Handing shared objects (pipe ends, queues, locks, values) to child processes.
+//! The hand-off registry: how shared objects (pipe ends, queues, locks, values) reach
+//! child processes, and stop reaching those they were not handed.
 //!
-//! Two start methods, two mechanisms:
+//! It sits in `sync`, below every handle that registers here (`sync`'s own objects,
+//! `channel`'s ends and queues) and below `process`, which drives it around `fork` and
+//! `execve`. Two start methods, two mechanisms:
 //!
 //! * **Fork.** The child inherits every handle by memory, and every file descriptor.
 //!   Objects whose file descriptors keep a peer "alive" (pipe ends: see
@@ -11,19 +14,18 @@
 //!   tokens of every other inherited object. So an end that the child inherits but
 //!   never received does not keep the channel open (fork hygiene), and an end it did
 //!   receive is held without a gap.
-//! * **Spawn.** The parent serializes the args with [`encode_for_spawn`]: each handle's
+//! * **Spawn.** The parent serializes the args inside [`passing_fds`]: each handle's
 //!   `Serialize` calls [`pass_fd`] for its descriptors, which records them so the child
 //!   keeps them across `execve` (everything else is close-on-exec). The spawned child
-//!   decodes the args with [`decode_in_child`]; each handle's `Deserialize` calls
+//!   decodes the args inside [`adopting_fds`]; each handle's `Deserialize` calls
 //!   [`adopt_fd`]. Outside these two calls, serializing a handle is an error
-//!   ([`Error::Handle`]), never a handle that silently points nowhere.
+//!   ([`Error::Handle`]), never a handle that silently points nowhere. (The args' codec
+//!   is the `process` module's.)
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -154,36 +156,34 @@ thread_local! {
     static CTX: RefCell<Option<Ctx>> = const { RefCell::new(None) };
 }
 
-/// Serializes `args` for a spawned child. Returns the bytes and the descriptors the child
-/// must inherit (clear `FD_CLOEXEC` on them between fork and exec).
-pub(crate) fn encode_for_spawn<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<RawFd>)> {
+/// Runs `encode` (the serialization of a spawned child's args) while handles'
+/// `Serialize` may pass their descriptors ([`pass_fd`]); returns its result and the
+/// descriptors passed, which the child must inherit (clear `FD_CLOEXEC` on them between
+/// fork and exec).
+pub(crate) fn passing_fds<T>(encode: impl FnOnce() -> T) -> (T, Vec<RawFd>) {
     CTX.with(|c| *c.borrow_mut() = Some(Ctx::Encode(Vec::new())));
-    let res = postcard::to_stdvec(args);
+    let res = encode();
     let ctx = CTX.with(|c| c.borrow_mut().take());
-    let bytes = res.map_err(|e| match e {
-        postcard::Error::SerdeSerCustom => {
-            Error::Handle("a handle could not be passed to the child")
-        }
-        e => Error::Codec(e.to_string()),
-    })?;
     let fds = match ctx {
         Some(Ctx::Encode(fds)) => fds,
         _ => Vec::new(),
     };
-    Ok((bytes, fds))
+    (res, fds)
 }
 
-/// Decodes args in a spawned child; `inherited` lists the descriptors the parent passed.
-pub(crate) fn decode_in_child<A: DeserializeOwned>(bytes: &[u8], inherited: &[RawFd]) -> Result<A> {
+/// Runs `decode` (the deserialization of the args in a spawned child) while handles'
+/// `Deserialize` may adopt the descriptors the parent passed, `inherited`
+/// ([`adopt_fd`]). Inherited descriptors that no handle adopted are closed afterwards,
+/// so they hold nothing open.
+pub(crate) fn adopting_fds<T>(inherited: &[RawFd], decode: impl FnOnce() -> T) -> T {
     CTX.with(|c| {
         *c.borrow_mut() = Some(Ctx::Decode {
             inherited: inherited.to_vec(),
             adopted: Vec::new(),
         })
     });
-    let res = postcard::from_bytes(bytes);
+    let res = decode();
     let ctx = CTX.with(|c| c.borrow_mut().take());
-    // Inherited descriptors that no handle adopted are closed, so they hold nothing open.
     if let Some(Ctx::Decode { inherited, adopted }) = ctx {
         for fd in inherited {
             if !adopted.contains(&fd) {
@@ -191,11 +191,11 @@ pub(crate) fn decode_in_child<A: DeserializeOwned>(bytes: &[u8], inherited: &[Ra
             }
         }
     }
-    res.map_err(|e| Error::Codec(format!("decoding process arguments: {e}")))
+    res
 }
 
 /// From a handle's `Serialize`: records `fd` for the spawned child and returns the
-/// number under which the child will find it. Fails outside [`encode_for_spawn`].
+/// number under which the child will find it. Fails outside [`passing_fds`].
 pub(crate) fn pass_fd(fd: BorrowedFd<'_>) -> Result<i32> {
     CTX.with(|c| match c.borrow_mut().as_mut() {
         Some(Ctx::Encode(fds)) => {
@@ -213,7 +213,7 @@ pub(crate) fn pass_fd(fd: BorrowedFd<'_>) -> Result<i32> {
 
 /// From a handle's `Deserialize` in a spawned child: takes ownership of inherited
 /// descriptor `n` (a duplicate when it was adopted before). Fails for a number the
-/// parent did not pass, and outside [`decode_in_child`].
+/// parent did not pass, and outside [`adopting_fds`].
 pub(crate) fn adopt_fd(n: i32) -> Result<OwnedFd> {
     CTX.with(|c| match c.borrow_mut().as_mut() {
         Some(Ctx::Decode { inherited, adopted }) => {
