@@ -249,14 +249,11 @@ fn print_table(o: &Opts, runs: &Runs) {
         if let (Some(a), Some(b)) = (shm[i - 1], shm[i]) {
             let (sa, sb) = (count_label(o.counts[i - 1]), count_label(o.counts[i]));
             let check = if o.counts[i] == 1_000_000 {
-                "  <- the ring wraps: target within 1.5× (≥ 0.67×)"
+                " (the ring wraps from here: target within 1.5×, i.e. ≥ 0.67×)"
             } else {
                 ""
             };
-            println!(
-                "shmproc cell {sb} / cell {sa}: {:.2}× the rate{check}",
-                b / a
-            );
+            println!("shmproc rate, {sb} cell / {sa} cell: {:.2}×{check}", b / a);
         }
     }
     println!("\nper-run msg/s, in round order:");
