@@ -22,8 +22,7 @@ enum Msg {
     Done,
 }
 
-/// Sends `n` messages `make(i)` (rounded up to whole batches) in batches, receiving each
-/// batch after sending it, then `last`; `value` reads a received message back (for the
+/// Sends `n` messages `make(i)` in batches, receiving each batch after sending it, then `last`; `value` reads a received message back (for the
 /// checksum, so nothing is optimised away).
 fn run<T>(n: u64, make: fn(u64) -> T, value: fn(T) -> u64, last: T)
 where
@@ -35,19 +34,20 @@ where
     let mut i = 0u64;
     let mut sum = 0u64;
     while i < n {
+        let batch = BATCH.min(n - i); // exactly n messages: instr_per_msg.sh divides by n
         let t = Instant::now();
-        for k in 0..BATCH {
+        for k in 0..batch {
             tx.send(&make(i + k)).expect("send");
         }
         let t2 = Instant::now();
-        for _ in 0..BATCH {
+        for _ in 0..batch {
             if let Ok(v) = rx.recv() {
                 sum = sum.wrapping_add(value(v));
             }
         }
         send_t += (t2 - t).as_secs_f64();
         recv_t += t2.elapsed().as_secs_f64();
-        i += BATCH;
+        i += batch;
     }
     tx.send(&last).expect("send");
     assert_eq!(rx.recv(), Ok(last));
