@@ -297,9 +297,10 @@ fn main() {
             o.python = false;
         }
     }
-    let mut runs: Runs = vec![vec![[None; 3]; o.rounds]; o.counts.len()];
+    let mut runs: Runs = vec![Vec::with_capacity(o.rounds); o.counts.len()];
     for round in 0..o.rounds {
         for (ci, &count) in o.counts.iter().enumerate() {
+            let mut cell = [None; 3];
             for k in 0..3 {
                 let t = (k + round) % 3; // rotate the order from round to round
                 let secs = match t {
@@ -315,7 +316,7 @@ fn main() {
                         }
                     },
                 };
-                runs[ci][round][t] = Some(count as f64 / secs);
+                cell[t] = Some(count as f64 / secs);
                 record(
                     "seed.csv",
                     "transport,count,round,seconds,msgs_per_s",
@@ -326,6 +327,7 @@ fn main() {
                     ),
                 );
             }
+            runs[ci].push(cell);
         }
     }
     print_table(&o, &runs);
