@@ -22,32 +22,36 @@ enum Msg {
     Done,
 }
 
-/// Sends `n` messages `make(i)` in batches, receiving each batch after sending it, then `last`; `value` reads a received message back (for the
+/// Sends `n` messages `make(i)` (rounded up to whole batches of [`BATCH`]) in batches,
+/// receiving each batch after sending it, then `last`; `value` reads a received message back (for the
 /// checksum, so nothing is optimised away).
+/// Messages per batch: 4096 records of 16 bytes, well inside the 1 MiB ring. A constant
+/// trip count (a variable one costs the seed's `Msg` ~5 more instructions per message),
+/// so scripts/instr_per_msg.sh passes multiples of it.
+const BATCH: u64 = 4096;
+
 fn run<T>(n: u64, make: fn(u64) -> T, value: fn(T) -> u64, last: T)
 where
     T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
 {
     let (tx, rx) = shmproc::pipe::<T>().expect("pipe");
-    const BATCH: u64 = 4096; // 4096 records of 16 bytes: well inside the 1 MiB ring
     let (mut send_t, mut recv_t) = (0f64, 0f64);
     let mut i = 0u64;
     let mut sum = 0u64;
     while i < n {
-        let batch = BATCH.min(n - i); // exactly n messages: instr_per_msg.sh divides by n
         let t = Instant::now();
-        for k in 0..batch {
+        for k in 0..BATCH {
             tx.send(&make(i + k)).expect("send");
         }
         let t2 = Instant::now();
-        for _ in 0..batch {
+        for _ in 0..BATCH {
             if let Ok(v) = rx.recv() {
                 sum = sum.wrapping_add(value(v));
             }
         }
         send_t += (t2 - t).as_secs_f64();
         recv_t += t2.elapsed().as_secs_f64();
-        i += batch;
+        i += BATCH;
     }
     tx.send(&last).expect("send");
     assert_eq!(rx.recv(), Ok(last));

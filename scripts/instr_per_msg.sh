@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
 shift $(($# > 0 ? 1 : 0))
+# The example sends whole batches of 4096 (its BATCH), so the difference is over exactly N
+# messages only when N is a multiple of it: round up.
+N=$(( (N + 4095) / 4096 * 4096 ))
 # ---- the rows --------------------------------------------------------------------
 # Each mode is an argument of examples/pipe_fastpath.rs; label() names its output line.
 # Place for the Pod batch rows (issue 16 item 3): once Sender::send_slice and
