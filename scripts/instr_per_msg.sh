@@ -1,19 +1,43 @@
 #!/usr/bin/env bash
-# Instructions per message (send + recv of the seed's Msg, one thread) under callgrind,
-# built the way a user's crate builds shmproc: the default release profile, no LTO, 16
-# codegen units (our [profile.release] does not reach a dependent crate).
-# Two runs (N and 2N messages); the difference over N cancels start-up.
-#   scripts/instr_per_msg.sh [N]
+# Instructions per message (send + recv in one thread, examples/pipe_fastpath.rs) under
+# callgrind, built the way a user's crate builds shmproc: the default release profile, no
+# LTO, 16 codegen units (our [profile.release] does not reach a dependent crate).
+# Two runs per mode (N and 2N messages); the difference over N cancels start-up.
+#   scripts/instr_per_msg.sh [N] [MODE...]
+# Modes (one output line each; default: all of MODES below):
+#   msg   the seed's Msg through pipe::<Msg>()  (the line format predates the modes)
+#   u64   u64 through pipe::<u64>()
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
+shift $(($# > 0 ? 1 : 0))
+# The example sends whole batches of 4096 (its BATCH), so the difference is over exactly N
+# messages only when N is a multiple of it: round up.
+N=$(( (N + 4095) / 4096 * 4096 ))
+# ---- the rows --------------------------------------------------------------------
+# Each mode is an argument of examples/pipe_fastpath.rs; label() names its output line.
+# Place for the Pod batch rows (issue 16 item 3): once Sender::send_slice and
+# Receiver::recv_slice exist and the example has those modes, add `send_slice
+# recv_slice` to MODES and their labels below (counted per element of the slice).
+MODES=(msg u64)
+label() {
+  case $1 in
+    msg) echo "send + recv" ;;
+    u64) echo "send + recv of u64" ;;
+    *) echo "$1" ;;
+  esac
+}
+# ------------------------------------------------------------------------------------
+[ $# -gt 0 ] && MODES=("$@")
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/user-profile}
 cargo build --release --example pipe_fastpath -q
 bin=$CARGO_TARGET_DIR/release/examples/pipe_fastpath
 count() {
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" 2>&1 \
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 \
     | awk '/Collected/ {print $4}'
 }
-a=$(count "$N"); b=$(count $((2 * N)))
-echo "instructions per message (send + recv, default release profile): $(( (b - a) / N ))  [N=$N: $a, 2N: $b]"
+for mode in "${MODES[@]}"; do
+  a=$(count "$N" "$mode"); b=$(count $((2 * N)) "$mode")
+  echo "instructions per message ($(label "$mode"), default release profile): $(( (b - a) / N ))  [N=$N: $a, 2N: $b]"
+done

@@ -1,5 +1,6 @@
-//! Helpers shared by the criterion benches: a forked peer process driven batch by batch,
-//! an OS pipe, the seed's payload, and where to record extra results.
+//! Helpers shared by the benches: a forked peer process driven batch by batch, a forked
+//! reader timed the seed's way, an OS pipe, the seed's payload, and where to record extra
+//! results.
 #![allow(dead_code)]
 
 use std::io::Write as _;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use shmproc::process::Process;
-use shmproc::{pipe, Receiver, Sender};
+use shmproc::{pipe, Pipe, Receiver, Sender};
 
 /// Longest wait for a peer; a bench that needs longer is broken.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -67,6 +68,33 @@ impl Drop for Peer {
         let _ = self.proc.kill();
         let _ = self.proc.join();
     }
+}
+
+/// The seed's timing: forks `reader` as a daemon `shmproc::Process`, waits until it is
+/// set up (it signals "ready" through a 256-byte pipe before running `reader`, so process
+/// start-up is not timed), then times `writer` until `join()` returns. Panics when the
+/// reader fails (a reader checks what it got by panicking, exit code 1) or runs over
+/// [`TIMEOUT`].
+pub fn time_reader(reader: impl FnOnce() + Send + 'static, writer: impl FnOnce()) -> Duration {
+    let (ready_tx, ready_rx) = Pipe::builder().capacity(256).build::<()>().expect("pipe");
+    let mut p = Process::fork(move || {
+        ready_tx.send(&()).expect("ready");
+        drop(ready_tx);
+        reader();
+    });
+    p.daemon(true);
+    p.start().expect("fork the reader");
+    ready_rx.recv_timeout(TIMEOUT).expect("reader not ready");
+    let start = Instant::now();
+    writer();
+    let joined = p.join_timeout(TIMEOUT);
+    let took = start.elapsed();
+    if joined.is_err() || p.exitcode() != Some(0) {
+        let _ = p.kill();
+        let _ = p.join();
+        panic!("reader failed: {joined:?}, exit code {:?}", p.exitcode());
+    }
+    took
 }
 
 /// An OS pipe as two files; the pipe buffer raised to 1 MiB when the system allows
