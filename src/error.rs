@@ -195,6 +195,35 @@ pub enum Error {
     Spawn(String),
     /// An operating-system error.
     Io(io::Error),
+    /// A name for a `Listener`, `connect` or `SharedMemory` that cannot be one: empty,
+    /// with a `/` or a NUL, or longer than the platform allows.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The name is taken: a live `Listener` is bound to it (`Listener::bind`), or a
+    /// `SharedMemory` of that name exists whose creator still runs (or that shmproc did
+    /// not create) (`SharedMemory::create`).
+    NameInUse(String),
+    /// Nothing goes by that name: no `Listener` is bound to it (`connect`), or no shared
+    /// memory block has it (`SharedMemory::open`).
+    NameNotFound(String),
+    /// The peer runs as a user that is not allowed: `accept` refused a client of another
+    /// user (the listener goes on), or `connect` found the name bound by a listener of a
+    /// user other than the one expected (someone else may have taken the name).
+    PeerRefused {
+        /// The peer's process id, as the kernel recorded it.
+        pid: u32,
+        /// The peer's user id.
+        uid: u32,
+    },
+    /// The listener refused this connection: this user is not allowed to connect.
+    Refused,
+    /// The other side of a rendezvous socket broke the protocol (garbage, a truncated or
+    /// unknown packet, descriptors that are not a shmproc channel). Nothing of it was kept.
+    Handshake(String),
 }
 
 impl fmt::Display for Error {
@@ -229,6 +258,15 @@ impl fmt::Display for Error {
             Error::InvalidState(e) => write!(f, "invalid state: {e}"),
             Error::Spawn(e) => write!(f, "spawn: {e}"),
             Error::Io(e) => write!(f, "OS error: {e}"),
+            Error::InvalidName { name, reason } => write!(f, "invalid name {name:?}: {reason}"),
+            Error::NameInUse(name) => write!(f, "the name {name:?} is in use"),
+            Error::NameNotFound(name) => write!(f, "nothing goes by the name {name:?}"),
+            Error::PeerRefused { pid, uid } => write!(
+                f,
+                "peer process {pid} runs as user {uid}, which is not allowed"
+            ),
+            Error::Refused => f.write_str("the listener refused the connection (user not allowed)"),
+            Error::Handshake(e) => write!(f, "bad rendezvous: {e}"),
         }
     }
 }

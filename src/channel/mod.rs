@@ -8,6 +8,10 @@ pub use pipe::{
     DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE,
 };
 
+mod named;
+
+pub use named::{connect, connect_timeout, Connector, Listener, ListenerBuilder, MAX_NAME_LEN};
+
 mod queue;
 
 pub use queue::{JoinableQueue, Queue, DEFAULT_MAX_ITEM, INLINE_BYTES};

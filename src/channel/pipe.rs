@@ -181,7 +181,10 @@ pub fn duplex<T: Serialize + DeserializeOwned>() -> Result<(Connection<T>, Conne
 
 /// One process's share of one side of a channel: the mapping, the ring(s) it writes
 /// and reads, and its presence descriptors.
-struct Shared {
+pub(super) struct Shared {
+    /// What `named` and `wait` add: the socket of a connection made by name, the poke
+    /// registration of the ring this end writes. First, so it goes before the mapping.
+    pub(super) hooks: super::named::EndHooks,
     region: Region,
     /// Which side: 0 or 1. Side 0 writes ring 0 and reads ring 1 (when there are two).
     side: u8,
@@ -223,8 +226,8 @@ impl Shared {
         let payload = Spsc::memory_size(cap) * rings as usize;
         let region = Region::create(kind, payload, [cap, rings, max_message, 0])?;
         let region_b = Region::open_fd(sys::dup_cloexec(region.fd())?, kind)?;
-        let (p0_r, p0_w) = sys::pipe()?; // side 0's presence
-        let (p1_r, p1_w) = sys::pipe()?; // side 1's presence
+        let (p0_r, p0_w) = sys::socket::pipe_nonblocking()?; // side 0's presence
+        let (p1_r, p1_w) = sys::socket::pipe_nonblocking()?; // side 1's presence
         let a = Shared::from_parts(region, 0, p0_w, p1_r)?;
         let b = Shared::from_parts(region_b, 1, p1_w, p0_r)?;
         Ok((a, b))
@@ -253,16 +256,21 @@ impl Shared {
         let (tx, rx) = (tx.transpose()?, rx.transpose()?);
         let seen = tx.as_ref().map_or(0, |t| t.reader_drops());
         let head = tx.as_ref().map_or(0, |t| t.reader_head());
+        let presence = Arc::new(Presence {
+            token: AtomicI32::new(into_raw(token)),
+            watch: AtomicI32::new(into_raw(watch)),
+        });
         Ok(Shared {
+            hooks: super::named::EndHooks::new(tx.as_ref().map(|t| {
+                let poke: Arc<dyn crate::sync::poke::Poke> = presence.clone();
+                (t.readable_waiter(), poke)
+            })),
             region,
             side,
             tx,
             rx,
             max_message,
-            presence: Arc::new(Presence {
-                token: AtomicI32::new(into_raw(token)),
-                watch: AtomicI32::new(into_raw(watch)),
-            }),
+            presence,
             send_gate: AtomicU64::new(u64::from(seen)),
             send_credit: AtomicU32::new(SENDS_PER_CHECK),
             seen_head: AtomicU64::new(head),
@@ -286,7 +294,7 @@ impl Shared {
     /// Whether every end of the other side is gone. A released watch (an end this
     /// forked child was not handed) counts as gone. Sticky: once it has said so, it says
     /// so at once, and every send through this end fails (see [`Shared::admit`]).
-    fn peer_gone(&self) -> bool {
+    pub(super) fn peer_gone(&self) -> bool {
         if self.send_gate.load(Ordering::Relaxed) == PEER_GONE {
             return true;
         }
@@ -446,6 +454,14 @@ impl Drop for Presence {
     }
 }
 
+/// A writer wakes a reader's `wait()` by writing a byte into its token: the reader polls
+/// the read end (its watch) anyway, for hang-up. See `sync::poke`.
+impl crate::sync::poke::Poke for Presence {
+    fn poke(&self) {
+        sys::socket::poke(self.token.load(Ordering::Acquire));
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         match self.reg_id.get() {
@@ -563,10 +579,54 @@ thread_local! {
 }
 
 impl Shared {
+    /// Sends one message; a message whose encoding failed (a handle in it, on a
+    /// connection made by name) goes on in [`Shared::send_with_handles`].
+    #[inline(always)]
+    fn send_value<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+        block: Block,
+    ) -> std::result::Result<(), SendFail> {
+        match self.send_value_plain(msg, block) {
+            Err(SendFail::Codec(e)) => self.send_with_handles(msg, block, e),
+            other => other,
+        }
+    }
+
+    /// A message that failed to encode: on a connection made by name, encoded again with
+    /// its handles' descriptors going over the connection's socket first (see
+    /// `named`); otherwise the codec error stands.
+    #[cold]
+    #[inline(never)]
+    fn send_with_handles<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+        block: Block,
+        e: String,
+    ) -> std::result::Result<(), SendFail> {
+        let Some(side) = self.hooks.side() else {
+            return Err(SendFail::Codec(e));
+        };
+        let deadline = match block {
+            Block::No => Some(Instant::now()),
+            Block::Until(d) => d,
+        };
+        match side.send_descriptors(msg, deadline) {
+            Ok(Some(bytes)) => self.send_bytes_impl(&bytes, block),
+            Ok(None) => Err(SendFail::Codec(e)),
+            Err(Error::Timeout) => Err(match block {
+                Block::No => SendFail::Full,
+                Block::Until(_) => SendFail::Timeout,
+            }),
+            Err(Error::Disconnected) => Err(SendFail::Disconnected),
+            Err(other) => Err(SendFail::Codec(other.to_string())),
+        }
+    }
+
     /// Sends one message: the fast path (encode in place into the ring) inline, the rest
     /// out of line in [`Shared::send_value_general`].
     #[inline(always)]
-    fn send_value<T: Serialize + ?Sized>(
+    fn send_value_plain<T: Serialize + ?Sized>(
         &self,
         msg: &T,
         block: Block,
@@ -992,6 +1052,43 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Decodes a received message. One that fails because a handle in it wants its
+    /// descriptors (on a connection made by name) gets them in
+    /// [`Shared::decode_with_handles`].
+    #[inline(always)]
+    fn decode_msg<T: DeserializeOwned>(&self, bytes: &[u8]) -> std::result::Result<T, String> {
+        match codec::decode(bytes) {
+            Ok(v) => Ok(v),
+            Err(e) => self.decode_with_handles(bytes, e),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn decode_with_handles<T: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        e: Error,
+    ) -> std::result::Result<T, String> {
+        match self.hooks.side() {
+            Some(side) => side.decode(bytes).map_err(|e| e.to_string()),
+            None => Err(e.to_string()),
+        }
+    }
+
+    /// The ring this end reads, for `wait`.
+    pub(super) fn rx_ring(&self) -> Option<&Spsc> {
+        self.rx.as_ref()
+    }
+
+    /// The descriptor the other side's presence is watched on (-1 once released): its
+    /// hang-up says the other side is gone, its bytes are pokes (see `sync::poke`).
+    pub(super) fn watch_fd(&self) -> RawFd {
+        self.presence.watch.load(Ordering::Acquire)
+    }
+}
+
 /// A failed general-path receive, before it is mapped to the caller's error type.
 enum General {
     Recv(RecvFail),
@@ -1008,7 +1105,7 @@ fn recv_general<T: DeserializeOwned>(
     block: Block,
 ) -> std::result::Result<T, General> {
     sh.recv_raw(st, block).map_err(General::Recv)?;
-    codec::decode(&st.buf).map_err(|e| General::Codec(e.to_string()))
+    sh.decode_msg(&st.buf).map_err(General::Codec)
 }
 
 /// How each send error type reports [`SendFail::NeedsStreaming`]: `try_send` by its own
@@ -1141,7 +1238,7 @@ macro_rules! receiver_methods {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
-                return codec::decode(&small[..n]).map_err(|e| RecvError::Codec(e.to_string()));
+                return self.shared().decode_msg(&small[..n]).map_err(RecvError::Codec);
             }
             recv_general(self.shared(), &mut st, Block::Until(None)).map_err(|f| match f {
                 General::Recv(f) => recv_errors!(f, RecvError { Empty => RecvError::Disconnected, Timeout => RecvError::Disconnected }),
@@ -1158,7 +1255,7 @@ macro_rules! receiver_methods {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
-                return codec::decode(&small[..n]).map_err(|e| TryRecvError::Codec(e.to_string()));
+                return self.shared().decode_msg(&small[..n]).map_err(TryRecvError::Codec);
             }
             recv_general(self.shared(), &mut st, Block::No).map_err(|f| match f {
                 General::Recv(f) => recv_errors!(f, TryRecvError { Empty => TryRecvError::Empty, Timeout => TryRecvError::Empty }),
@@ -1175,7 +1272,7 @@ macro_rules! receiver_methods {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
-                return codec::decode(&small[..n]).map_err(|e| RecvTimeoutError::Codec(e.to_string()));
+                return self.shared().decode_msg(&small[..n]).map_err(RecvTimeoutError::Codec);
             }
             recv_general(self.shared(), &mut st, Block::Until(deadline_after(timeout))).map_err(|f| match f {
                 General::Recv(f) => recv_errors!(f, RecvTimeoutError { Empty => RecvTimeoutError::Timeout, Timeout => RecvTimeoutError::Timeout }),
@@ -1325,6 +1422,13 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     receiver_methods!();
 }
 
+impl<T> Receiver<T> {
+    /// This process's share of the channel, for `wait`.
+    pub(super) fn end(&self) -> &Shared {
+        &self.end
+    }
+}
+
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         handoff::note_drop(self.end.reg_id());
@@ -1382,6 +1486,13 @@ impl<T> Connection<T> {
 impl<T: Serialize + DeserializeOwned> Connection<T> {
     sender_methods!();
     receiver_methods!();
+}
+
+impl<T> Connection<T> {
+    /// This process's share of the channel, for `named` and `wait`.
+    pub(super) fn end(&self) -> &Shared {
+        &self.end
+    }
 }
 
 impl<T> Drop for Connection<T> {

@@ -1001,6 +1001,11 @@ impl Spsc {
         self.hdr().own.lock_wait.wake_all();
     }
 
+    /// The waiter a reader parks on (and `wait()` arms): the writer wakes it on publish.
+    pub(crate) fn readable_waiter(&self) -> &Waiter {
+        &self.hdr().readable
+    }
+
     /// Waits for room for `need` bytes without holding the writer role (try/timeout
     /// paths use it before acquiring).
     #[allow(dead_code)] // part of the ring API; used by benches and the queue overflow path

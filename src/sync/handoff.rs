@@ -21,6 +21,14 @@
 //!   [`adopt_fd`]. Outside these two calls, serializing a handle is an error
 //!   ([`Error::Handle`]), never a handle that silently points nowhere. (The args' codec
 //!   is the `process` module's.)
+//! * **Over a socket** (a `Connection` from `Listener::accept`/`connect`, see
+//!   `channel::named`). The sender serializes inside [`passing_fds_tagged`]: each
+//!   descriptor gets a *tagged number* (negative, never a real descriptor: the batch's
+//!   tag and the descriptor's index in it), and the descriptors go over the socket with
+//!   `SCM_RIGHTS`. The receiver decodes inside [`adopting_received`], which maps each
+//!   tagged number to the descriptor received for it. A handle decoded outside any
+//!   context notes the number it wanted ([`take_wanted_tag`]), so the receiving side
+//!   knows which batch of descriptors a message needs.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -119,14 +127,17 @@ pub(crate) fn creating() -> Creating {
 pub(crate) struct ForkGuard(
     MutexGuard<'static, Registry>,
     #[allow(dead_code)] RwLockWriteGuard<'static, ()>,
+    #[allow(dead_code)] super::poke::ForkLock,
 );
 
 impl ForkGuard {
-    /// Locks creation and the registry (in that order, as creators do). Take it right
+    /// Locks creation, the registry and the poke table (in that order, as creators do;
+    /// see `sync::poke`). Take it right
     /// before `fork`; drop it in the parent after.
     pub(crate) fn acquire() -> ForkGuard {
         let creation = CREATION.write().unwrap_or_else(|e| e.into_inner());
-        ForkGuard(registry(), creation)
+        let reg = registry();
+        ForkGuard(reg, creation, super::poke::lock_for_fork())
     }
 
     /// In the forked child: releases the liveness descriptors of every inherited object
@@ -143,17 +154,60 @@ impl ForkGuard {
 }
 
 enum Ctx {
-    /// Parent: collecting descriptors to keep across exec.
-    Encode(Vec<RawFd>),
-    /// Spawned child: descriptors inherited, and which were adopted already.
+    /// Serializing: the descriptors passed so far; numbered as they are (spawn: the
+    /// child inherits them under the same numbers) or by index under a tag (sent over a
+    /// socket).
+    Encode { fds: Vec<RawFd>, tag: Option<u32> },
+    /// Deserializing: the number each descriptor has on the wire and here, and which
+    /// wire numbers were adopted already.
     Decode {
-        inherited: Vec<RawFd>,
-        adopted: Vec<RawFd>,
+        inherited: Vec<(i32, RawFd)>,
+        adopted: Vec<i32>,
     },
 }
 
 thread_local! {
     static CTX: RefCell<Option<Ctx>> = const { RefCell::new(None) };
+    /// The wire number a handle decoded outside any context asked for (see
+    /// [`take_wanted_tag`]).
+    static WANTED: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Tags are 20 bits, indices 10: a tagged number is `-(1 + (tag << 10 | index))`.
+const TAG_BITS: u32 = 20;
+const INDEX_BITS: u32 = 10;
+
+/// The largest tag [`passing_fds_tagged`] takes.
+pub(crate) const MAX_TAG: u32 = (1 << TAG_BITS) - 1;
+
+/// The number of descriptor `index` of the batch tagged `tag` (see [`passing_fds_tagged`]).
+pub(crate) fn tagged_number(tag: u32, index: usize) -> i32 {
+    -1 - (((tag & MAX_TAG) << INDEX_BITS) | index as u32) as i32
+}
+
+/// The (tag, index) of a tagged number; `None` for a plain descriptor number.
+pub(crate) fn untag(n: i32) -> Option<(u32, usize)> {
+    if n >= 0 {
+        return None;
+    }
+    let v = (-(n as i64) - 1) as u32;
+    Some((v >> INDEX_BITS, (v & ((1 << INDEX_BITS) - 1)) as usize))
+}
+
+fn encode_with<T>(tag: Option<u32>, encode: impl FnOnce() -> T) -> (T, Vec<RawFd>) {
+    CTX.with(|c| {
+        *c.borrow_mut() = Some(Ctx::Encode {
+            fds: Vec::new(),
+            tag,
+        })
+    });
+    let res = encode();
+    let ctx = CTX.with(|c| c.borrow_mut().take());
+    let fds = match ctx {
+        Some(Ctx::Encode { fds, .. }) => fds,
+        _ => Vec::new(),
+    };
+    (res, fds)
 }
 
 /// Runs `encode` (the serialization of a spawned child's args) while handles'
@@ -161,32 +215,28 @@ thread_local! {
 /// descriptors passed, which the child must inherit (clear `FD_CLOEXEC` on them between
 /// fork and exec).
 pub(crate) fn passing_fds<T>(encode: impl FnOnce() -> T) -> (T, Vec<RawFd>) {
-    CTX.with(|c| *c.borrow_mut() = Some(Ctx::Encode(Vec::new())));
-    let res = encode();
-    let ctx = CTX.with(|c| c.borrow_mut().take());
-    let fds = match ctx {
-        Some(Ctx::Encode(fds)) => fds,
-        _ => Vec::new(),
-    };
-    (res, fds)
+    encode_with(None, encode)
 }
 
-/// Runs `decode` (the deserialization of the args in a spawned child) while handles'
-/// `Deserialize` may adopt the descriptors the parent passed, `inherited`
-/// ([`adopt_fd`]). Inherited descriptors that no handle adopted are closed afterwards,
-/// so they hold nothing open.
-pub(crate) fn adopting_fds<T>(inherited: &[RawFd], decode: impl FnOnce() -> T) -> T {
+/// Runs `encode` (a message to send over a socket) while handles may pass their
+/// descriptors, each numbered by its index under `tag` (at most [`MAX_TAG`]); returns
+/// its result and the descriptors, in index order, to send with `SCM_RIGHTS`.
+pub(crate) fn passing_fds_tagged<T>(tag: u32, encode: impl FnOnce() -> T) -> (T, Vec<RawFd>) {
+    encode_with(Some(tag & MAX_TAG), encode)
+}
+
+fn decode_with<T>(inherited: Vec<(i32, RawFd)>, decode: impl FnOnce() -> T) -> T {
     CTX.with(|c| {
         *c.borrow_mut() = Some(Ctx::Decode {
-            inherited: inherited.to_vec(),
+            inherited,
             adopted: Vec::new(),
         })
     });
     let res = decode();
     let ctx = CTX.with(|c| c.borrow_mut().take());
     if let Some(Ctx::Decode { inherited, adopted }) = ctx {
-        for fd in inherited {
-            if !adopted.contains(&fd) {
+        for (n, fd) in inherited {
+            if !adopted.contains(&n) {
                 crate::sys::close_raw(fd);
             }
         }
@@ -194,42 +244,112 @@ pub(crate) fn adopting_fds<T>(inherited: &[RawFd], decode: impl FnOnce() -> T) -
     res
 }
 
-/// From a handle's `Serialize`: records `fd` for the spawned child and returns the
-/// number under which the child will find it. Fails outside [`passing_fds`].
+/// Runs `decode` (the deserialization of the args in a spawned child) while handles'
+/// `Deserialize` may adopt the descriptors the parent passed, `inherited`
+/// ([`adopt_fd`]). Inherited descriptors that no handle adopted are closed afterwards,
+/// so they hold nothing open.
+pub(crate) fn adopting_fds<T>(inherited: &[RawFd], decode: impl FnOnce() -> T) -> T {
+    decode_with(inherited.iter().map(|&fd| (fd, fd)).collect(), decode)
+}
+
+/// Runs `decode` (a message received over a socket) while handles may adopt the
+/// descriptors that came with it: `received` maps each tagged number of the message to
+/// the descriptor received for it, which this call owns (closed afterwards unless a
+/// handle adopted it).
+pub(crate) fn adopting_received<T>(
+    received: Vec<(i32, OwnedFd)>,
+    decode: impl FnOnce() -> T,
+) -> T {
+    let map = received
+        .into_iter()
+        .map(|(n, fd)| (n, std::os::fd::IntoRawFd::into_raw_fd(fd)))
+        .collect();
+    decode_with(map, decode)
+}
+
+/// The tag of the descriptors a handle decoded outside any context asked for, since the
+/// last call (`None` when none did, or it asked for a plain number). Cleared by the call.
+pub(crate) fn take_wanted_tag() -> Option<u32> {
+    WANTED
+        .with(|w| w.take())
+        .and_then(untag)
+        .map(|(tag, _)| tag)
+}
+
+/// Forgets what [`take_wanted_tag`] would report.
+pub(crate) fn clear_wanted() {
+    WANTED.with(|w| w.set(None));
+}
+
+/// From a handle's `Serialize`: records `fd` for the spawned child (or the socket) and
+/// returns the number under which the other side will find it. Fails outside
+/// [`passing_fds`] and [`passing_fds_tagged`].
 pub(crate) fn pass_fd(fd: BorrowedFd<'_>) -> Result<i32> {
     CTX.with(|c| match c.borrow_mut().as_mut() {
-        Some(Ctx::Encode(fds)) => {
+        Some(Ctx::Encode { fds, tag }) => {
             let raw = fd.as_raw_fd();
-            if !fds.contains(&raw) {
-                fds.push(raw);
+            let index = match fds.iter().position(|&f| f == raw) {
+                Some(i) => i,
+                None => {
+                    fds.push(raw);
+                    fds.len() - 1
+                }
+            };
+            match tag {
+                None => Ok(raw),
+                Some(_) if index >= crate::sys::socket::MAX_FDS => Err(Error::Handle(
+                    "a message carries more than 253 descriptors (SCM_RIGHTS limit)",
+                )),
+                Some(t) => Ok(tagged_number(*t, index)),
             }
-            Ok(raw)
         }
         _ => Err(Error::Handle(
-            "shmproc handles can only be serialized as the args of a Process (or Pool task) they are handed to",
+            "shmproc handles can only be serialized as the args of a Process (or Pool task) they are handed to, or in a message over a Connection from Listener::accept or connect",
         )),
     })
 }
 
-/// From a handle's `Deserialize` in a spawned child: takes ownership of inherited
-/// descriptor `n` (a duplicate when it was adopted before). Fails for a number the
-/// parent did not pass, and outside [`adopting_fds`].
+/// From a handle's `Deserialize` in a spawned child (or a receiver of a message over a
+/// socket): takes ownership of the descriptor passed as number `n` (a duplicate when it
+/// was adopted before). Fails for a number that was not passed, and outside
+/// [`adopting_fds`] and [`adopting_received`] (noting `n` for [`take_wanted_tag`]).
 pub(crate) fn adopt_fd(n: i32) -> Result<OwnedFd> {
     CTX.with(|c| match c.borrow_mut().as_mut() {
         Some(Ctx::Decode { inherited, adopted }) => {
-            if !inherited.contains(&n) || !crate::sys::fd_is_open(n) {
+            let Some(&(_, fd)) = inherited.iter().find(|(w, _)| *w == n) else {
+                return Err(Error::Handle("descriptor was not passed by the parent"));
+            };
+            if !crate::sys::fd_is_open(fd) {
                 return Err(Error::Handle("descriptor was not passed by the parent"));
             }
             if adopted.contains(&n) {
                 // Borrow the already-adopted descriptor only to duplicate it.
-                let fd = crate::sys::borrow_raw_checked(n)?;
+                let fd = crate::sys::borrow_raw_checked(fd)?;
                 return Ok(crate::sys::dup_cloexec(fd)?);
             }
             adopted.push(n);
-            crate::sys::own_inherited(n).map_err(Error::from)
+            crate::sys::own_inherited(fd).map_err(Error::from)
         }
-        _ => Err(Error::Handle(
-            "a shmproc handle can only be deserialized by shmproc::init()",
-        )),
+        _ => {
+            WANTED.with(|w| w.set(Some(n)));
+            Err(Error::Handle(
+                "a shmproc handle can only be deserialized by shmproc::init(), or from a message over a Connection from Listener::accept or connect",
+            ))
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tagged_numbers_are_negative_and_round_trip() {
+        for (tag, i) in [(0, 0), (1, 5), (MAX_TAG, 252), (12345, 1023)] {
+            let n = tagged_number(tag, i);
+            assert!(n < 0);
+            assert_eq!(untag(n), Some((tag, i)));
+        }
+        assert_eq!(untag(3), None);
+    }
 }

@@ -11,6 +11,7 @@ pub(crate) mod atomic;
 mod cond;
 pub(crate) mod handoff;
 mod lock;
+pub(crate) mod poke;
 pub(crate) mod raw;
 mod sem;
 pub(crate) mod shared;

@@ -30,6 +30,18 @@
 //! falls back to a real `SeqCst` fence. Sleeps are sliced (at most
 //! [`PARK_SLICE`]) so that a waiter also notices a peer that died without waking it.
 //!
+//! # Waiting in `poll(2)`: pollers
+//!
+//! A futex cannot be polled, so `wait()` (Python's `connection.wait`, over many
+//! channels, queues, processes and listeners) sleeps in `poll` on descriptors instead.
+//! It counts itself in the word's second half, `pollers`, and arms `SLEEPERS` like a
+//! sleeper ([`Waiter::arm_poller`]), then issues the same barrier and re-checks. A waker
+//! that takes the slow path (it found `SLEEPERS`) and sees `pollers` not zero also
+//! *pokes*: it writes a byte to the descriptor its own process registered for this word
+//! ([`super::poke`]; for a pipe, the write end of the writer's presence pipe, whose read
+//! end the waiting side polls anyway for hang-up). So wakes stay edge-triggered: a
+//! writer pays nothing while nobody waits, one `write` per armed wait otherwise.
+//!
 //! # Waiting for an operation in progress
 //!
 //! Waiting for a peer to *produce* something (an item, room, a lock) spins, yields a
@@ -105,6 +117,13 @@ fn waker_fence() {
     light_fence();
 }
 
+/// The waiter's side of the barrier pair (see the module docs), for `wait()`: after
+/// arming words with [`Waiter::arm_poller`], before re-checking their conditions.
+#[cfg(not(loom))]
+pub(crate) fn poller_fence() {
+    waiter_fence();
+}
+
 fn waiter_fence() {
     #[cfg(not(loom))]
     {
@@ -147,8 +166,10 @@ pub(crate) enum Wait {
 pub(crate) struct Waiter {
     /// The futex word: a counter, with [`SLEEPERS`] in bit 0.
     seq: AtomicU32,
-    /// Unused; keeps the two-word layout of the structures that embed a `Waiter`.
-    _reserved: AtomicU32,
+    /// How many `wait()` calls (in any process) watch this word through a descriptor
+    /// (see [`super::poke`]): while it is not zero, a waker that finds a sleeper also
+    /// pokes the descriptor its process registered for this word.
+    pollers: AtomicU32,
 }
 
 impl Waiter {
@@ -157,7 +178,7 @@ impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
             seq: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
+            pollers: AtomicU32::new(0),
         }
     }
 
@@ -187,12 +208,49 @@ impl Waiter {
             ) {
                 Ok(_) => {
                     #[cfg(not(loom))]
-                    crate::sys::futex_wake(&self.seq, u32::MAX);
+                    {
+                        crate::sys::futex_wake(&self.seq, u32::MAX);
+                        // Read after the CAS that took the armed word: a poller counts
+                        // itself before it arms (`arm_poller`), so it is seen here.
+                        if self.pollers.load(Ordering::Relaxed) != 0 {
+                            super::poke::poke(self);
+                        }
+                    }
                     return;
                 }
                 Err(now) => cur = now,
             }
         }
+    }
+
+    /// Counts a `wait()` watching this word and arms it (sets [`SLEEPERS`]), so that the
+    /// next waker takes the slow path and pokes ([`super::poke`]). Call
+    /// [`poller_fence`] after arming every word, then re-check the conditions before
+    /// sleeping in `poll`; [`Waiter::disarm_poller`] after.
+    #[cfg(not(loom))]
+    pub(crate) fn arm_poller(&self) {
+        self.pollers.fetch_add(1, Ordering::SeqCst);
+        let mut cur = self.seq.load(Ordering::SeqCst);
+        while cur & SLEEPERS == 0 {
+            match self.seq.compare_exchange(
+                cur,
+                cur | SLEEPERS,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Undoes one [`Waiter::arm_poller`]'s count (the word stays armed until a waker
+    /// clears it, as for a sleeper that woke by itself).
+    #[cfg(not(loom))]
+    pub(crate) fn disarm_poller(&self) {
+        let _ = self
+            .pollers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// Waits until `ready()` holds, the deadline passes, or `abort()` says to stop

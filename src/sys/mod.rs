@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub(crate) mod exec;
 pub(crate) mod proc;
 pub(crate) mod reloc;
+pub(crate) mod socket;
 
 fn cvt(res: libc::c_int) -> io::Result<libc::c_int> {
     if res == -1 {
