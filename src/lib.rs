@@ -25,7 +25,7 @@ pub(crate) mod ring;
 pub mod sync;
 
 pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
-pub use channel::{connect, connect_timeout, Connector, Listener, ListenerBuilder};
+pub use channel::{connect, connect_timeout, wait, Connector, Listener, ListenerBuilder, Ready};
 pub use channel::{JoinableQueue, Queue};
 pub use error::*;
 pub use pool::{AsyncResult, Pool, PoolBuilder};

@@ -13,6 +13,9 @@ mod named;
 pub use named::{connect, connect_timeout, Connector, Listener, ListenerBuilder, MAX_NAME_LEN};
 
 mod queue;
+pub(crate) mod wait;
+
+pub use wait::{wait, Ready};
 
 pub use queue::{JoinableQueue, Queue, DEFAULT_MAX_ITEM, INLINE_BYTES};
 /// Capacity of `Queue::new()` and `JoinableQueue::new()`, in items.

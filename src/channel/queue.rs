@@ -42,7 +42,7 @@
 //! that never comes). The pages of a lost large item are freed by the reclaimer.
 
 use std::marker::PhantomData;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +53,7 @@ use crate::codec;
 use crate::error::{Error, ProtocolError, RegionError, Result, TryGetError, TryPutError};
 use crate::region::{Kind, Region};
 use crate::ring::mpmc::{self, GetFail, Mpmc, PutFail, INLINE};
+use super::wait::PokePipe;
 use crate::sync::handoff;
 use crate::sync::waiter::register_process;
 use crate::sys::{self, deadline_after};
@@ -76,7 +77,10 @@ thread_local! {
 }
 
 /// One process's view of a queue: the mapping and the ring in it.
-struct Shared {
+pub(super) struct Shared {
+    /// The pipe a putter pokes to wake a `wait()` (see `channel::wait`). First, so its
+    /// registration goes before the mapping.
+    poke: PokePipe,
     region: Region,
     /// The items file: large items, one 4 GiB window per slot.
     items: Arc<std::fs::File>,
@@ -178,12 +182,16 @@ impl Shared {
         ];
         let region = Region::create(Kind::Queue, Mpmc::memory_size(cap), params)?;
         let items = std::fs::File::from(sys::memfd_create(c"shmproc-queue-items")?);
-        let s = Shared::from_region(region, items)?;
+        let s = Shared::from_region(region, items, None)?;
         s.ring.init(joinable);
         Ok(s)
     }
 
-    fn from_region(region: Region, items: std::fs::File) -> Result<Shared> {
+    fn from_region(
+        region: Region,
+        items: std::fs::File,
+        poke: Option<(OwnedFd, OwnedFd)>,
+    ) -> Result<Shared> {
         let [cap, slot, joinable, max_item] = region.params();
         if slot != mpmc::SLOT_SIZE as u64 || joinable > 1 {
             return Err(RegionError::Corrupt.into());
@@ -194,13 +202,33 @@ impl Shared {
         ring.set_reclaim_hook(Arc::new(move |kind, data, index| {
             reclaim_pages(&for_hook, kind, data, index)
         }));
+        let poke = match poke {
+            Some((r, w)) => PokePipe::from_fds(ring.not_empty_waiter(), r, w),
+            None => PokePipe::create(ring.not_empty_waiter())?,
+        };
         Ok(Shared {
+            poke,
             region,
             items,
             ring,
             joinable: joinable == 1,
             max_item,
         })
+    }
+
+    /// Whether a `get` would not block: an item is there, or the queue is closed.
+    pub(super) fn ready_for_get(&self) -> bool {
+        self.ring.len() > 0 || self.ring.is_closed()
+    }
+
+    /// The waiter consumers park on; `wait` arms it.
+    pub(super) fn not_empty_waiter(&self) -> &crate::sync::waiter::Waiter {
+        self.ring.not_empty_waiter()
+    }
+
+    /// The poke pipe `wait` polls.
+    pub(super) fn poke_pipe(&self) -> &PokePipe {
+        &self.poke
     }
 
     fn claim_and_abandon(&self, as_consumer: bool) -> bool {
@@ -648,6 +676,13 @@ macro_rules! handle_impls {
             }
         }
 
+        impl<T> $ty<T> {
+            /// This process's view of the queue, for `wait`.
+            pub(super) fn shared(&self) -> &Shared {
+                &self.shared
+            }
+        }
+
         impl<T> std::fmt::Debug for $ty<T> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 self.shared.fmt(f)
@@ -661,9 +696,14 @@ macro_rules! handle_impls {
                     .map_err(|e| S::Error::custom(e.to_string()))?;
                 let items = handoff::pass_fd(self.shared.items.as_fd())
                     .map_err(|e| S::Error::custom(e.to_string()))?;
+                let (r, w) = self.shared.poke.fds();
+                let poke_r = handoff::pass_fd(r).map_err(|e| S::Error::custom(e.to_string()))?;
+                let poke_w = handoff::pass_fd(w).map_err(|e| S::Error::custom(e.to_string()))?;
                 Wire {
                     region,
                     items,
+                    poke_r,
+                    poke_w,
                     joinable: $joinable,
                 }
                 .serialize(s)
@@ -690,6 +730,8 @@ macro_rules! handle_impls {
 struct Wire {
     region: i32,
     items: i32,
+    poke_r: i32,
+    poke_w: i32,
     joinable: bool,
 }
 
@@ -700,7 +742,8 @@ fn open_wire(w: Wire, joinable: bool) -> Result<Shared> {
     register_process();
     let region = Region::open_fd(handoff::adopt_fd(w.region)?, Kind::Queue)?;
     let items = std::fs::File::from(handoff::adopt_fd(w.items)?);
-    let s = Shared::from_region(region, items)?;
+    let poke = (handoff::adopt_fd(w.poke_r)?, handoff::adopt_fd(w.poke_w)?);
+    let s = Shared::from_region(region, items, Some(poke))?;
     if s.joinable != joinable {
         return Err(Error::Handle("handle of another queue type"));
     }

@@ -184,6 +184,7 @@
 //! to their owners. Unlike Python, a program that returns from `main` does not wait for
 //! non-daemon children it did not join.
 
+mod ready;
 mod boot;
 mod fork;
 mod job;

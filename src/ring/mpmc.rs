@@ -821,6 +821,11 @@ impl Mpmc {
         tail.saturating_sub(head).min(self.cap)
     }
 
+    /// The waiter consumers park on (and `wait()` arms): puts and `close` wake it.
+    pub(crate) fn not_empty_waiter(&self) -> &Waiter {
+        &self.hdr().not_empty
+    }
+
     /// Closes the ring for every handle: puts fail, gets fail once drained.
     pub(crate) fn close(&self) {
         // Release: pairs with the Acquire load in try_get, so items put before the
