@@ -221,6 +221,15 @@ pub enum Error {
     },
     /// The listener refused this connection: this user is not allowed to connect.
     Refused,
+    /// A range outside a [`SharedMemory`](crate::SharedMemory) block.
+    OutOfBounds {
+        /// Where the range starts.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The block's size.
+        size: u64,
+    },
     /// The other side of a rendezvous socket broke the protocol (garbage, a truncated or
     /// unknown packet, descriptors that are not a shmproc channel). Nothing of it was kept.
     Handshake(String),
@@ -266,6 +275,10 @@ impl fmt::Display for Error {
                 "peer process {pid} runs as user {uid}, which is not allowed"
             ),
             Error::Refused => f.write_str("the listener refused the connection (user not allowed)"),
+            Error::OutOfBounds { offset, len, size } => write!(
+                f,
+                "{len} bytes at offset {offset} do not fit in a block of {size} bytes"
+            ),
             Error::Handshake(e) => write!(f, "bad rendezvous: {e}"),
         }
     }

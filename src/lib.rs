@@ -24,12 +24,13 @@ pub mod region;
 pub(crate) mod ring;
 pub mod sync;
 
-pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
 pub use channel::{connect, connect_timeout, wait, Connector, Listener, ListenerBuilder, Ready};
+pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
 pub use channel::{JoinableQueue, Queue};
 pub use error::*;
 pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{get_context, init, Context, Process, StartMethod};
+pub use region::SharedMemory;
 pub use sync::{
     Array, ArrayGuard, ArrayInit, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard,
     RLock, RLockGuard, Semaphore, Value, ValueGuard,

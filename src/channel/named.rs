@@ -69,6 +69,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::{Connection, Pipe};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::region::check_name;
 use crate::sync::handoff::{self, Inherited};
 use crate::sync::poke::{self, Poke};
 use crate::sync::waiter::Waiter;
@@ -90,25 +91,6 @@ const USER_REFUSED: u8 = 1;
 const BAD_HELLO: u8 = 2;
 /// Handles packets kept for messages not yet received.
 const MAX_KEPT: usize = 64;
-
-/// Checks a name: not empty, no `/`, no NUL, at most `max` bytes.
-pub(crate) fn check_name(name: &str, max: usize) -> Result<()> {
-    let reason = if name.is_empty() {
-        "empty"
-    } else if name.contains('/') {
-        "contains '/' (names are not paths)"
-    } else if name.contains('\0') {
-        "contains a NUL byte"
-    } else if name.len() > max {
-        "too long for the platform"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidName {
-        name: name.to_string(),
-        reason,
-    })
-}
 
 fn address(uid: u32, name: &str) -> Vec<u8> {
     format!("shmproc/{uid}/{name}").into_bytes()
@@ -203,9 +185,8 @@ impl Side {
         if let Some(i) = kept.iter().position(|(t, _)| *t == tag) {
             return Ok(kept.remove(i).map(|(_, f)| f).unwrap_or_default());
         }
-        let missing = || {
-            Error::Handshake("the descriptors of a message with handles did not arrive".into())
-        };
+        let missing =
+            || Error::Handshake("the descriptors of a message with handles did not arrive".into());
         loop {
             let mut buf = [0u8; 64];
             let p = match socket::recv_packet(self.sock.as_fd(), &mut buf, true) {
@@ -397,9 +378,9 @@ impl ListenerBuilder {
             }
             Err(e) => return Err(e.into()),
         }
-        let fd = Arc::new(ListenFd(AtomicI32::new(std::os::fd::IntoRawFd::into_raw_fd(
-            sock,
-        ))));
+        let fd = Arc::new(ListenFd(AtomicI32::new(
+            std::os::fd::IntoRawFd::into_raw_fd(sock),
+        )));
         let reg_id = handoff::register(fd.clone());
         Ok(Listener {
             fd,
@@ -680,7 +661,11 @@ mod tests {
     use super::*;
 
     fn unique(tag: &str) -> String {
-        format!("t-{tag}-{}-{:x}", std::process::id(), sys::random_u128().unwrap() as u32)
+        format!(
+            "t-{tag}-{}-{:x}",
+            std::process::id(),
+            sys::random_u128().unwrap() as u32
+        )
     }
 
     #[test]
@@ -726,7 +711,9 @@ mod tests {
         drop(l);
         assert!(matches!(connect::<u64>(&name), Err(Error::NameNotFound(_))));
         assert!(matches!(
-            Listener::bind(&name).unwrap().accept_timeout::<u64>(Duration::from_millis(20)),
+            Listener::bind(&name)
+                .unwrap()
+                .accept_timeout::<u64>(Duration::from_millis(20)),
             Err(Error::Timeout)
         ));
     }

@@ -49,11 +49,11 @@ use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
 
+use super::wait::PokePipe;
 use crate::codec;
 use crate::error::{Error, ProtocolError, RegionError, Result, TryGetError, TryPutError};
 use crate::region::{Kind, Region};
 use crate::ring::mpmc::{self, GetFail, Mpmc, PutFail, INLINE};
-use super::wait::PokePipe;
 use crate::sync::handoff;
 use crate::sync::waiter::register_process;
 use crate::sys::{self, deadline_after};

@@ -351,7 +351,11 @@ mod tests {
         let objects: [&dyn Ready; 2] = [&a, &rx];
         assert_eq!(wait(&objects, Some(Duration::from_secs(10))).unwrap(), [1]);
         // Woken by the poke, not by the one-second slice.
-        assert!(start.elapsed() < Duration::from_millis(900), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            start.elapsed()
+        );
         assert_eq!(rx.recv().unwrap(), 9);
         let tx = t.join().unwrap();
         // Many rounds: no wake-up is lost.
@@ -381,7 +385,11 @@ mod tests {
         let q = Queue::<u32>::new().unwrap();
         let q2 = q.clone();
         let (a, b) = duplex::<u32>().unwrap();
-        let name = format!("wait-{}-{:x}", std::process::id(), sys::random_u128().unwrap() as u32);
+        let name = format!(
+            "wait-{}-{:x}",
+            std::process::id(),
+            sys::random_u128().unwrap() as u32
+        );
         let l = Listener::bind(&name).unwrap();
         let objects: [&dyn Ready; 3] = [&q, &a, &l];
         assert!(wait(&objects, Some(Duration::ZERO)).unwrap().is_empty());

@@ -184,10 +184,10 @@
 //! to their owners. Unlike Python, a program that returns from `main` does not wait for
 //! non-daemon children it did not join.
 
-mod ready;
 mod boot;
 mod fork;
 mod job;
+mod ready;
 mod spawn;
 #[cfg(all(test, not(loom)))]
 mod tests;

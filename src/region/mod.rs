@@ -28,6 +28,11 @@ use std::ptr::NonNull;
 use crate::error::{Error, RegionError, Result, SizeLimit};
 use crate::sys;
 
+mod shm;
+
+pub(crate) use shm::check_name;
+pub use shm::{SharedMemory, MAX_SHM_NAME_LEN};
+
 /// "SHMPROC\x01" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
 /// Layout version of this build.

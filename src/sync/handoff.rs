@@ -256,10 +256,7 @@ pub(crate) fn adopting_fds<T>(inherited: &[RawFd], decode: impl FnOnce() -> T) -
 /// descriptors that came with it: `received` maps each tagged number of the message to
 /// the descriptor received for it, which this call owns (closed afterwards unless a
 /// handle adopted it).
-pub(crate) fn adopting_received<T>(
-    received: Vec<(i32, OwnedFd)>,
-    decode: impl FnOnce() -> T,
-) -> T {
+pub(crate) fn adopting_received<T>(received: Vec<(i32, OwnedFd)>, decode: impl FnOnce() -> T) -> T {
     let map = received
         .into_iter()
         .map(|(n, fd)| (n, std::os::fd::IntoRawFd::into_raw_fd(fd)))

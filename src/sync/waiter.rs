@@ -232,12 +232,10 @@ impl Waiter {
         self.pollers.fetch_add(1, Ordering::SeqCst);
         let mut cur = self.seq.load(Ordering::SeqCst);
         while cur & SLEEPERS == 0 {
-            match self.seq.compare_exchange(
-                cur,
-                cur | SLEEPERS,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match self
+                .seq
+                .compare_exchange(cur, cur | SLEEPERS, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }

@@ -1,7 +1,7 @@
 //! Unix sockets for the rendezvous of unrelated processes (`channel::named`): a
 //! `SOCK_SEQPACKET` socket bound in the abstract namespace, descriptors passed with
 //! `SCM_RIGHTS`, the peer's credentials with `SO_PEERCRED`; plus the few file calls that
-//! named shared memory and `wait` need (`poll` over many descriptors, `flock`, xattrs).
+//! named shared memory and `wait` need (`poll` over many descriptors, `flock`, pokes).
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
@@ -46,7 +46,11 @@ pub(crate) fn seqpacket(nonblocking: bool) -> io::Result<OwnedFd> {
 /// Binds `fd` to the abstract address `name` (no file is created; the name is freed
 /// when the socket closes, even by SIGKILL) and listens. `EADDRINUSE` when a live socket
 /// holds the name.
-pub(crate) fn bind_listen_abstract(fd: BorrowedFd<'_>, name: &[u8], backlog: i32) -> io::Result<()> {
+pub(crate) fn bind_listen_abstract(
+    fd: BorrowedFd<'_>,
+    name: &[u8],
+    backlog: i32,
+) -> io::Result<()> {
     let (addr, len) = abstract_addr(name)?;
     // SAFETY: `addr` is a valid sockaddr_un of `len` bytes, alive for the call.
     cvt(unsafe {
@@ -255,7 +259,10 @@ pub(crate) fn recv_packet(
                 let data = libc::CMSG_DATA(c);
                 let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
                 for i in 0..bytes / size_of::<RawFd>() {
-                    let raw = data.add(i * size_of::<RawFd>()).cast::<RawFd>().read_unaligned();
+                    let raw = data
+                        .add(i * size_of::<RawFd>())
+                        .cast::<RawFd>()
+                        .read_unaligned();
                     // The kernel installed these descriptors in this process for us.
                     fds.push(OwnedFd::from_raw_fd(raw));
                 }
@@ -264,7 +271,11 @@ pub(crate) fn recv_packet(
         }
     }
     let truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
-    Ok(Packet { len: n, fds, truncated })
+    Ok(Packet {
+        len: n,
+        fds,
+        truncated,
+    })
 }
 
 /// One descriptor to [`poll`]: what to watch for and, after the call, what happened.
@@ -384,36 +395,6 @@ pub(crate) fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Sets the extended attribute `name` of an open file to `value`.
-pub(crate) fn set_xattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
-    // SAFETY: valid NUL-terminated name; `value` is a live slice of the length given.
-    cvt(unsafe {
-        libc::fsetxattr(
-            fd.as_raw_fd(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    })
-    .map(drop)
-}
-
-/// Whether an open file has the extended attribute `name` (any value).
-pub(crate) fn has_xattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr) -> bool {
-    // SAFETY: a size query (null buffer, size 0): the kernel writes nothing.
-    let n = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), std::ptr::null_mut(), 0) };
-    n >= 0
-}
-
-/// `ftruncate(fd, len)`.
-pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: plain syscall on a valid fd.
-    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
 }
 
 /// `fchmod(fd, mode)`.
