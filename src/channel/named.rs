@@ -282,8 +282,9 @@ enum Allowed {
 }
 
 /// The listening socket, registered for fork hygiene: a child forked by
-/// [`crate::Process`] closes it (a listener is never handed on), so the name goes with
-/// the listening process, not with its longest-lived child.
+/// [`crate::Process`] closes it unless the listener moved into the child's closure (a
+/// prefork server), so the name goes with the listening process, not with its
+/// longest-lived child.
 struct ListenFd(AtomicI32);
 
 impl Inherited for ListenFd {
@@ -487,6 +488,8 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        // A listener moved into a forked child's closure stays open there (prefork).
+        handoff::note_drop(self.reg_id);
         handoff::unregister_and_release(self.reg_id);
     }
 }
@@ -619,33 +622,57 @@ impl Connector {
         let (wire, fds) = handoff::passing_fds_tagged(0, || codec::encode(&theirs));
         let mut packet = HELLO.to_vec();
         packet.extend_from_slice(&wire?);
-        send_until(sock.as_fd(), &packet, &fds, deadline)?;
-        // The descriptors are in flight (the kernel holds them): our copy can go.
+        let sent = send_until(sock.as_fd(), &packet, &fds, deadline);
+        // The descriptors are in flight (or the send failed): our copy can go.
         drop(theirs);
-        if !readable_by(sock.as_fd(), deadline)? {
-            return Err(Error::Timeout);
+        match sent {
+            Ok(()) => {
+                if !readable_by(sock.as_fd(), deadline)? {
+                    return Err(Error::Timeout);
+                }
+            }
+            // A listener that refuses this user replies and closes without reading the
+            // hello, maybe before it went: its reply may be waiting all the same.
+            Err(Error::Disconnected) => {}
+            Err(e) => return Err(e),
         }
-        let mut buf = [0u8; 16];
-        let p = match socket::recv_packet(sock.as_fd(), &mut buf, false) {
-            Ok(p) => p,
-            Err(e) if gone(&e) => return Err(Error::Disconnected),
-            Err(e) => return Err(e.into()),
-        };
-        match buf[..p.len].strip_prefix(REPLY.as_slice()) {
-            Some([ACCEPTED]) => {
+        match read_reply(&sock)? {
+            Some(ACCEPTED) => {
                 let _ = mine.end().hooks.side.set(Side::new(sock));
                 Ok(mine)
             }
-            Some([USER_REFUSED]) => Err(Error::Refused),
-            Some([BAD_HELLO]) => Err(Error::Handshake(
+            Some(USER_REFUSED) => Err(Error::Refused),
+            Some(BAD_HELLO) => Err(Error::Handshake(
                 "the listener could not use this client's hello".into(),
             )),
-            _ if p.len == 0 => Err(Error::Disconnected),
-            _ => Err(Error::Handshake(
+            Some(_) => Err(Error::Handshake(
                 "the listener sent something else than a shmproc reply".into(),
             )),
+            None => Err(Error::Disconnected),
         }
     }
+}
+
+/// Reads the listener's reply, if one is there: its code (`u8::MAX` for something that
+/// is no reply). The kernel reports a reset (the listener closed with our hello unread)
+/// before the packets queued ahead of it: look past it once.
+fn read_reply(sock: &OwnedFd) -> Result<Option<u8>> {
+    for _ in 0..2 {
+        let mut buf = [0u8; 16];
+        match socket::recv_packet(sock.as_fd(), &mut buf, true) {
+            Ok(p) if p.len == 0 && p.fds.is_empty() => return Ok(None),
+            Ok(p) => {
+                return Ok(Some(match buf[..p.len].strip_prefix(REPLY.as_slice()) {
+                    Some(&[code]) => code,
+                    _ => u8::MAX,
+                }))
+            }
+            Err(e) if gone(&e) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
 }
 
 impl<T> Connection<T> {
