@@ -69,7 +69,10 @@ fn main() -> shmproc::Result<()> {
         println!("connect + accept: median {med:.1} µs, p99 {p99:.1} µs ({k} connections)");
         return Ok(());
     }
-    let n: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let rounds: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(7);
     let exe = std::env::current_exe()?;
     let name = format!("named-bench-{}", std::process::id());

@@ -39,7 +39,8 @@ fn main() -> shmproc::Result<()> {
     if let Ok(Msg::Sum(s)) = conn.recv() {
         println!("40 + 2 = {s}");
     }
-    conn.send(&Msg::Shout(format!("hello from client {id}"))).unwrap();
+    conn.send(&Msg::Shout(format!("hello from client {id}")))
+        .unwrap();
     if let Ok(Msg::Loud(s)) = conn.recv() {
         println!("the server shouts back: {s}");
     }

@@ -4,11 +4,14 @@
 //! and shared values — with every channel built as a lock-free ring buffer in a
 //! shared-memory region instead of a kernel pipe.
 //!
-//! The layers, bottom to top: `sys` (syscall wrappers, private) → `region` (shared
-//! mappings) → `sync` (futex waiter, locks, shared values, and `sync::handoff`, the
-//! registry of the handles handed to child processes) → `ring` (lock-free rings) →
-//! `codec` (serde) → `channel` (pipes, queues) → `process` → `pool`. Nothing imports
-//! upward; this file re-exports one flat API.
+//! The layers, bottom to top: `sys` (syscall wrappers, private; `sys::socket` for Unix
+//! sockets, `SCM_RIGHTS` and `poll`) → `region` (shared mappings, and the named
+//! [`SharedMemory`] of Python's `multiprocessing.shared_memory`) → `sync` (futex waiter,
+//! locks, shared values, `sync::handoff`, the registry of the handles handed to other
+//! processes, and `sync::poke`, what a waker writes to so that [`wait`] sees it) →
+//! `ring` (lock-free rings) → `codec` (serde) → `channel` (pipes, queues; [`Listener`]
+//! and [`connect`] for unrelated processes, and [`wait`]) → `process` → `pool`. Nothing
+//! imports upward; this file re-exports one flat API.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -393,6 +393,10 @@ fn a_sigkilled_listener_disconnects_its_client_and_frees_the_name() {
     assert_eq!(c.recv(), Err(RecvError::Disconnected));
     let seen = Instant::now();
     let killed = killer.join().unwrap();
+    eprintln!(
+        "    client saw Disconnected {:?} after the SIGKILL",
+        seen.duration_since(killed)
+    );
     assert!(
         seen.duration_since(killed) < Duration::from_secs(2),
         "{:?}",
@@ -428,6 +432,7 @@ fn role_listener_never_accepts(name: &str) -> i32 {
 
 fn role_garbage(name: &str) -> i32 {
     // A peer that is not shmproc: a raw SEQPACKET socket sending junk (and a descriptor).
+    // SAFETY: geteuid cannot fail.
     let addr = format!("shmproc/{}/{name}", unsafe { libc::geteuid() });
     let fd = raw_seqpacket_connect(&addr).expect("connect");
     let junk = b"\x00\xffGET / HTTP/1.1\r\n\r\n";
@@ -812,6 +817,7 @@ fn a_sigkilled_creators_block_is_reclaimed_by_the_next_create() {
 
 /// Our abstract sockets still bound (from `/proc/net/unix`).
 fn abstract_sockets() -> Vec<String> {
+    // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let mine = format!("@shmproc/{uid}/{PREFIX}-");
     std::fs::read_to_string("/proc/net/unix")
