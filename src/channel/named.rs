@@ -1,62 +1,6 @@
 //! Unrelated processes meet by name: [`Listener::bind`], [`Listener::accept`] and
 //! [`connect`] (Python's `multiprocessing.connection.Listener` and `Client`), giving a
 //! duplex [`Connection`] as fast as [`duplex`](crate::duplex) — it *is* one.
-//!
-//! # The meeting place: an abstract Unix socket
-//!
-//! A listener is a `SOCK_SEQPACKET` Unix socket bound in Linux's *abstract namespace*
-//! at `"\0shmproc/<uid>/<name>"`. An abstract address is no file: it exists exactly as
-//! long as the socket, so a listener that is SIGKILLed frees its name with its last
-//! descriptor and leaves nothing behind that could block the next `bind` (a socket file
-//! in a 0700 directory, the other choice, stays behind after a crash; so does the
-//! directory). Names are short strings, not paths, and each user has their own: the uid
-//! is part of the address.
-//!
-//! The abstract namespace has no permissions, so privacy comes from credentials the
-//! kernel records at `connect` and nobody can forge (`SO_PEERCRED`): `accept` refuses a
-//! client of another user ([`Error::PeerRefused`]; the client gets [`Error::Refused`])
-//! unless [`ListenerBuilder::allow_uid`] or [`ListenerBuilder::allow_any_user`] widened
-//! it, and `connect` refuses a listener that does not run as the expected user (someone
-//! else bound the name first: [`Error::PeerRefused`]). Another user can still *take* a
-//! name first (then `bind` fails with [`Error::NameInUse`]); they cannot impersonate the
-//! listener.
-//!
-//! # What crosses the socket
-//!
-//! `connect` creates a duplex pipe (`duplex()`: two SPSC rings in one memfd, and each
-//! side's presence pipe) and sends the listener's end over the socket: its bytes as the
-//! handle serialization makes them for a spawned child, its descriptors (the memfd and
-//! the presence pipe ends) with `SCM_RIGHTS` (see `sync::handoff`). Nothing gets a name
-//! in `/dev/shm`; the ring memory goes away with the last process that maps it.
-//! Disconnection is exactly that of `duplex()`: a peer that drops its end or dies
-//! (SIGKILL) closes its presence pipe, and the other side sees `Disconnected`.
-//!
-//! The packets, each one `SOCK_SEQPACKET` record:
-//!
-//! | packet | bytes | descriptors |
-//! |---|---|---|
-//! | hello (client → listener) | `SHMPRCH1`, the end's serialized bytes | the end's |
-//! | reply (listener → client) | `SHMPRCR1`, one code: 0 accepted, 1 user refused, 2 bad hello | none |
-//! | handles (either way, later) | `SHMPRCF1`, tag (u32 LE), count (u32 LE) | a message's |
-//!
-//! # Handles inside messages
-//!
-//! A message over such a connection may hold shmproc handles (`Sender`, `Receiver`,
-//! `Connection`, `Queue`, `JoinableQueue`, `Lock` and the other sync types, `Value`,
-//! `Array`); they arrive working, as they do as a `Process`'s args. The connection keeps
-//! its rendezvous socket for this. The message's bytes go through the ring as any
-//! message; its descriptors go over the socket first, as a *handles* packet under a
-//! 20-bit tag, and the handles in the bytes name them by tag and index (see
-//! `sync::handoff`). A message without handles costs nothing more than on `duplex()`:
-//! only a send whose encoding fails (a handle outside any hand-off) looks at the socket,
-//! and only a receive whose decoding fails (a handle asking for its descriptors) reads
-//! it. The receiver takes the packet with the tag its message names; packets it meets
-//! first are kept until their message comes (a packet whose message was never sent,
-//! because a `try_send` found the ring full after the packet went, is dropped once 64
-//! newer ones are kept). One message carries at most 253 descriptors (`SCM_MAX_FD`).
-//! `send_all` does not carry handles. A connection made by name and handed on to
-//! another process (as args or in a message) carries handles no more there: the socket
-//! stays with the process that connected or accepted.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -302,7 +246,7 @@ impl Drop for ListenFd {
 /// A name that unrelated processes [`connect`] to: Python's
 /// `multiprocessing.connection.Listener`.
 ///
-/// Bound in the abstract socket namespace (see the [module docs](self)): nothing is
+/// Bound in the abstract socket namespace (see below): nothing is
 /// left behind however the process ends, and the next `bind` of the name works as soon
 /// as the process is gone. Only processes of the same user may connect, unless the
 /// [builder](Listener::builder) says otherwise.
@@ -323,6 +267,62 @@ impl Drop for ListenFd {
 /// assert_eq!(client.join().unwrap()?, "hello, world");
 /// # Ok::<(), shmproc::Error>(())
 /// ```
+/// # The meeting place: an abstract Unix socket
+///
+/// A listener is a `SOCK_SEQPACKET` Unix socket bound in Linux's *abstract namespace*
+/// at `"\0shmproc/<uid>/<name>"`. An abstract address is no file: it exists exactly as
+/// long as the socket, so a listener that is SIGKILLed frees its name with its last
+/// descriptor and leaves nothing behind that could block the next `bind` (a socket file
+/// in a 0700 directory, the other choice, stays behind after a crash; so does the
+/// directory). Names are short strings, not paths, and each user has their own: the uid
+/// is part of the address.
+///
+/// The abstract namespace has no permissions, so privacy comes from credentials the
+/// kernel records at `connect` and nobody can forge (`SO_PEERCRED`): `accept` refuses a
+/// client of another user ([`Error::PeerRefused`]; the client gets [`Error::Refused`])
+/// unless [`ListenerBuilder::allow_uid`] or [`ListenerBuilder::allow_any_user`] widened
+/// it, and `connect` refuses a listener that does not run as the expected user (someone
+/// else bound the name first: [`Error::PeerRefused`]). Another user can still *take* a
+/// name first (then `bind` fails with [`Error::NameInUse`]); they cannot impersonate the
+/// listener.
+///
+/// # What crosses the socket
+///
+/// `connect` creates a duplex pipe (`duplex()`: two SPSC rings in one memfd, and each
+/// side's presence pipe) and sends the listener's end over the socket: its bytes as the
+/// handle serialization makes them for a spawned child, its descriptors (the memfd and
+/// the presence pipe ends) with `SCM_RIGHTS` (see `sync::handoff`). Nothing gets a name
+/// in `/dev/shm`; the ring memory goes away with the last process that maps it.
+/// Disconnection is exactly that of `duplex()`: a peer that drops its end or dies
+/// (SIGKILL) closes its presence pipe, and the other side sees `Disconnected`.
+///
+/// The packets, each one `SOCK_SEQPACKET` record:
+///
+/// | packet | bytes | descriptors |
+/// |---|---|---|
+/// | hello (client → listener) | `SHMPRCH1`, the end's serialized bytes | the end's |
+/// | reply (listener → client) | `SHMPRCR1`, one code: 0 accepted, 1 user refused, 2 bad hello | none |
+/// | handles (either way, later) | `SHMPRCF1`, tag (u32 LE), count (u32 LE) | a message's |
+///
+/// # Handles inside messages
+///
+/// A message over such a connection may hold shmproc handles (`Sender`, `Receiver`,
+/// `Connection`, `Queue`, `JoinableQueue`, `Lock` and the other sync types, `Value`,
+/// `Array`); they arrive working, as they do as a `Process`'s args. The connection keeps
+/// its rendezvous socket for this. The message's bytes go through the ring as any
+/// message; its descriptors go over the socket first, as a *handles* packet under a
+/// 20-bit tag, and the handles in the bytes name them by tag and index (see
+/// `sync::handoff`). A message without handles costs nothing more than on `duplex()`:
+/// only a send whose encoding fails (a handle outside any hand-off) looks at the socket,
+/// and only a receive whose decoding fails (a handle asking for its descriptors) reads
+/// it. The receiver takes the packet with the tag its message names; packets it meets
+/// first are kept until their message comes (a packet whose message was never sent,
+/// because a `try_send` found the ring full after the packet went, is dropped once 64
+/// newer ones are kept). One message carries at most 253 descriptors (`SCM_MAX_FD`).
+/// `send_all` does not carry handles. A connection made by name and handed on to
+/// another process (as args or in a message) carries handles no more there: the socket
+/// stays with the process that connected or accepted.
+///
 pub struct Listener {
     fd: Arc<ListenFd>,
     reg_id: u64,

@@ -1,28 +1,5 @@
 //! [`wait`]: Python's `multiprocessing.connection.wait`. One thread learns which of
 //! many channels, queues, processes and listeners are ready, without a thread each.
-//!
-//! # How it sleeps
-//!
-//! Every object gives `wait` a condition to check without blocking (a message or
-//! end-of-file to read, an item or a close, an exit, a client) and a descriptor to
-//! `poll(2)`: a pipe end's *watch* (the read end of the other side's presence pipe,
-//! which hangs up when that side is gone), a queue's poke pipe, a process's pidfd, a
-//! listener's socket. A ring's futex cannot be polled, so a message is made visible to
-//! `poll` by its writer, edge-triggered: `wait` counts itself on the ring's wake word as
-//! a *poller* and arms it as a sleeper would (see `sync::waiter`); the writer that next
-//! publishes finds the word armed, takes the slow path of its wake-up as for any
-//! sleeper, sees the poller and writes one byte to the descriptor registered for that
-//! word in its own process (`sync::poke`): for a pipe its presence token, whose read end
-//! is exactly the watch the waiting side polls. A writer pays nothing while no `wait`
-//! is armed, and one `write` per armed `wait` otherwise.
-//!
-//! No wake-up is lost: `wait` arms every word, issues the waiter's barrier, and checks
-//! every condition again before it sleeps; a writer that published before the barrier
-//! is seen by that check, one after it sees the armed word and pokes. The poke bytes
-//! are a hint, drained by a `wait` that finds its object not ready; one that finds it
-//! ready leaves them, so that other processes waiting on the same queue wake too.
-//! `poll` sleeps at most a second at a time, as a last resort against a poke that
-//! cannot come (a writer that kept its end after a fork without being handed it).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -78,7 +55,7 @@ pub trait Ready: sealed::Sealed {}
 /// nothing ready is `Ok(vec![])`, as Python's `[]`, never an error.
 ///
 /// It blocks in `poll(2)`, using no CPU while it waits; writers wake it with one
-/// `write` (see the [module docs](self) for how a ring is made visible to `poll`).
+/// `write` (see below for how a ring is made visible to `poll`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -102,6 +79,29 @@ pub trait Ready: sealed::Sealed {}
 ///
 /// # Errors
 /// Only an OS error from `poll`.
+/// # How it sleeps
+///
+/// Every object gives `wait` a condition to check without blocking (a message or
+/// end-of-file to read, an item or a close, an exit, a client) and a descriptor to
+/// `poll(2)`: a pipe end's *watch* (the read end of the other side's presence pipe,
+/// which hangs up when that side is gone), a queue's poke pipe, a process's pidfd, a
+/// listener's socket. A ring's futex cannot be polled, so a message is made visible to
+/// `poll` by its writer, edge-triggered: `wait` counts itself on the ring's wake word as
+/// a *poller* and arms it as a sleeper would (see `sync::waiter`); the writer that next
+/// publishes finds the word armed, takes the slow path of its wake-up as for any
+/// sleeper, sees the poller and writes one byte to the descriptor registered for that
+/// word in its own process (`sync::poke`): for a pipe its presence token, whose read end
+/// is exactly the watch the waiting side polls. A writer pays nothing while no `wait`
+/// is armed, and one `write` per armed `wait` otherwise.
+///
+/// No wake-up is lost: `wait` arms every word, issues the waiter's barrier, and checks
+/// every condition again before it sleeps; a writer that published before the barrier
+/// is seen by that check, one after it sees the armed word and pokes. The poke bytes
+/// are a hint, drained by a `wait` that finds its object not ready; one that finds it
+/// ready leaves them, so that other processes waiting on the same queue wake too.
+/// `poll` sleeps at most a second at a time, as a last resort against a poke that
+/// cannot come (a writer that kept its end after a fork without being handed it).
+///
 pub fn wait(objects: &[&dyn Ready], timeout: Option<Duration>) -> Result<Vec<usize>> {
     let sources: Vec<&dyn Source> = objects.iter().map(|o| o.watch().0).collect();
     let ready = || -> Vec<usize> {

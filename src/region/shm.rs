@@ -1,52 +1,5 @@
 //! [`SharedMemory`]: a named block of shared memory, compatible with Python's
 //! `multiprocessing.shared_memory.SharedMemory`.
-//!
-//! # Layout and names
-//!
-//! The block is `/dev/shm/<name>` (`shm_open("/<name>")`), exactly `size` bytes long,
-//! the user's bytes from offset 0: no header. So Python attaches with
-//! `SharedMemory(name)` to a block Rust created, and Rust [`open`](SharedMemory::open)s
-//! one Python created. Names are the user's choice (as in Python), so guessable: the
-//! block is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, and `open` refuses
-//! a block of another owner or with wider permissions, and never follows a symlink.
-//!
-//! # Nothing left behind
-//!
-//! The block is unlinked when its creating handle drops (or by an explicit
-//! [`unlink`](SharedMemory::unlink), Python's). A creator killed with SIGKILL cannot
-//! unlink, so its block stays; the next [`create`](SharedMemory::create) of that name
-//! reclaims it. To tell a dead creator from a live one, the creator holds an advisory
-//! `flock` on the block for as long as its handle lives (the kernel drops it with the
-//! process, however it ends), and marks the block as shmproc's with the sticky bit
-//! (mode `01600`: permission bits 0600, the sticky bit ignored on a file). `create`
-//! finding the name taken opens it: marked and unlocked means its creator is gone, so
-//! it unlinks that block (after checking the name still refers to it) and creates
-//! afresh; locked, or unmarked (made by Python or another tool, which hold no lock), is
-//! [`Error::NameInUse`]. Processes still mapping a reclaimed block keep their mapping;
-//! only the name moves on. Unlike Python's resource tracker (CPython gh-82300), nothing
-//! ever unlinks a block whose creator is alive.
-//!
-//! # Access
-//!
-//! Other processes write the block at any time, so it is never lent as `&[u8]` or
-//! `&mut [u8]` (that would promise Rust that nobody else writes it). The safe accessors
-//! copy, or hand out atomics:
-//!
-//! * [`read_at`](SharedMemory::read_at) / [`write_at`](SharedMemory::write_at): bytes
-//!   copied out of / into the block at an offset, bounds-checked.
-//! * [`read`](SharedMemory::read) / [`write`](SharedMemory::write): one `T: Pod` (any
-//!   bit pattern valid, no padding: [`bytemuck::Pod`]) copied at any offset, aligned or
-//!   not.
-//! * [`atomic_u32`](SharedMemory::atomic_u32) / [`atomic_u64`](SharedMemory::atomic_u64):
-//!   a reference to an atomic at an aligned offset, for counters and flags shared with
-//!   other processes (Python sees the same bytes; its accesses are not atomic).
-//!
-//! A copy racing another process's write may see a mix of old and new bytes (a torn
-//! value, never undefined behaviour in the copy itself): coordinate with the atomics or
-//! a [`Lock`](crate::Lock). [`as_ptr`](SharedMemory::as_ptr) is there for the rest, with
-//! the caller's own `unsafe`. A process that shrinks the block (`ftruncate`) under the
-//! others makes their next access past the new end fault (SIGBUS), as in Python: named
-//! files cannot be sealed like the crate's own memfd regions.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -105,6 +58,53 @@ pub(crate) fn check_name(name: &str, max: usize) -> Result<()> {
 /// assert!(matches!(SharedMemory::open(&name), Err(shmproc::Error::NameNotFound(_))));
 /// # Ok::<(), shmproc::Error>(())
 /// ```
+/// # Layout and names
+///
+/// The block is `/dev/shm/<name>` (`shm_open("/<name>")`), exactly `size` bytes long,
+/// the user's bytes from offset 0: no header. So Python attaches with
+/// `SharedMemory(name)` to a block Rust created, and Rust [`open`](SharedMemory::open)s
+/// one Python created. Names are the user's choice (as in Python), so guessable: the
+/// block is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, and `open` refuses
+/// a block of another owner or with wider permissions, and never follows a symlink.
+///
+/// # Nothing left behind
+///
+/// The block is unlinked when its creating handle drops (or by an explicit
+/// [`unlink`](SharedMemory::unlink), Python's). A creator killed with SIGKILL cannot
+/// unlink, so its block stays; the next [`create`](SharedMemory::create) of that name
+/// reclaims it. To tell a dead creator from a live one, the creator holds an advisory
+/// `flock` on the block for as long as its handle lives (the kernel drops it with the
+/// process, however it ends), and marks the block as shmproc's with the sticky bit
+/// (mode `01600`: permission bits 0600, the sticky bit ignored on a file). `create`
+/// finding the name taken opens it: marked and unlocked means its creator is gone, so
+/// it unlinks that block (after checking the name still refers to it) and creates
+/// afresh; locked, or unmarked (made by Python or another tool, which hold no lock), is
+/// [`Error::NameInUse`]. Processes still mapping a reclaimed block keep their mapping;
+/// only the name moves on. Unlike Python's resource tracker (CPython gh-82300), nothing
+/// ever unlinks a block whose creator is alive.
+///
+/// # Access
+///
+/// Other processes write the block at any time, so it is never lent as `&[u8]` or
+/// `&mut [u8]` (that would promise Rust that nobody else writes it). The safe accessors
+/// copy, or hand out atomics:
+///
+/// * [`read_at`](SharedMemory::read_at) / [`write_at`](SharedMemory::write_at): bytes
+///   copied out of / into the block at an offset, bounds-checked.
+/// * [`read`](SharedMemory::read) / [`write`](SharedMemory::write): one `T: Pod` (any
+///   bit pattern valid, no padding: [`bytemuck::Pod`]) copied at any offset, aligned or
+///   not.
+/// * [`atomic_u32`](SharedMemory::atomic_u32) / [`atomic_u64`](SharedMemory::atomic_u64):
+///   a reference to an atomic at an aligned offset, for counters and flags shared with
+///   other processes (Python sees the same bytes; its accesses are not atomic).
+///
+/// A copy racing another process's write may see a mix of old and new bytes (a torn
+/// value, never undefined behaviour in the copy itself): coordinate with the atomics or
+/// a [`Lock`](crate::Lock). [`as_ptr`](SharedMemory::as_ptr) is there for the rest, with
+/// the caller's own `unsafe`. A process that shrinks the block (`ftruncate`) under the
+/// others makes their next access past the new end fault (SIGBUS), as in Python: named
+/// files cannot be sealed like the crate's own memfd regions.
+///
 pub struct SharedMemory {
     map: memmap2::MmapRaw,
     /// Open for the handle's life: the creator's `flock` lives on it.
@@ -145,7 +145,7 @@ impl SharedMemory {
     /// Creates the block `/dev/shm/<name>`, `size` bytes long (zeroed; reserved now, so
     /// a full `/dev/shm` is an error here, never a SIGBUS later): Python's
     /// `SharedMemory(name, create=True, size=size)`. A block of that name left by a
-    /// shmproc creator that died is reclaimed (see the [module docs](self)).
+    /// shmproc creator that died is reclaimed (see [`SharedMemory`]).
     ///
     /// # Errors
     /// [`Error::InvalidName`] for an empty name, one with `/` or NUL, or over 255 bytes;
@@ -287,7 +287,7 @@ impl SharedMemory {
 
     /// The start of the block in this process. Other processes write it at any time:
     /// reading or writing through it is the caller's `unsafe`, with no reference to the
-    /// memory (see the [module docs](self)).
+    /// memory (see [`SharedMemory`]).
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
