@@ -428,6 +428,41 @@ fn role_listener_never_accepts(name: &str) -> i32 {
     1
 }
 
+fn a_forked_child_keeps_a_listener_only_when_handed_it() {
+    let n = name("forked");
+    let l = Listener::bind(&n).unwrap();
+    let mut bystander = Process::fork(|| std::thread::sleep(Duration::from_millis(500)));
+    bystander.start().unwrap();
+    drop(l);
+    // The child inherited the socket but was not handed the listener: it closes it as it
+    // starts (fork hygiene runs in the child, right after the fork).
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let l = loop {
+        match Listener::bind(&n) {
+            Ok(l) => break l,
+            Err(Error::NameInUse(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("{e:?} (the child still holds the name)"),
+        }
+    };
+    assert!(bystander.is_alive());
+    // Prefork: a listener moved into the child's closure stays open there.
+    let mut server = Process::fork(move || {
+        let c = l.accept_timeout::<u32>(T).unwrap();
+        c.send(&(c.recv_timeout(T).unwrap() * 2)).unwrap();
+    });
+    server.start().unwrap();
+    let c = connect::<u32>(&n).unwrap();
+    c.send(&21).unwrap();
+    assert_eq!(c.recv_timeout(T).unwrap(), 42);
+    server.join_timeout(T).unwrap();
+    assert_eq!(server.exitcode(), Some(0));
+    bystander.join_timeout(T).unwrap();
+    assert_eq!(bystander.exitcode(), Some(0));
+    drop(Listener::bind(&n).unwrap());
+}
+
 // -------------------------------------------------------------------- bad input
 
 fn role_garbage(name: &str) -> i32 {
@@ -861,6 +896,10 @@ const TESTS: &[Test] = &[
     (
         "a_sigkilled_listener_disconnects_its_client_and_frees_the_name",
         a_sigkilled_listener_disconnects_its_client_and_frees_the_name,
+    ),
+    (
+        "a_forked_child_keeps_a_listener_only_when_handed_it",
+        a_forked_child_keeps_a_listener_only_when_handed_it,
     ),
     (
         "bad_input_gets_distinct_errors_and_leaks_nothing",
