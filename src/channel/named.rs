@@ -606,13 +606,28 @@ impl Connector {
         check_name(&self.name, MAX_NAME_LEN)?;
         let deadline = self.timeout.and_then(deadline_after);
         let owner = self.owner.unwrap_or_else(sys::geteuid);
-        let sock = socket::seqpacket(false)?;
-        match socket::connect_abstract(sock.as_fd(), &address(owner, &self.name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(Error::NameNotFound(self.name.clone()))
+        // Non-blocking: every later step waits in `poll` with the deadline, and a
+        // connect to a listener whose backlog is full says so (`EAGAIN`) instead of
+        // blocking past it.
+        let sock = socket::seqpacket(true)?;
+        let addr = address(owner, &self.name);
+        let mut nap = Duration::from_micros(100);
+        loop {
+            match socket::connect_abstract(sock.as_fd(), &addr) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(Error::NameNotFound(self.name.clone()))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // The listener is alive but has 128 clients waiting: try again.
+                    if deadline.is_some_and(|d| Instant::now() + nap > d) {
+                        return Err(Error::Timeout);
+                    }
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
         let (pid, uid, _) = socket::peer_cred(sock.as_fd())?;
         if uid != owner {
@@ -763,6 +778,34 @@ mod tests {
         let t = std::thread::spawn(move || connect::<u8>(&n2).unwrap().recv().unwrap());
         l.accept::<u8>().unwrap().send(&7).unwrap();
         assert_eq!(t.join().unwrap(), 7);
+    }
+
+    #[test]
+    fn a_connect_to_a_listener_that_never_accepts_times_out_even_past_the_backlog() {
+        let name = unique("backlog");
+        let l = Listener::bind(&name).unwrap();
+        let c = Connector::new(&name).timeout(Duration::from_millis(2));
+        for _ in 0..140 {
+            assert!(matches!(c.connect::<u8>(), Err(Error::Timeout)));
+        }
+        // The clients that gave up are gone: accepting them reports so, and the
+        // listener serves the next one.
+        let mut gone = 0;
+        while let Err(e) = l.accept_timeout::<u8>(Duration::from_millis(50)) {
+            match e {
+                Error::Disconnected => gone += 1,
+                Error::Timeout => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(gone >= 128, "{gone}");
+        let n2 = name.clone();
+        let t = std::thread::spawn(move || connect::<u8>(&n2).unwrap().recv().unwrap());
+        l.accept_timeout::<u8>(Duration::from_secs(10))
+            .unwrap()
+            .send(&1)
+            .unwrap();
+        assert_eq!(t.join().unwrap(), 1);
     }
 
     #[test]

@@ -64,8 +64,9 @@ pub(crate) fn bind_listen_abstract(
     cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
 }
 
-/// Connects a blocking socket to the abstract address `name`. `ECONNREFUSED` when nobody
-/// listens there.
+/// Connects a socket to the abstract address `name`. `ECONNREFUSED` when nobody listens
+/// there; `EAGAIN` on a non-blocking socket when the listener's backlog is full (a Unix
+/// socket connects at once otherwise, never `EINPROGRESS`).
 pub(crate) fn connect_abstract(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     let (addr, len) = abstract_addr(name)?;
     loop {
