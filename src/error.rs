@@ -138,6 +138,32 @@ impl fmt::Display for SizeLimit {
     }
 }
 
+/// What is wrong with a name ([`Error::InvalidName`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameProblem {
+    /// The name is empty.
+    Empty,
+    /// It contains `/`: names are not paths.
+    Slash,
+    /// It contains a NUL byte.
+    Nul,
+    /// It is longer than the platform allows (`MAX_NAME_LEN` for a listener,
+    /// `MAX_SHM_NAME_LEN` for shared memory).
+    TooLong,
+}
+
+impl fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameProblem::Empty => "empty",
+            NameProblem::Slash => "contains '/' (names are not paths)",
+            NameProblem::Nul => "contains a NUL byte",
+            NameProblem::TooLong => "too long for the platform",
+        })
+    }
+}
+
 /// The crate-wide error.
 #[non_exhaustive]
 #[derive(Debug)]
@@ -201,7 +227,7 @@ pub enum Error {
         /// The name given.
         name: String,
         /// What is wrong with it.
-        reason: &'static str,
+        problem: NameProblem,
     },
     /// The name is taken: a live `Listener` is bound to it (`Listener::bind`), or a
     /// `SharedMemory` of that name exists whose creator still runs (or that shmproc did
@@ -267,7 +293,7 @@ impl fmt::Display for Error {
             Error::InvalidState(e) => write!(f, "invalid state: {e}"),
             Error::Spawn(e) => write!(f, "spawn: {e}"),
             Error::Io(e) => write!(f, "OS error: {e}"),
-            Error::InvalidName { name, reason } => write!(f, "invalid name {name:?}: {reason}"),
+            Error::InvalidName { name, problem } => write!(f, "invalid name {name:?}: {problem}"),
             Error::NameInUse(name) => write!(f, "the name {name:?} is in use"),
             Error::NameNotFound(name) => write!(f, "nothing goes by the name {name:?}"),
             Error::PeerRefused { pid, uid } => write!(

@@ -712,13 +712,14 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        for (n, r) in [
-            ("", "empty"),
-            ("a/b", "contains '/' (names are not paths)"),
-            ("a\0b", "contains a NUL byte"),
+        use crate::NameProblem;
+        for (n, p) in [
+            ("", NameProblem::Empty),
+            ("a/b", NameProblem::Slash),
+            ("a\0b", NameProblem::Nul),
         ] {
             match Listener::bind(n) {
-                Err(Error::InvalidName { reason, .. }) => assert_eq!(reason, r),
+                Err(Error::InvalidName { problem, .. }) => assert_eq!(problem, p),
                 other => panic!("{other:?}"),
             }
         }

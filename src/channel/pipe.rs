@@ -579,31 +579,22 @@ thread_local! {
 }
 
 impl Shared {
-    /// Sends one message; a message whose encoding failed (a handle in it, on a
-    /// connection made by name) goes on in [`Shared::send_with_handles`].
-    #[inline(always)]
-    fn send_value<T: Serialize + ?Sized>(
-        &self,
-        msg: &T,
-        block: Block,
-    ) -> std::result::Result<(), SendFail> {
-        match self.send_value_plain(msg, block) {
-            Err(SendFail::Codec(e)) => self.send_with_handles(msg, block, e),
-            other => other,
-        }
-    }
-
-    /// A message that failed to encode: on a connection made by name, encoded again with
-    /// its handles' descriptors going over the connection's socket first (see
-    /// `named`); otherwise the codec error stands.
+    /// A send that failed: when it failed to encode, on a connection made by name, the
+    /// message is encoded again with its handles' descriptors going over the
+    /// connection's socket first (see `named`); otherwise the failure stands. Called by
+    /// the public send methods on their error path only, so a send that succeeds pays
+    /// nothing for it.
     #[cold]
     #[inline(never)]
-    fn send_with_handles<T: Serialize + ?Sized>(
+    fn send_failed<T: Serialize + ?Sized>(
         &self,
         msg: &T,
         block: Block,
-        e: String,
+        f: SendFail,
     ) -> std::result::Result<(), SendFail> {
+        let SendFail::Codec(e) = f else {
+            return Err(f);
+        };
         let Some(side) = self.hooks.side() else {
             return Err(SendFail::Codec(e));
         };
@@ -626,7 +617,7 @@ impl Shared {
     /// Sends one message: the fast path (encode in place into the ring) inline, the rest
     /// out of line in [`Shared::send_value_general`].
     #[inline(always)]
-    fn send_value_plain<T: Serialize + ?Sized>(
+    fn send_value<T: Serialize + ?Sized>(
         &self,
         msg: &T,
         block: Block,
@@ -1053,20 +1044,12 @@ impl Shared {
 }
 
 impl Shared {
-    /// Decodes a received message. One that fails because a handle in it wants its
-    /// descriptors (on a connection made by name) gets them in
-    /// [`Shared::decode_with_handles`].
-    #[inline(always)]
-    fn decode_msg<T: DeserializeOwned>(&self, bytes: &[u8]) -> std::result::Result<T, String> {
-        match codec::decode(bytes) {
-            Ok(v) => Ok(v),
-            Err(e) => self.decode_with_handles(bytes, e),
-        }
-    }
-
+    /// A received message that failed to decode: on a connection made by name, decoded
+    /// again with the descriptors its handles asked for (see `named`); otherwise the
+    /// codec error stands. Reached only from the decoders' error arms.
     #[cold]
     #[inline(never)]
-    fn decode_with_handles<T: DeserializeOwned>(
+    fn decode_failed<T: DeserializeOwned>(
         &self,
         bytes: &[u8],
         e: Error,
@@ -1105,7 +1088,10 @@ fn recv_general<T: DeserializeOwned>(
     block: Block,
 ) -> std::result::Result<T, General> {
     sh.recv_raw(st, block).map_err(General::Recv)?;
-    sh.decode_msg(&st.buf).map_err(General::Codec)
+    match codec::decode(&st.buf) {
+        Ok(v) => Ok(v),
+        Err(e) => sh.decode_failed(&st.buf, e).map_err(General::Codec),
+    }
 }
 
 /// How each send error type reports [`SendFail::NeedsStreaming`]: `try_send` by its own
@@ -1160,7 +1146,8 @@ macro_rules! sender_methods {
         /// that; `TooLarge` over `max_message`; `Codec` when `T`'s `Serialize` fails.
         #[inline(always)]
         pub fn send(&self, msg: &T) -> std::result::Result<(), SendError> {
-            self.shared().send_value(msg, Block::Until(None)).map_err(|f| {
+            let block = Block::Until(None);
+            self.shared().send_value(msg, block).or_else(|f| self.shared().send_failed(msg, block, f)).map_err(|f| {
                 send_errors!(f, SendError { Full => SendError::Disconnected, Timeout => SendError::Disconnected })
             })
         }
@@ -1174,7 +1161,7 @@ macro_rules! sender_methods {
         /// once (larger than about three quarters of it), which `send` streams; or as
         /// [`send`](Self::send).
         pub fn try_send(&self, msg: &T) -> std::result::Result<(), TrySendError> {
-            self.shared().send_value(msg, Block::No).map_err(|f| {
+            self.shared().send_value(msg, Block::No).or_else(|f| self.shared().send_failed(msg, Block::No, f)).map_err(|f| {
                 send_errors!(f, TrySendError { Full => TrySendError::Full, Timeout => TrySendError::Full })
             })
         }
@@ -1184,7 +1171,8 @@ macro_rules! sender_methods {
         /// # Errors
         /// `Timeout` when the ring stayed full, or as [`send`](Self::send).
         pub fn send_timeout(&self, msg: &T, timeout: Duration) -> std::result::Result<(), SendTimeoutError> {
-            self.shared().send_value(msg, Block::Until(deadline_after(timeout))).map_err(|f| {
+            let block = Block::Until(deadline_after(timeout));
+            self.shared().send_value(msg, block).or_else(|f| self.shared().send_failed(msg, block, f)).map_err(|f| {
                 send_errors!(f, SendTimeoutError { Full => SendTimeoutError::Timeout, Timeout => SendTimeoutError::Timeout })
             })
         }
@@ -1238,7 +1226,10 @@ macro_rules! receiver_methods {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
-                return self.shared().decode_msg(&small[..n]).map_err(RecvError::Codec);
+                return match codec::decode(&small[..n]) {
+                    Ok(v) => Ok(v),
+                    Err(e) => self.shared().decode_failed(&small[..n], e).map_err(RecvError::Codec),
+                };
             }
             recv_general(self.shared(), &mut st, Block::Until(None)).map_err(|f| match f {
                 General::Recv(f) => recv_errors!(f, RecvError { Empty => RecvError::Disconnected, Timeout => RecvError::Disconnected }),
@@ -1255,7 +1246,10 @@ macro_rules! receiver_methods {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
-                return self.shared().decode_msg(&small[..n]).map_err(TryRecvError::Codec);
+                return match codec::decode(&small[..n]) {
+                    Ok(v) => Ok(v),
+                    Err(e) => self.shared().decode_failed(&small[..n], e).map_err(TryRecvError::Codec),
+                };
             }
             recv_general(self.shared(), &mut st, Block::No).map_err(|f| match f {
                 General::Recv(f) => recv_errors!(f, TryRecvError { Empty => TryRecvError::Empty, Timeout => TryRecvError::Empty }),
@@ -1272,7 +1266,10 @@ macro_rules! receiver_methods {
             let mut st = self.state.borrow_mut();
             let mut small = [0u8; SMALL];
             if let Some(n) = self.shared().take_small(&mut st, &mut small) {
-                return self.shared().decode_msg(&small[..n]).map_err(RecvTimeoutError::Codec);
+                return match codec::decode(&small[..n]) {
+                    Ok(v) => Ok(v),
+                    Err(e) => self.shared().decode_failed(&small[..n], e).map_err(RecvTimeoutError::Codec),
+                };
             }
             recv_general(self.shared(), &mut st, Block::Until(deadline_after(timeout))).map_err(|f| match f {
                 General::Recv(f) => recv_errors!(f, RecvTimeoutError { Empty => RecvTimeoutError::Timeout, Timeout => RecvTimeoutError::Timeout }),

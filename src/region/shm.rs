@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, RegionError, Result};
+use crate::error::{Error, NameProblem, RegionError, Result};
 use crate::sys::{self, socket};
 
 /// The longest [`SharedMemory`] name: a file name in `/dev/shm` (`NAME_MAX`).
@@ -18,20 +18,20 @@ const MARK: u32 = 0o1000;
 
 /// Checks a name: not empty, no `/`, no NUL, at most `max` bytes.
 pub(crate) fn check_name(name: &str, max: usize) -> Result<()> {
-    let reason = if name.is_empty() {
-        "empty"
+    let problem = if name.is_empty() {
+        NameProblem::Empty
     } else if name.contains('/') {
-        "contains '/' (names are not paths)"
+        NameProblem::Slash
     } else if name.contains('\0') {
-        "contains a NUL byte"
+        NameProblem::Nul
     } else if name.len() > max {
-        "too long for the platform"
+        NameProblem::TooLong
     } else {
         return Ok(());
     };
     Err(Error::InvalidName {
         name: name.to_string(),
-        reason,
+        problem,
     })
 }
 
