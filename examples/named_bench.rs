@@ -10,7 +10,8 @@
 //! Throughput: the parent sends N `u64` then waits for the receiver's count back (first
 //! send until the count arrives); rounds alternate the two kinds, and the medians and the
 //! median of the same-round ratios are printed. Latency: a client process connects 1000
-//! times in a row (each `connect` returns once `accept` has answered).
+//! times in a row (each `connect` returns once `accept` has answered); for scale, the
+//! cost of `duplex()` alone (the rings `connect` makes).
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -132,5 +133,17 @@ fn main() -> shmproc::Result<()> {
         drop(listener.accept_timeout::<u8>(Duration::from_secs(30))?);
     }
     client.wait()?;
+    // For scale: what making the rings costs (connect does it once per connection).
+    let mut lat = Vec::with_capacity(k);
+    for _ in 0..k {
+        let t = Instant::now();
+        let pair = duplex::<u8>()?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        drop(pair);
+    }
+    println!(
+        "duplex() alone (two 1 MiB rings, made and reserved): median {:.1} µs",
+        median(&mut lat)
+    );
     Ok(())
 }
