@@ -119,7 +119,6 @@ fn waker_fence() {
 
 /// The waiter's side of the barrier pair (see the module docs), for `wait()`: after
 /// arming words with [`Waiter::arm_poller`], before re-checking their conditions.
-#[cfg(not(loom))]
 pub(crate) fn poller_fence() {
     waiter_fence();
 }
@@ -170,6 +169,9 @@ pub(crate) struct Waiter {
     /// (see [`super::poke`]): while it is not zero, a waker that finds a sleeper also
     /// pokes the descriptor its process registered for this word.
     pollers: AtomicU32,
+    /// Under loom (heap waiters only): set where a real waker pokes, for the model.
+    #[cfg(loom)]
+    loom_poked: AtomicU32,
 }
 
 impl Waiter {
@@ -179,6 +181,8 @@ impl Waiter {
         Waiter {
             seq: AtomicU32::new(0),
             pollers: AtomicU32::new(0),
+            #[cfg(loom)]
+            loom_poked: AtomicU32::new(0),
         }
     }
 
@@ -216,6 +220,10 @@ impl Waiter {
                             super::poke::poke(self);
                         }
                     }
+                    #[cfg(loom)]
+                    if self.pollers.load(Ordering::Relaxed) != 0 {
+                        self.loom_poked.store(1, Ordering::SeqCst);
+                    }
                     return;
                 }
                 Err(now) => cur = now,
@@ -227,7 +235,6 @@ impl Waiter {
     /// next waker takes the slow path and pokes ([`super::poke`]). Call
     /// [`poller_fence`] after arming every word, then re-check the conditions before
     /// sleeping in `poll`; [`Waiter::disarm_poller`] after.
-    #[cfg(not(loom))]
     pub(crate) fn arm_poller(&self) {
         self.pollers.fetch_add(1, Ordering::SeqCst);
         let mut cur = self.seq.load(Ordering::SeqCst);
@@ -244,11 +251,17 @@ impl Waiter {
 
     /// Undoes one [`Waiter::arm_poller`]'s count (the word stays armed until a waker
     /// clears it, as for a sleeper that woke by itself).
-    #[cfg(not(loom))]
     pub(crate) fn disarm_poller(&self) {
-        let _ = self
-            .pollers
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        let mut cur = self.pollers.load(Ordering::SeqCst);
+        while cur != 0 {
+            match self
+                .pollers
+                .compare_exchange(cur, cur - 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Waits until `ready()` holds, the deadline passes, or `abort()` says to stop
@@ -436,6 +449,27 @@ mod loom_tests {
                 w.0.wait_until(None, || w.1.load(Ordering::Acquire) == 1, || false);
             assert_eq!(r, Wait::Ready);
             t.join().unwrap();
+        });
+    }
+
+    /// A `wait()` (a poller) arms the word and re-checks; the waker publishes and wakes.
+    /// Either the re-check sees the data or the waker pokes: `wait` never sleeps in
+    /// `poll` through a message.
+    #[test]
+    fn a_poller_sees_the_data_or_is_poked() {
+        loom::model(|| {
+            let w = Arc::new((Waiter::new(), AtomicU64::new(0)));
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || {
+                w2.1.store(1, Ordering::Release);
+                w2.0.wake_all();
+            });
+            w.0.arm_poller();
+            poller_fence();
+            let seen = w.1.load(Ordering::Acquire) == 1;
+            t.join().unwrap();
+            w.0.disarm_poller();
+            assert!(seen || w.0.loom_poked.load(Ordering::SeqCst) == 1);
         });
     }
 
