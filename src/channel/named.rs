@@ -256,10 +256,10 @@ impl Drop for ListenFd {
 ///
 /// let name = format!("doc-listener-{}", std::process::id());
 /// let listener = Listener::bind(&name)?;
-/// let client = std::thread::spawn(move || {
+/// let client = std::thread::spawn(move || -> shmproc::Result<String> {
 ///     let conn = connect::<String>(&name)?;
 ///     conn.send(&"hello".to_string()).unwrap();
-///     shmproc::Result::Ok(conn.recv().unwrap())
+///     Ok(conn.recv().unwrap())
 /// });
 /// let conn = listener.accept::<String>()?;
 /// let got = conn.recv().unwrap();
