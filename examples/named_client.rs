@@ -16,7 +16,8 @@ enum Msg {
 
 fn main() -> shmproc::Result<()> {
     shmproc::init();
-    let conn = match connect::<Msg>("shmproc-demo") {
+    let name = std::env::var("SHMPROC_DEMO_NAME").unwrap_or_else(|_| "shmproc-demo".to_string());
+    let conn = match connect::<Msg>(&name) {
         Ok(c) => c,
         Err(shmproc::Error::NameNotFound(_)) => {
             eprintln!("no server: start `cargo run --example named_server` first");

@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use shmproc::{wait, Connection, Listener, Ready, Value};
 
 /// The name clients connect to (per user: another user's server of the same name is
-/// another server).
-const NAME: &str = "shmproc-demo";
+/// another server). `SHMPROC_DEMO_NAME` overrides it (the tests run the pair so).
+fn name() -> String {
+    std::env::var("SHMPROC_DEMO_NAME").unwrap_or_else(|_| "shmproc-demo".to_string())
+}
 
 /// Everything that goes over a connection, both ways.
 #[derive(Serialize, Deserialize, Debug)]
@@ -37,9 +39,9 @@ enum Msg {
 fn main() -> shmproc::Result<()> {
     shmproc::init();
     let stop_after: Option<u32> = std::env::args().nth(1).and_then(|a| a.parse().ok());
-    let listener = Listener::bind(NAME)?;
+    let listener = Listener::bind(&name())?;
     let visits = Value::new(0u64)?;
-    println!("serving {NAME:?} (pid {})", std::process::id());
+    println!("serving {:?} (pid {})", name(), std::process::id());
     let mut clients: Vec<(u32, Connection<Msg>)> = Vec::new();
     let (mut next_id, mut gone) = (1u32, 0u32);
     loop {

@@ -851,6 +851,38 @@ fn a_sigkilled_creators_block_is_reclaimed_by_the_next_create() {
     assert!(std::fs::metadata(&path).is_err());
 }
 
+// ------------------------------------------------------------ the README's pair
+
+fn example(name: &str) -> std::path::PathBuf {
+    // target/<profile>/deps/named-<hash> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
+fn the_readme_examples_serve_two_clients() {
+    let (server, client) = (example("named_server"), example("named_client"));
+    if !server.exists() || !client.exists() {
+        eprintln!("    skipped: examples not built (cargo test builds them)");
+        return;
+    }
+    let n = name("demo");
+    let mut s = Kid::spawn_cmd(Command::new(&server).arg("2").env("SHMPROC_DEMO_NAME", &n));
+    assert!(s.line().starts_with("serving"));
+    for i in 1..=2 {
+        let mut c = Kid::spawn_cmd(Command::new(&client).env("SHMPROC_DEMO_NAME", &n));
+        c.expect_line(&format!("I am client {i}, visit number {i}"));
+        c.expect_line("40 + 2 = 42");
+        c.expect_line(&format!("the server shouts back: HELLO FROM CLIENT {i}"));
+        c.succeeds();
+    }
+    s.succeeds();
+}
+
 // ---------------------------------------------------------------- leftovers
 
 /// Our abstract sockets still bound (from `/proc/net/unix`).
@@ -916,6 +948,10 @@ const TESTS: &[Test] = &[
     (
         "a_sigkilled_creators_block_is_reclaimed_by_the_next_create",
         a_sigkilled_creators_block_is_reclaimed_by_the_next_create,
+    ),
+    (
+        "the_readme_examples_serve_two_clients",
+        the_readme_examples_serve_two_clients,
     ),
     (
         "nothing_of_ours_is_left_behind",
