@@ -420,7 +420,7 @@ macro_rules! queue_methods {
                     PutErr::Full | PutErr::Timeout => TryPutError::Full,
                     PutErr::Closed => TryPutError::Closed,
                     PutErr::TooLarge(..) => TryPutError::TooLarge,
-                    PutErr::Codec(_) => TryPutError::Codec,
+                    PutErr::Codec(e) => TryPutError::Codec(e),
                     PutErr::Io(_) => TryPutError::Io,
                 })
         }

@@ -9,6 +9,7 @@
 
 pub(crate) mod atomic;
 mod cond;
+mod deadline;
 mod lock;
 pub(crate) mod raw;
 mod sem;
@@ -16,6 +17,7 @@ pub(crate) mod shared;
 mod value;
 pub(crate) mod waiter;
 
+pub(crate) use deadline::Deadline;
 pub use lock::{Condition, Lock, LockGuard, RLock, RLockGuard};
 pub use sem::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, ArrayGuard, ArrayInit, Value, ValueGuard};
