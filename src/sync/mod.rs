@@ -11,6 +11,7 @@ pub(crate) mod atomic;
 mod cond;
 mod deadline;
 mod lock;
+pub(crate) mod presence;
 pub(crate) mod raw;
 mod sem;
 pub(crate) mod shared;
