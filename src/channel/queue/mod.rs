@@ -46,7 +46,7 @@
 //! that never comes). The pages of a lost large item are freed by the reclaimer.
 
 mod shared;
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests;
 
 use std::marker::PhantomData;
