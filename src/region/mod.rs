@@ -28,6 +28,10 @@ use std::ptr::NonNull;
 use crate::error::{Error, RegionError, Result, SizeLimit};
 use crate::sys;
 
+mod items;
+
+pub(crate) use items::ItemsFile;
+
 /// "SHMPROC\x01" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
 /// Layout version of this build.

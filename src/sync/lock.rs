@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::atomic::Ordering;
 use super::cond::{self, Tickets};
+use super::deadline::Deadline;
 use super::raw::{me, Fail, Got, RawLock};
 use super::shared::{sync_handle_serde, Obj, What, Wire};
 use crate::error::{LockError, Result};
@@ -16,26 +17,19 @@ use crate::error::{LockError, Result};
 /// took it (the owner's tid is in the lock word).
 type NotSend = PhantomData<std::sync::MutexGuard<'static, ()>>;
 
-pub(crate) use crate::sys::deadline_after;
-
-/// How long a lock operation may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Mode {
-    Try,
-    Until(Option<Instant>),
-}
-
-/// Acquires `raw` and builds the caller's guard with `make`.
+/// Acquires `raw`, waiting as `wait` says, and builds the caller's guard with `make`:
+/// the one blocking core of `Lock`, `RLock`, `Condition`, `Value` and `Array`, whose
+/// `lock`, `try_lock` and `lock_timeout` are thin wrappers.
 #[inline]
 pub(crate) fn acquire<G>(
     raw: &RawLock,
-    mode: Mode,
+    wait: Deadline,
     make: impl FnOnce(Got) -> G,
 ) -> std::result::Result<G, LockError<G>> {
     let me = me();
-    let res = match mode {
-        Mode::Try => raw.try_lock(me),
-        Mode::Until(d) => raw.lock(me, d),
+    let res = match wait {
+        Deadline::Now => raw.try_lock(me),
+        Deadline::Until(d) => raw.lock(me, d),
     };
     match res {
         Ok(Got::Normal) => Ok(make(Got::Normal)),
@@ -135,7 +129,7 @@ impl Lock {
     /// [`LockError::OwnerDied`] (with the guard: you hold the lock) when the previous
     /// holder died holding it.
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Until(None), |_| {
+        acquire(self.raw(), Deadline::FOREVER, |_| {
             LockGuard::new(self.lock_obj())
         })
     }
@@ -146,7 +140,9 @@ impl Lock {
     ///
     /// [`LockError::WouldBlock`] while it is held; [`LockError::OwnerDied`] as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Try, |_| LockGuard::new(self.lock_obj()))
+        acquire(self.raw(), Deadline::Now, |_| {
+            LockGuard::new(self.lock_obj())
+        })
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -158,7 +154,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Until(deadline_after(timeout)), |_| {
+        acquire(self.raw(), Deadline::after(timeout), |_| {
             LockGuard::new(self.lock_obj())
         })
     }
@@ -245,7 +241,7 @@ impl RLock {
 
     fn acquire(
         &self,
-        mode: Mode,
+        wait: Deadline,
     ) -> std::result::Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
         let b = self.obj.block();
         let guard = || RLockGuard {
@@ -258,7 +254,7 @@ impl RLock {
                 .store(depth.saturating_add(1).max(2), Ordering::Relaxed);
             return Ok(guard());
         }
-        acquire(&b.lock, mode, |_| {
+        acquire(&b.lock, wait, |_| {
             b.count.store(1, Ordering::Relaxed);
             guard()
         })
@@ -270,7 +266,7 @@ impl RLock {
     ///
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it.
     pub fn lock(&self) -> std::result::Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.acquire(Mode::Until(None))
+        self.acquire(Deadline::FOREVER)
     }
 
     /// Takes the lock if it is free or held by this thread.
@@ -279,7 +275,7 @@ impl RLock {
     ///
     /// [`LockError::WouldBlock`] while another thread holds it; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.acquire(Mode::Try)
+        self.acquire(Deadline::Now)
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -291,7 +287,7 @@ impl RLock {
         &self,
         timeout: Duration,
     ) -> std::result::Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.acquire(Mode::Until(deadline_after(timeout)))
+        self.acquire(Deadline::after(timeout))
     }
 }
 
@@ -440,7 +436,7 @@ impl Condition {
     ///
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it.
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Until(None), |_| {
+        acquire(self.raw(), Deadline::FOREVER, |_| {
             LockGuard::new(self.lock_obj())
         })
     }
@@ -451,7 +447,9 @@ impl Condition {
     ///
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Try, |_| LockGuard::new(self.lock_obj()))
+        acquire(self.raw(), Deadline::Now, |_| {
+            LockGuard::new(self.lock_obj())
+        })
     }
 
     /// Takes the condition's lock, waiting at most `timeout`.
@@ -463,7 +461,7 @@ impl Condition {
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Until(deadline_after(timeout)), |_| {
+        acquire(self.raw(), Deadline::after(timeout), |_| {
             LockGuard::new(self.lock_obj())
         })
     }
@@ -499,7 +497,7 @@ impl Condition {
         guard: LockGuard<'a>,
         timeout: Duration,
     ) -> std::result::Result<(LockGuard<'a>, bool), LockError<LockGuard<'a>>> {
-        self.wait_deadline(guard, deadline_after(timeout))
+        self.wait_deadline(guard, Deadline::after(timeout).instant())
     }
 
     /// Waits until `predicate()` holds (checked with the lock held, first before any
@@ -519,7 +517,7 @@ impl Condition {
         mut predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> std::result::Result<(LockGuard<'a>, bool), LockError<LockGuard<'a>>> {
-        let deadline = timeout.and_then(deadline_after);
+        let deadline = Deadline::within(timeout).instant();
         loop {
             if predicate() {
                 return Ok((guard, true));
@@ -572,7 +570,7 @@ impl Condition {
             }
         };
         // Retaking the lock without a deadline ends in Ok or OwnerDied: we hold it.
-        let res = acquire(&lock_obj.block().lock, Mode::Until(None), |_| {
+        let res = acquire(&lock_obj.block().lock, Deadline::FOREVER, |_| {
             LockGuard::new(lock_obj)
         });
         if !notified {
@@ -619,7 +617,7 @@ impl Condition {
             }
         };
         b.sleepers.fetch_sub(1, Ordering::SeqCst);
-        match acquire(&lock_obj.block().lock, Mode::Until(None), |_| {
+        match acquire(&lock_obj.block().lock, Deadline::FOREVER, |_| {
             LockGuard::new(lock_obj)
         }) {
             Ok(g) => Ok((g, notified)),

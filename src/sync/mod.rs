@@ -10,13 +10,16 @@
 pub(crate) mod atomic;
 mod cond;
 pub(crate) mod handoff;
+mod deadline;
 mod lock;
+pub(crate) mod presence;
 pub(crate) mod raw;
 mod sem;
 pub(crate) mod shared;
 mod value;
 pub(crate) mod waiter;
 
+pub(crate) use deadline::Deadline;
 pub use lock::{Condition, Lock, LockGuard, RLock, RLockGuard};
 pub use sem::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, ArrayGuard, ArrayInit, Value, ValueGuard};

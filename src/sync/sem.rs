@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::atomic::Ordering;
-use super::lock::deadline_after;
+use super::deadline::Deadline;
 use super::shared::{sync_handle_serde, Block, Obj, What};
 use super::waiter::Wait;
 use crate::error::{BarrierError, Error, LockError, Result};
@@ -27,8 +27,20 @@ fn try_take(b: &Block) -> bool {
     false
 }
 
-fn take(b: &Block, deadline: Option<Instant>) -> bool {
-    try_take(b) || b.waiter.wait_until(deadline, || try_take(b), || false) == Wait::Ready
+/// Takes one unit of `b.count`, waiting as `wait` says: the one blocking core of both
+/// semaphores' `acquire`, `try_acquire` and `acquire_timeout`. Never `OwnerDied`: a
+/// semaphore has no owner.
+fn take(b: &Block, wait: Deadline) -> std::result::Result<(), LockError<()>> {
+    if try_take(b) {
+        return Ok(());
+    }
+    match wait {
+        Deadline::Now => Err(LockError::WouldBlock),
+        Deadline::Until(d) => match b.waiter.wait_until(d, || try_take(b), || false) {
+            Wait::Ready => Ok(()),
+            _ => Err(LockError::Timeout),
+        },
+    }
 }
 
 /// Adds one unit unless the count is at `max`; wakes parked acquirers.
@@ -57,7 +69,8 @@ fn give(b: &Block, max: u32) -> bool {
 ///
 /// `acquire` takes one unit, waiting while there is none; `release` gives one back.
 /// The acquire methods report in the lock's error style: `try_acquire` fails with
-/// [`LockError::WouldBlock`], `acquire_timeout` with [`LockError::Timeout`].
+/// [`LockError::WouldBlock`], `acquire_timeout` with [`LockError::Timeout`]; a semaphore
+/// has no owner, so [`LockError::OwnerDied`] cannot occur.
 /// The count lives in shared memory: clones and copies handed to child processes share it.
 ///
 /// # Examples
@@ -98,8 +111,7 @@ impl Semaphore {
     /// None today: the `Result` keeps the lock's error style (a semaphore has no owner,
     /// so there is no `OwnerDied`).
     pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
-        take(self.obj.block(), None);
-        Ok(())
+        take(self.obj.block(), Deadline::FOREVER)
     }
 
     /// Takes a unit if one is available now.
@@ -108,11 +120,7 @@ impl Semaphore {
     ///
     /// [`LockError::WouldBlock`] when the count is zero.
     pub fn try_acquire(&self) -> std::result::Result<(), LockError<()>> {
-        if try_take(self.obj.block()) {
-            Ok(())
-        } else {
-            Err(LockError::WouldBlock)
-        }
+        take(self.obj.block(), Deadline::Now)
     }
 
     /// Takes a unit, waiting at most `timeout`.
@@ -121,11 +129,7 @@ impl Semaphore {
     ///
     /// [`LockError::Timeout`] when the time passed first.
     pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), LockError<()>> {
-        if take(self.obj.block(), deadline_after(timeout)) {
-            Ok(())
-        } else {
-            Err(LockError::Timeout)
-        }
+        take(self.obj.block(), Deadline::after(timeout))
     }
 
     /// Gives a unit back, waking a waiter.
@@ -201,8 +205,7 @@ impl BoundedSemaphore {
     /// None today: the `Result` keeps the lock's error style (a semaphore has no owner,
     /// so there is no `OwnerDied`).
     pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
-        take(self.obj.block(), None);
-        Ok(())
+        take(self.obj.block(), Deadline::FOREVER)
     }
 
     /// Takes a unit if one is available now.
@@ -211,11 +214,7 @@ impl BoundedSemaphore {
     ///
     /// [`LockError::WouldBlock`] when the count is zero.
     pub fn try_acquire(&self) -> std::result::Result<(), LockError<()>> {
-        if try_take(self.obj.block()) {
-            Ok(())
-        } else {
-            Err(LockError::WouldBlock)
-        }
+        take(self.obj.block(), Deadline::Now)
     }
 
     /// Takes a unit, waiting at most `timeout`.
@@ -224,11 +223,7 @@ impl BoundedSemaphore {
     ///
     /// [`LockError::Timeout`] when the time passed first.
     pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), LockError<()>> {
-        if take(self.obj.block(), deadline_after(timeout)) {
-            Ok(())
-        } else {
-            Err(LockError::Timeout)
-        }
+        take(self.obj.block(), Deadline::after(timeout))
     }
 
     /// Gives a unit back, waking a waiter.
@@ -325,7 +320,7 @@ impl Event {
         if self.is_set() {
             return true;
         }
-        let deadline = timeout.and_then(deadline_after);
+        let deadline = Deadline::within(timeout).instant();
         if timeout.is_some_and(|t| t.is_zero()) {
             return false;
         }
@@ -438,7 +433,7 @@ impl Barrier {
         let b = self.obj.block();
         let bar = &b.barrier;
         let parties = self.parties() as u64;
-        let deadline = timeout.and_then(deadline_after);
+        let deadline = Deadline::within(timeout).instant();
         // Arrive.
         let (gen, index) = loop {
             let w = bar.load(Ordering::Acquire);
@@ -596,27 +591,4 @@ sync_handle_serde!(Barrier, What::Barrier, |o: &Obj| (1..=COUNT)
     .contains(&o.shape()[0]));
 
 #[cfg(all(test, loom))]
-mod loom_tests {
-    use super::*;
-    use loom::sync::Arc;
-
-    /// Units given in one thread are all taken in another; no wake-up is lost.
-    #[test]
-    fn loom_semaphore_units_are_neither_lost_nor_duplicated() {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(2);
-        b.check(|| {
-            let blk = Arc::new(Block::new());
-            let b2 = blk.clone();
-            let t = loom::thread::spawn(move || {
-                assert!(give(&b2, u32::MAX));
-                assert!(give(&b2, u32::MAX));
-            });
-            assert!(take(&blk, None));
-            assert!(take(&blk, None));
-            t.join().unwrap();
-            assert_eq!(blk.count.load(Ordering::SeqCst), 0);
-            assert!(!try_take(&blk));
-        });
-    }
-}
+mod loom_tests;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::lock::{acquire, deadline_after, LockGuard, Mode};
+use super::deadline::Deadline;
+use super::lock::{acquire, LockGuard};
 use super::shared::{Obj, What, DATA_OFFSET};
 use crate::error::{Error, LockError, Result, SizeLimit};
 
@@ -135,7 +136,7 @@ impl<T: Pod> Value<T> {
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding
     /// the lock (the value may be half-updated).
     pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        acquire(&self.obj.block().lock, Mode::Until(None), |_| self.guard())
+        acquire(&self.obj.block().lock, Deadline::FOREVER, |_| self.guard())
     }
 
     /// Takes the lock if it is free.
@@ -144,7 +145,7 @@ impl<T: Pod> Value<T> {
     ///
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        acquire(&self.obj.block().lock, Mode::Try, |_| self.guard())
+        acquire(&self.obj.block().lock, Deadline::Now, |_| self.guard())
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -156,11 +157,9 @@ impl<T: Pod> Value<T> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        acquire(
-            &self.obj.block().lock,
-            Mode::Until(deadline_after(timeout)),
-            |_| self.guard(),
-        )
+        acquire(&self.obj.block().lock, Deadline::after(timeout), |_| {
+            self.guard()
+        })
     }
 
     /// Reads the value under the lock (taking it over from a dead holder if need be).
@@ -391,7 +390,7 @@ impl<T: Pod> Array<T> {
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding
     /// the lock (the elements may be half-updated).
     pub fn lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        acquire(&self.obj.block().lock, Mode::Until(None), |_| self.guard())
+        acquire(&self.obj.block().lock, Deadline::FOREVER, |_| self.guard())
     }
 
     /// Takes the lock if it is free.
@@ -400,7 +399,7 @@ impl<T: Pod> Array<T> {
     ///
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        acquire(&self.obj.block().lock, Mode::Try, |_| self.guard())
+        acquire(&self.obj.block().lock, Deadline::Now, |_| self.guard())
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -412,11 +411,9 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        acquire(
-            &self.obj.block().lock,
-            Mode::Until(deadline_after(timeout)),
-            |_| self.guard(),
-        )
+        acquire(&self.obj.block().lock, Deadline::after(timeout), |_| {
+            self.guard()
+        })
     }
 
     fn locked(&self) -> ArrayGuard<'_, T> {

@@ -345,6 +345,52 @@ pub(crate) fn borrow_raw_checked(fd: RawFd) -> io::Result<BorrowedFd<'static>> {
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
+/// An owned file descriptor that can be closed through a shared reference, once: the
+/// `OwnedFd` of a process-local object that a freshly forked child must close while
+/// other references to the object exist (see `sync::presence`). A process-local std
+/// atomic holding the number, `-1` once closed; never in shared memory.
+pub(crate) struct FdCell(std::sync::atomic::AtomicI32);
+
+impl FdCell {
+    pub(crate) fn new(fd: OwnedFd) -> FdCell {
+        FdCell(std::sync::atomic::AtomicI32::new(
+            std::os::fd::IntoRawFd::into_raw_fd(fd),
+        ))
+    }
+
+    /// The descriptor, or `None` once [`close`](Self::close)d.
+    pub(crate) fn get(&self) -> Option<BorrowedFd<'_>> {
+        let fd = self.0.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: the cell owns `fd` until `close`, whose contract is that no borrow
+        // from here is alive then; `&self` keeps the cell (and so the fd) alive.
+        (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    /// Closes the descriptor; later calls do nothing.
+    ///
+    /// # Safety
+    ///
+    /// No borrow from [`get`](Self::get) may be alive, in any thread: call it only
+    /// where nothing else uses the cell (in a freshly forked child, which has one
+    /// thread, or when the object owning the cell is being dropped).
+    pub(crate) unsafe fn close(&self) {
+        close_raw(self.0.swap(-1, std::sync::atomic::Ordering::AcqRel));
+    }
+}
+
+impl Drop for FdCell {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no borrow from `get` is alive.
+        unsafe { self.close() }
+    }
+}
+
+impl std::fmt::Debug for FdCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FdCell").field(&self.0).finish()
+    }
+}
+
 /// Takes ownership of a descriptor inherited across `execve`, marking it close-on-exec
 /// again so that our own later spawns do not leak it.
 pub(crate) fn own_inherited(fd: RawFd) -> io::Result<OwnedFd> {
