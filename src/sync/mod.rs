@@ -9,6 +9,7 @@
 
 pub(crate) mod atomic;
 mod lock;
+pub(crate) mod owner;
 pub(crate) mod raw;
 mod sem;
 pub(crate) mod shared;
