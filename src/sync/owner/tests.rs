@@ -2,14 +2,14 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// A zombie child (exited, not reaped) and its `/proc` start time.
-fn zombie() -> (std::process::Child, Owner) {
-    let child = std::process::Command::new("true").spawn().expect("spawn true");
+/// The owner that `child` (which exits at once) is once it has become a zombie: exited,
+/// not reaped, as every child is until its parent waits for it.
+fn zombie_owner(child: &std::process::Child) -> Owner {
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some((b'Z', start)) = crate::sys::task_state(pid) {
-            return (child, Owner::new(pid, start as u32));
+            return Owner::new(pid, start as u32);
         }
         assert!(Instant::now() < deadline, "the child never became a zombie");
         std::thread::sleep(Duration::from_millis(1));
@@ -46,10 +46,16 @@ fn a_live_task_with_another_start_time_is_a_reused_id_and_dead() {
 
 #[test]
 fn a_zombie_is_dead_though_it_answers_kill() {
-    let (mut child, z) = zombie();
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let z = zombie_owner(&child);
     assert!(z.exists());
     assert!(!z.is_alive());
-    assert!(!Owner::new(z.tid(), 0).is_alive(), "dead whatever its start time");
+    assert!(
+        !Owner::new(z.tid(), 0).is_alive(),
+        "dead whatever its start time"
+    );
     child.wait().unwrap();
     assert!(!z.exists());
 }
@@ -71,6 +77,9 @@ fn garbage_ids_are_dead() {
 fn a_recorded_tag_counts_only_for_its_own_tid() {
     let m = me();
     assert_eq!(Owner::recorded(m.tid(), m.tag()), m);
-    assert_eq!(Owner::recorded(m.tid() + 1, m.tag()), Owner::new(m.tid() + 1, 0));
+    assert_eq!(
+        Owner::recorded(m.tid() + 1, m.tag()),
+        Owner::new(m.tid() + 1, 0)
+    );
     assert_eq!(Owner::recorded(m.tid(), 0), Owner::new(m.tid(), 0));
 }

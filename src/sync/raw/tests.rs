@@ -82,7 +82,10 @@ fn a_locker_whose_deadline_passed_takes_a_reused_tid_at_its_last_look() {
     // The last look before a timeout is the full check, as try_lock's.
     let l = RawLock::new();
     let m = me();
-    assert_eq!(l.lock(Owner::new(m.tid(), m.start() ^ 1), None), Ok(Got::Normal));
+    assert_eq!(
+        l.lock(Owner::new(m.tid(), m.start() ^ 1), None),
+        Ok(Got::Normal)
+    );
     assert_eq!(l.lock(m, Some(Instant::now())), Ok(Got::OwnerDied));
     l.unlock();
 }
@@ -102,7 +105,10 @@ fn abort_ends_a_wait_for_a_live_holder_and_wake_waiters_makes_it_ask_again() {
     // Once the waiter is parked (WAITERS set), ask it to stop.
     let t0 = Instant::now();
     while l.word.load(Ordering::Relaxed) & WAITERS == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the waiter never parked");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the waiter never parked"
+        );
         std::thread::yield_now();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
