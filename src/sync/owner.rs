@@ -34,6 +34,7 @@
 //! time is compared in its low 32 bits (at 100 ticks a second, a reused id whose start
 //! differs by a multiple of 497 days passes for the owner).
 
+#[cfg(not(loom))]
 use std::cell::Cell;
 
 /// A thread that holds (or may hold) something in shared memory; see the module docs.
@@ -79,6 +80,7 @@ impl Owner {
     }
 
     /// The low 32 bits of the start time; 0: unknown.
+    #[cfg_attr(loom, allow(dead_code))]
     #[inline(always)]
     pub(crate) const fn start(self) -> u32 {
         self.0 as u32

@@ -273,6 +273,7 @@ pub(crate) fn membarrier_global() -> bool {
 }
 
 /// The calling thread's kernel id.
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn gettid() -> u32 {
     // SAFETY: gettid has no arguments and cannot fail.
     unsafe { libc::gettid() as u32 }
@@ -286,6 +287,7 @@ pub(crate) fn getpid() -> u32 {
 /// Whether a process (or thread) id names a live task. `kill(pid, 0)`: ESRCH means dead;
 /// EPERM means alive but not ours. A pid can be reused, so callers pair it with the
 /// start time of [`task_state`] (`sync::owner` holds the rule).
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn pid_alive(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
         return false;
@@ -345,6 +347,7 @@ pub(crate) fn fork_generation() -> u64 {
 /// The state letter (field 3 of `/proc/<tid>/stat`: `R`, `S`, `Z`, ...) and start time
 /// (field 22, clock ticks since boot) of a task. `None` when it is gone. A zombie (`Z`)
 /// or dead (`X`) task still answers `kill(tid, 0)`; this tells it apart.
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn task_state(tid: u32) -> Option<(u8, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];

@@ -1,4 +1,7 @@
+use std::ptr::NonNull;
+
 use super::*;
+use crate::sync::waiter::Wait;
 use loom::sync::Arc;
 
 #[repr(C)]
