@@ -54,13 +54,13 @@
 //! * Blocked by a slot another process holds mid-operation (`WRITING` at `head`,
 //!   `READING`/`WRITING` at `tail`): a short spin, then short naps
 //!   (`Waiter::wait_for_owner`). Its owner was preempted between claim and release.
-//! * A producer finding a large ring full naps once ([`FULL_NAP`]) before waiting as
+//! * A producer finding a large ring full naps once (`wait::FULL_NAP`) before waiting as
 //!   usual, so the consumers drain a stretch instead of being chased slot by slot.
 //! * A process whose blocking operations keep colliding with others of its role
-//!   naps ([`contended`]), one per role at a time.
+//!   naps ([`contended`](wait::contended)), one per role at a time.
 //!
 //! Liveness of a blocking owner is checked only before sleeping, and at most every
-//! [`LIVENESS_EVERY`].
+//! `dead::LIVENESS_EVERY`.
 //!
 //! # Memory orderings
 //!
@@ -77,7 +77,7 @@
 //! # Bad input
 //!
 //! The slot's `meta` comes from another process. Its length is checked against the
-//! slot's data size before any byte is copied; a bad one is a [`ProtocolError`], and
+//! slot's data size before any byte is copied; a bad one is a [`ProtocolError`](crate::error::ProtocolError), and
 //! the slot is still released so the queue goes on.
 //!
 //! # Files
@@ -117,7 +117,7 @@ struct Control {
     unfinished: AtomicU64,
     joined: Waiter,
     /// Per role (producers, consumers): 1 while one of them naps for contention (see
-    /// [`contended`]); a napper that dies leaves it set, which only ends such naps.
+    /// [`contended`](wait::contended)); a napper that dies leaves it set, which only ends such naps.
     backoff: [AtomicU32; 2],
 }
 

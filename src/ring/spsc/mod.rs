@@ -41,14 +41,14 @@
 //! # Records
 //!
 //! A message of at most [`TINY_MAX`] bytes is a *tiny* record: one word, its payload in
-//! the low bytes, its length in byte 6, [`TINY_TAG`] in byte 7 — published, read and
+//! the low bytes, its length in byte 6, [`TINY_TAG`](record::TINY_TAG) in byte 7 — published, read and
 //! zeroed with one store each. Every other record starts with an 8-byte header
 //! `len: u32, tag: u32` and is padded to a multiple of 8 bytes; records never wrap.
 //! Kinds: `MSG` (a whole message), `BEGIN` (first piece of a message streamed in pieces:
 //! an 8-byte total length, then bytes), `CHUNK` (a further piece), `PAD` (skip to the end
 //! of the ring). A message larger than a quarter of the ring is streamed, so there is no
 //! size cap. The reader checks every header against the ring's bounds before it touches
-//! the bytes; a bad header is a [`ProtocolError`], never an out-of-bounds read.
+//! the bytes; a bad header is a [`ProtocolError`](crate::error::ProtocolError), never an out-of-bounds read.
 //!
 //! # One writer at a time
 //!
