@@ -45,18 +45,10 @@ impl Spsc {
         abort: impl FnMut() -> bool,
     ) -> Result<WriteGuard<'_>, Wait> {
         let me = me();
-        let own = &self.hdr().own;
-        if own.owner.load(Ordering::Relaxed) == me.tag() {
-            own.in_send.store(1, Ordering::Relaxed);
-            // Fast side of the asymmetric barrier; the revoker issues membarrier.
-            light_fence();
-            if own.owner.load(Ordering::Acquire) == me.tag() {
-                return Ok(WriteGuard {
-                    ring: self,
-                    mode: Mode::Biased,
-                });
+        if self.hdr().own.owner.load(Ordering::Relaxed) == me.tag() {
+            if let Some(g) = self.enter_biased(me.tag()) {
+                return Ok(g);
             }
-            own.in_send.store(0, Ordering::Release);
         }
         self.acquire_writer_slow(me, deadline, abort)
     }
