@@ -263,7 +263,7 @@ impl Mpmc {
     }
 
     /// Replaces the liveness check (tests inject deaths with it).
-    #[allow(dead_code)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn set_liveness(&mut self, alive: fn(Owner) -> bool) {
         self.alive = alive;
     }
