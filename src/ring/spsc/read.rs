@@ -16,7 +16,6 @@ use crate::sync::waiter::Wait;
 /// writer's heels waits before it looks at the head again (see [`Spsc::wait_readable`]).
 const HEELS_PAUSE: u32 = if cfg!(loom) { 0 } else { 8 };
 
-/// A cache line: the reader hands space back a whole line at a time.
 /// The reader hands space back in blocks of this many bytes (or a quarter of the ring,
 /// if that is less), zeroing each once it has left it behind (see `Spsc::release`).
 /// Zeroing each 64-byte line as soon as the reader left it made 48-256 byte messages up
