@@ -1,5 +1,6 @@
 //! The robust process-shared lock under [`Lock`](super::Lock), [`RLock`](super::RLock),
-//! [`Condition`](super::Condition), [`Value`](super::Value) and [`Array`](super::Array).
+//! [`Condition`](super::Condition), [`Value`](super::Value) and [`Array`](super::Array),
+//! and around each message of a pipe whose writer bias was revoked (`ring::spsc`).
 //!
 //! # Protocol
 //!
