@@ -35,7 +35,7 @@ pub(crate) use items::ItemsFile;
 /// "SHMPROC\x01" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
 /// Layout version of this build.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 /// Bytes reserved for the header; the payload starts here (keeps it cache-line aligned).
 pub(crate) const HEADER_LEN: usize = 128;
 

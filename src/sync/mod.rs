@@ -13,6 +13,7 @@ pub(crate) mod handoff;
 mod deadline;
 mod lock;
 pub(crate) mod presence;
+pub(crate) mod owner;
 pub(crate) mod raw;
 mod sem;
 pub(crate) mod shared;

@@ -283,6 +283,7 @@ pub(crate) fn membarrier_global() -> bool {
 }
 
 /// The calling thread's kernel id.
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn gettid() -> u32 {
     // SAFETY: gettid has no arguments and cannot fail.
     unsafe { libc::gettid() as u32 }
@@ -294,8 +295,9 @@ pub(crate) fn getpid() -> u32 {
 }
 
 /// Whether a process (or thread) id names a live task. `kill(pid, 0)`: ESRCH means dead;
-/// EPERM means alive but not ours. A pid can be reused, so callers pair it with
-/// [`start_time`].
+/// EPERM means alive but not ours. A pid can be reused, so callers pair it with the
+/// start time of [`task_state`] (`sync::owner` holds the rule).
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn pid_alive(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
         return false;
@@ -303,26 +305,6 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 performs only the existence and permission checks.
     let res = unsafe { libc::kill(pid as libc::pid_t, 0) };
     res == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-/// Whether process `pid` exists and has not exited: [`pid_alive`], and not a zombie (a
-/// process killed but not yet reaped by its parent still answers `kill(pid, 0)`, yet it
-/// will never release what it held). Reads `/proc/<pid>/stat`: for slow paths only.
-pub(crate) fn pid_running(pid: u32) -> bool {
-    // An unreadable /proc entry (hidepid) proves nothing: only a state letter does.
-    pid_alive(pid) && !task_state(pid).is_some_and(|(state, _)| exited(state))
-}
-
-/// Whether a `/proc` state letter ([`task_state`]) is that of a task that has exited
-/// (`Z` zombie, `X`/`x` dead) but may still answer `kill(tid, 0)`.
-pub(crate) fn exited(state: u8) -> bool {
-    matches!(state, b'Z' | b'X' | b'x')
-}
-
-/// The start time of a task in clock ticks since boot (field 22 of `/proc/<pid>/stat`),
-/// which with the pid identifies a process across pid reuse. `None` when it is gone.
-pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    task_state(pid).map(|(_, start)| start)
 }
 
 /// Closes a raw fd number owned by the caller (used only on fds taken from an
@@ -421,6 +403,7 @@ pub(crate) fn fork_generation() -> u64 {
 /// The state letter (field 3 of `/proc/<tid>/stat`: `R`, `S`, `Z`, ...) and start time
 /// (field 22, clock ticks since boot) of a task. `None` when it is gone. A zombie (`Z`)
 /// or dead (`X`) task still answers `kill(tid, 0)`; this tells it apart.
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn task_state(tid: u32) -> Option<(u8, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
