@@ -1,4 +1,6 @@
 //! Pipe and duplex behaviour across real forked processes.
+// Process-local flags between a test's threads, never in shared memory: std's atomics.
+#![allow(clippy::disallowed_types)]
 
 mod common;
 

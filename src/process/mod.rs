@@ -1,14 +1,14 @@
 //! Processes: Python's `multiprocessing.Process` for Rust.
 //!
 //! ```no_run
-//! use shmproc::process::Process;
+//! use shmproc::Process;
 //!
 //! fn f(name: String) {
 //!     println!("hello {name}");
 //! }
 //!
 //! fn main() {
-//!     shmproc::process::init(); // first statement: a spawned child runs its target here
+//!     shmproc::init(); // first statement: a spawned child runs its target here
 //!     let mut p = Process::new(f, "bob".to_string());
 //!     p.start().unwrap();
 //!     p.join().unwrap();
@@ -98,8 +98,8 @@
 //! fn work(n: u32) { assert_eq!(n, 7) }
 //!
 //! fn main() {
-//!     shmproc::process::init();
-//!     use shmproc::process::{get_context, StartMethod};
+//!     shmproc::init();
+//!     use shmproc::{get_context, StartMethod};
 //!     let mut p = get_context(StartMethod::Spawn).process(work, 7);
 //!     p.start().unwrap();
 //!     p.join().unwrap();
@@ -307,7 +307,7 @@ enum State {
 /// # Examples
 ///
 /// ```
-/// use shmproc::process::Process;
+/// use shmproc::Process;
 ///
 /// fn square_and_exit(x: i32) {
 ///     std::process::exit(x * x);

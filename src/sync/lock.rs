@@ -711,7 +711,7 @@ impl<'de> serde::Deserialize<'de> for Condition {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use crate::sync::atomic::AtomicU32;
 
     /// Starts one waiting thread per timeout; returns once all of them are queued.
     fn waiters(c: &Arc<Condition>, timeouts: &[Duration]) -> Vec<std::thread::JoinHandle<bool>> {

@@ -273,6 +273,35 @@ pub(crate) fn membarrier_register() -> bool {
     res == 0
 }
 
+/// Whether this process may rely on `membarrier` (0 unknown, 1 yes, 2 no), and for
+/// which pid it registered (a forked child must register again).
+static MEMBARRIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// [`membarrier_register`] once per process (a forked child registers again); cheap
+/// after the first call. Returns whether this process may rely on `membarrier`.
+#[cfg_attr(loom, allow(dead_code))] // loom models the fences without membarrier
+pub(crate) fn membarrier_register_process() -> bool {
+    let pid = u64::from(getpid());
+    let state = MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed);
+    if state >> 2 == pid && state & 3 != 0 {
+        return state & 3 == 1;
+    }
+    let ok = membarrier_register();
+    MEMBARRIER.store(
+        (pid << 2) | if ok { 1 } else { 2 },
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    ok
+}
+
+/// Whether [`membarrier_register_process`] found membarrier working (in this process
+/// or, until the child registers, the one it was forked from).
+#[inline(always)]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn membarrier_ready() -> bool {
+    MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) & 3 == 1
+}
+
 /// Issues a full memory barrier on every CPU running a thread of a registered process:
 /// the slow side of an asymmetric Dekker handshake (the fast side then needs only a
 /// compiler fence). Returns false when the kernel refused.

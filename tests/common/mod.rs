@@ -1,12 +1,14 @@
 //! Helpers for tests that fork: a global lock (forking while other test threads run
 //! is risky), children that always get reaped, waits that always time out.
 #![allow(dead_code)]
+// Process-local flags between a test's threads, never in shared memory: std's atomics.
+#![allow(clippy::disallowed_types)]
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
-use shmproc::process::Process;
+use shmproc::Process;
 
 static FORK_LOCK: Mutex<()> = Mutex::new(());
 
@@ -15,7 +17,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
     FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A forked child (a [`shmproc::process::Process`] started with `Process::fork`, so the
+/// A forked child (a [`shmproc::Process`] started with `Process::fork`, so the
 /// library's fork hygiene applies), killed and reaped on drop if still running.
 pub struct Child {
     pub proc: Process,
