@@ -28,7 +28,7 @@ pub(crate) enum Forked {
 ///
 /// In the child only the calling thread exists: a lock that another thread held at the
 /// moment of the fork stays locked forever there. Callers keep the child's own work to
-/// what is safe in that state (see the `process` module docs), and end the child with
+/// what is safe in that state (see the `Process` docs), and end the child with
 /// [`exit_now`].
 pub(crate) fn fork() -> io::Result<Forked> {
     // SAFETY: fork has no memory-safety preconditions of its own. What makes it hazardous
