@@ -397,6 +397,18 @@ impl Pool {
     /// [`Error::TaskPanicked`] or [`Error::WorkerDied`] when a chunk failed (the first in
     /// item order), [`Error::Closed`] after `close`/`terminate`, [`Error::Codec`] when an
     /// item or result does not encode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = shmproc::Pool::new(2)?;
+    /// assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -459,6 +471,21 @@ impl Pool {
     /// [`Error::Closed`] after `close`/`terminate`; a failed chunk yields one `Err` per
     /// item (see [Errors](Pool#errors)), and `Err(Closed)` once when the pool is
     /// closed before the input was all submitted (the iterator ends there).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn double(x: i32) -> i32 {
+    ///     2 * x
+    /// }
+    ///
+    /// let pool = shmproc::Pool::new(2)?;
+    /// let mut results = pool.imap(double, [1, 2, 3])?;
+    /// assert_eq!(results.next().unwrap()?, 2); // in item order, each as soon as it is ready
+    /// let rest: Vec<i32> = results.map(|r| r.unwrap()).collect();
+    /// assert_eq!(rest, [4, 6]);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn imap<A, R>(
         &self,
         f: fn(A) -> R,

@@ -408,6 +408,23 @@ impl Process {
     /// spawned child exited or hung before it accepted its job (the target never ran;
     /// the child was reaped); [`Error::Io`] when `fork`, `execve` or a pipe fails. After
     /// an error the process can be started again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmproc::Process;
+    ///
+    /// fn work(n: u32) {
+    ///     assert_eq!(n, 7);
+    /// }
+    ///
+    /// let mut p = Process::new(work, 7);
+    /// p.start()?;
+    /// assert!(p.start().is_err()); // once only
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn start(&mut self) -> Result<()> {
         if !matches!(*self.state(), State::New) {
             return Err(Error::InvalidState("a process can be started only once"));
@@ -435,6 +452,19 @@ impl Process {
     ///
     /// [`Error::InvalidState`] before `start`; [`Error::Io`] when `waitpid` fails (for
     /// example another part of the program reaped the child with `waitpid(-1)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmproc::Process;
+    ///
+    /// let mut p = Process::fork(|| std::process::exit(3));
+    /// p.start()?;
+    /// p.join()?; // Ok whatever the child did: its outcome is in exitcode()
+    /// assert_eq!(p.exitcode(), Some(3));
+    /// assert!(!p.is_alive());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn join(&mut self) -> Result<()> {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         match *state {
@@ -491,6 +521,28 @@ impl Process {
     /// The child's exit code, Python's convention: `None` before start and while it
     /// runs, `0` when the target returned, `1` when it panicked, `n` after
     /// `std::process::exit(n)`, `-N` when signal `N` killed it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use shmproc::Process;
+    ///
+    /// let mut p = Process::fork(|| std::thread::sleep(Duration::from_secs(60)));
+    /// assert_eq!(p.exitcode(), None); // not started
+    /// p.start()?;
+    /// assert_eq!(p.exitcode(), None); // running
+    /// p.kill()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(-9)); // killed by SIGKILL
+    ///
+    /// let mut q = Process::fork(|| panic!("boom"));
+    /// q.start()?;
+    /// q.join()?;
+    /// assert_eq!(q.exitcode(), Some(1)); // panicked
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         let mut state = self.state();
         match *state {

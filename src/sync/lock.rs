@@ -128,6 +128,29 @@ impl Lock {
     ///
     /// [`LockError::OwnerDied`] (with the guard: you hold the lock) when the previous
     /// holder died holding it.
+    ///
+    /// # Examples
+    ///
+    /// A child dies holding the lock; the next `lock()` gets it with `OwnerDied`:
+    ///
+    /// ```
+    /// use shmproc::{Lock, LockError, Process};
+    ///
+    /// let lock = Lock::new()?;
+    /// let theirs = lock.clone();
+    /// let mut child = Process::fork(move || {
+    ///     std::mem::forget(theirs.lock().unwrap()); // exits holding it
+    /// });
+    /// child.start()?;
+    /// child.join()?;
+    /// match lock.lock() {
+    ///     // We hold the lock now: repair what the dead holder may have left half-done.
+    ///     Err(LockError::OwnerDied(guard)) => drop(guard),
+    ///     other => panic!("expected OwnerDied, got {other:?}"),
+    /// }
+    /// assert!(lock.lock().is_ok()); // and it works normally after
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         acquire(self.raw(), Deadline::FOREVER, |_| {
             LockGuard::new(self.lock_obj())

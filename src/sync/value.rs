@@ -135,6 +135,30 @@ impl<T: Pod> Value<T> {
     ///
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding
     /// the lock (the value may be half-updated).
+    ///
+    /// # Examples
+    ///
+    /// A counter that a child and its parent both increment:
+    ///
+    /// ```
+    /// use shmproc::{Process, Value};
+    ///
+    /// let counter = Value::new(0u64)?;
+    /// let theirs = counter.clone();
+    /// let mut child = Process::fork(move || {
+    ///     for _ in 0..100 {
+    ///         *theirs.lock().unwrap() += 1;
+    ///     }
+    /// });
+    /// child.start()?;
+    /// for _ in 0..100 {
+    ///     *counter.lock().unwrap() += 1;
+    /// }
+    /// child.join()?;
+    /// assert_eq!(child.exitcode(), Some(0));
+    /// assert_eq!(counter.get(), 200);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
         acquire(&self.obj.block().lock, Deadline::FOREVER, |_| self.guard())
     }
