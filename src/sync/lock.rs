@@ -39,6 +39,12 @@ pub(crate) fn acquire<G>(
     }
 }
 
+/// Takes the lock of `obj` (a `Lock`'s, or a `Condition`'s) under `wait`: the one body
+/// of their `lock`, `try_lock` and `lock_timeout`.
+fn take(obj: &Obj, wait: Deadline) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    acquire(&obj.block().lock, wait, |_| LockGuard::new(obj))
+}
+
 // ------------------------------------------------------------------------------ Lock
 
 /// A process-shared mutual-exclusion lock (Python's `multiprocessing.Lock`).
@@ -152,9 +158,7 @@ impl Lock {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Deadline::FOREVER, |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        take(self.lock_obj(), Deadline::FOREVER)
     }
 
     /// Takes the lock if nobody (alive) holds it.
@@ -163,9 +167,7 @@ impl Lock {
     ///
     /// [`LockError::WouldBlock`] while it is held; [`LockError::OwnerDied`] as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Deadline::Now, |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        take(self.lock_obj(), Deadline::Now)
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -177,9 +179,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Deadline::after(timeout), |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        take(self.lock_obj(), Deadline::after(timeout))
     }
 
     /// Whether somebody holds the lock right now (a snapshot, like Python's `locked()`).
@@ -459,9 +459,7 @@ impl Condition {
     ///
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it.
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Deadline::FOREVER, |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        take(self.lock_obj(), Deadline::FOREVER)
     }
 
     /// Takes the condition's lock if it is free.
@@ -470,9 +468,7 @@ impl Condition {
     ///
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Deadline::Now, |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        take(self.lock_obj(), Deadline::Now)
     }
 
     /// Takes the condition's lock, waiting at most `timeout`.
@@ -484,9 +480,7 @@ impl Condition {
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Deadline::after(timeout), |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        take(self.lock_obj(), Deadline::after(timeout))
     }
 
     /// Releases the lock, sleeps until notified, and retakes the lock.

@@ -98,6 +98,15 @@ pub struct ValueGuard<'a, T> {
     _t: PhantomData<&'a mut T>,
 }
 
+/// The guard of a blocking `lock()`, taken over from a dead holder if need be (a
+/// blocking `lock()` fails only with `OwnerDied`, which carries the guard).
+fn taken<G>(res: std::result::Result<G, LockError<G>>) -> G {
+    res.unwrap_or_else(|e| {
+        e.into_guard()
+            .unwrap_or_else(|| unreachable!("lock() fails only with OwnerDied"))
+    })
+}
+
 impl<T: Pod> Value<T> {
     /// Creates a shared value holding `value`.
     ///
@@ -188,25 +197,12 @@ impl<T: Pod> Value<T> {
 
     /// Reads the value under the lock (taking it over from a dead holder if need be).
     pub fn get(&self) -> T {
-        match self.lock() {
-            Ok(g) => *g,
-            Err(e) => match e.into_guard() {
-                Some(g) => *g,
-                None => unreachable!("lock() fails only with OwnerDied"),
-            },
-        }
+        *taken(self.lock())
     }
 
     /// Writes the value under the lock (taking it over from a dead holder if need be).
     pub fn set(&self, value: T) {
-        match self.lock() {
-            Ok(mut g) => *g = value,
-            Err(e) => {
-                if let Some(mut g) = e.into_guard() {
-                    *g = value;
-                }
-            }
-        }
+        *taken(self.lock()) = value;
     }
 }
 
@@ -441,12 +437,7 @@ impl<T: Pod> Array<T> {
     }
 
     fn locked(&self) -> ArrayGuard<'_, T> {
-        match self.lock() {
-            Ok(g) => g,
-            Err(e) => e
-                .into_guard()
-                .unwrap_or_else(|| unreachable!("lock() fails only with OwnerDied")),
-        }
+        taken(self.lock())
     }
 
     /// Number of elements.

@@ -14,19 +14,39 @@ pub(crate) mod exec;
 pub(crate) mod proc;
 pub(crate) mod reloc;
 
-fn cvt(res: libc::c_int) -> io::Result<libc::c_int> {
-    if res == -1 {
+/// The return types of system calls that report failure as `-1` and `errno`.
+trait MinusOne: Copy + PartialEq {
+    const MINUS_ONE: Self;
+}
+
+impl MinusOne for i32 {
+    const MINUS_ONE: Self = -1;
+}
+
+impl MinusOne for i64 {
+    const MINUS_ONE: Self = -1;
+}
+
+impl MinusOne for isize {
+    const MINUS_ONE: Self = -1;
+}
+
+/// `-1` → the `errno` error; anything else is the call's result (as std's `cvt`).
+fn cvt<T: MinusOne>(res: T) -> io::Result<T> {
+    if res == T::MINUS_ONE {
         Err(io::Error::last_os_error())
     } else {
         Ok(res)
     }
 }
 
-fn cvt_long(res: libc::c_long) -> io::Result<libc::c_long> {
-    if res == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(res)
+/// Calls `f` until it is not interrupted by a signal (`EINTR`), then [`cvt`]s its result.
+fn cvt_r<T: MinusOne>(mut f: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 
@@ -67,18 +87,14 @@ pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Resul
 pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     let len =
         libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    loop {
-        // SAFETY: plain syscall on a valid fd; no memory is passed.
-        let res = unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) };
-        match cvt(res) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                // Some filesystems lack fallocate: fall back to ftruncate (no reservation).
-                // SAFETY: plain syscall on a valid fd.
-                return cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop);
-            }
-            other => return other.map(drop),
+    // SAFETY: plain syscall on a valid fd; no memory is passed.
+    match cvt_r(|| unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) }) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            // Some filesystems lack fallocate: fall back to ftruncate (no reservation).
+            // SAFETY: plain syscall on a valid fd.
+            cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
         }
+        other => other.map(drop),
     }
 }
 
@@ -140,18 +156,10 @@ pub(crate) fn random_u128() -> io::Result<u128> {
     let mut buf = [0u8; 16];
     let mut filled = 0;
     while filled < buf.len() {
+        let tail = &mut buf[filled..];
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        match n {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            n => filled += n as usize,
-        }
+        filled +=
+            cvt_r(|| unsafe { libc::getrandom(tail.as_mut_ptr().cast(), tail.len(), 0) })? as usize;
     }
     Ok(u128::from_ne_bytes(buf))
 }
@@ -202,18 +210,12 @@ pub(crate) fn peer_state(fd: BorrowedFd<'_>) -> PeerState {
         events: 0,
         revents: 0,
     };
-    loop {
-        // SAFETY: one valid pollfd, zero timeout.
-        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if n == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        let gone = pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
-        return if gone {
-            PeerState::Gone
-        } else {
-            PeerState::Alive
-        };
+    // SAFETY: one valid pollfd, zero timeout. A failure leaves `revents` 0: alive.
+    let _ = cvt_r(|| unsafe { libc::poll(&mut pfd, 1, 0) });
+    if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        PeerState::Gone
+    } else {
+        PeerState::Alive
     }
 }
 
@@ -308,7 +310,7 @@ pub(crate) fn membarrier_ready() -> bool {
 pub(crate) fn membarrier_global() -> bool {
     // SAFETY: membarrier takes only integer arguments.
     let res = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) };
-    cvt_long(res).is_ok()
+    cvt(res).is_ok()
 }
 
 /// The calling thread's kernel id.
