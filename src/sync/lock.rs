@@ -378,8 +378,8 @@ sync_handle_serde!(RLock, What::RLock, |_| true);
 pub struct Condition {
     /// The waiter queue (data area, see [`cond`]) and the overflow words (control block).
     obj: Arc<Obj>,
-    /// Whose lock it uses: `obj` itself, or a [`Lock`]'s object (`with_lock`).
-    lock: Arc<Obj>,
+    /// Whose lock it uses: `obj`'s own, or a [`Lock`]'s (`with_lock`).
+    lock: Lock,
 }
 
 impl Condition {
@@ -391,7 +391,7 @@ impl Condition {
     pub fn new() -> Result<Condition> {
         let obj = Condition::create(cond::SLOTS)?;
         Ok(Condition {
-            lock: obj.clone(),
+            lock: Lock { obj: obj.clone() },
             obj,
         })
     }
@@ -406,7 +406,7 @@ impl Condition {
     pub fn with_lock(lock: &Lock) -> Result<Condition> {
         Ok(Condition {
             obj: Condition::create(cond::SLOTS)?,
-            lock: lock.obj.clone(),
+            lock: lock.clone(),
         })
     }
 
@@ -425,7 +425,7 @@ impl Condition {
     pub(crate) fn with_slots(slots: u32) -> Result<Condition> {
         let obj = Condition::create(slots)?;
         Ok(Condition {
-            lock: obj.clone(),
+            lock: Lock { obj: obj.clone() },
             obj,
         })
     }
@@ -446,41 +446,41 @@ impl Condition {
     }
 
     fn raw(&self) -> &RawLock {
-        &self.lock.block().lock
+        self.lock.raw()
     }
 
     fn lock_obj(&self) -> &Obj {
-        &self.lock
+        self.lock.lock_obj()
     }
 
-    /// Takes the condition's lock.
+    /// Takes the condition's lock: [`Lock::lock`].
     ///
     /// # Errors
     ///
-    /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it.
+    /// As [`Lock::lock`].
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        take(self.lock_obj(), Deadline::FOREVER)
+        self.lock.lock()
     }
 
-    /// Takes the condition's lock if it is free.
+    /// Takes the condition's lock if it is free: [`Lock::try_lock`].
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
+    /// As [`Lock::try_lock`].
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        take(self.lock_obj(), Deadline::Now)
+        self.lock.try_lock()
     }
 
-    /// Takes the condition's lock, waiting at most `timeout`.
+    /// Takes the condition's lock, waiting at most `timeout`: [`Lock::lock_timeout`].
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`] when the time passed; `OwnerDied` as for `lock`.
+    /// As [`Lock::lock_timeout`].
     pub fn lock_timeout(
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        take(self.lock_obj(), Deadline::after(timeout))
+        self.lock.lock_timeout(timeout)
     }
 
     /// Releases the lock, sleeps until notified, and retakes the lock.
@@ -552,7 +552,7 @@ impl Condition {
         deadline: Option<Instant>,
     ) -> std::result::Result<(LockGuard<'a>, bool), LockError<LockGuard<'a>>> {
         assert!(
-            guard.obj.same_object(&self.lock),
+            guard.obj.same_object(self.lock_obj()),
             "Condition::wait with a guard of another lock"
         );
         // Retake the very lock (mapping) the caller's guard came from.
@@ -587,16 +587,11 @@ impl Condition {
             }
         };
         // Retaking the lock without a deadline ends in Ok or OwnerDied: we hold it.
-        let res = acquire(&lock_obj.block().lock, Deadline::FOREVER, |_| {
-            LockGuard::new(lock_obj)
-        });
+        let res = take(lock_obj, Deadline::FOREVER);
         if !notified {
             q.trim();
         }
-        match res {
-            Ok(g) => Ok((g, notified)),
-            Err(e) => Err(e),
-        }
+        res.map(|g| (g, notified))
     }
 
     /// A wait while the queue is full (more than [`cond::SLOTS`] waiters at once): the
@@ -634,12 +629,7 @@ impl Condition {
             }
         };
         b.sleepers.fetch_sub(1, Ordering::SeqCst);
-        match acquire(&lock_obj.block().lock, Deadline::FOREVER, |_| {
-            LockGuard::new(lock_obj)
-        }) {
-            Ok(g) => Ok((g, notified)),
-            Err(e) => Err(e),
-        }
+        take(lock_obj, Deadline::FOREVER).map(|g| (g, notified))
     }
 
     /// Wakes the longest-waiting waiter, if any. Call with the lock held (a thread that
@@ -698,11 +688,12 @@ impl serde::Serialize for Condition {
             .obj
             .to_wire()
             .map_err(|e| S::Error::custom(e.to_string()))?;
-        let lock = if Arc::ptr_eq(&self.obj, &self.lock) {
+        let lock = if Arc::ptr_eq(&self.obj, &self.lock.obj) {
             None
         } else {
             Some(
                 self.lock
+                    .obj
                     .to_wire()
                     .map_err(|e| S::Error::custom(e.to_string()))?,
             )
@@ -721,7 +712,10 @@ impl<'de> serde::Deserialize<'de> for Condition {
             None => obj.clone(),
             Some(w) => Obj::open(w, What::Lock, |_| true).map_err(err)?,
         };
-        Ok(Condition { obj, lock })
+        Ok(Condition {
+            obj,
+            lock: Lock { obj: lock },
+        })
     }
 }
 
