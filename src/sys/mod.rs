@@ -222,6 +222,7 @@ pub(crate) fn peer_state(fd: BorrowedFd<'_>) -> PeerState {
 /// `FUTEX_WAIT` (shared, not private: the word may live in memory mapped by several
 /// processes) on `word` while it holds `expected`, for at most `timeout`.
 /// Returns on wake-up, on a value mismatch, on timeout or on a signal; callers re-check.
+#[cfg_attr(loom, allow(dead_code))] // loom models the futex in `sync::waiter`
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts;
     let ts_ptr = match timeout {
@@ -248,6 +249,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// `FUTEX_WAKE` (shared) of up to `n` waiters on `word`.
+#[cfg_attr(loom, allow(dead_code))] // loom models the futex in `sync::waiter`
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     let n = n.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access memory.
