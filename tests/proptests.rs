@@ -3,8 +3,8 @@
 //! never a panic, an out-of-bounds read, or an endless loop.
 
 use proptest::prelude::*;
+use shmproc::fuzzing::test_image;
 use shmproc::fuzzing::{region_image, ring_image};
-use shmproc::region::test_image;
 use shmproc::RegionError;
 
 proptest! {

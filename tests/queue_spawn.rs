@@ -11,7 +11,7 @@ mod harness;
 
 use std::time::Duration;
 
-use shmproc::process::{get_context, Process, StartMethod};
+use shmproc::{get_context, Process, StartMethod};
 use shmproc::{pipe, Error, JoinableQueue, Queue, Sender};
 
 const WATCHDOG: Duration = Duration::from_secs(240);

@@ -1,83 +1,5 @@
-//! `Pool`: Python's `multiprocessing.Pool` for Rust, on shmproc's own pipes.
-//!
-//! ```
-//! use shmproc::Pool;
-//!
-//! fn square(x: u64) -> u64 {
-//!     x * x
-//! }
-//!
-//! let pool = Pool::new(5)?;
-//! assert_eq!(pool.map(square, [1, 2, 3])?, vec![1, 4, 9]);
-//! # Ok::<(), shmproc::Error>(())
-//! ```
-//!
-//! # How it works
-//!
-//! Each worker is a [`Process`] (started with the pool's [`StartMethod`]; the default is
-//! [`Process::new`]'s, fork) that receives two shmproc pipe ends as its args: tasks in,
-//! replies out. In the parent, one thread per worker hands it chunks from the pool's
-//! queue, one at a time, and files the replies with the call that sent them; the calling
-//! thread encodes the input and decodes the results, so the per-item cost is the codec's
-//! (nanoseconds), not a message's.
-//!
-//! Targets are plain `fn(A) -> R` (a non-capturing closure coerces), as for `Process`.
-//! A task names its target by offset in the executable, together with a trampoline
-//! monomorphized for `A` and `R` that decodes the chunk, calls the target on each item
-//! and encodes the results; so a spawned worker, a fresh image of the same executable,
-//! finds them too. The target must live in the executable itself, not in a shared
-//! library loaded separately.
-//!
-//! # Chunks
-//!
-//! Work moves in chunks: one message carries a chunk of items, one reply its results.
-//! [`map`](Pool::map) and [`starmap`](Pool::starmap) use Python's default chunk size,
-//! `ceil(len / (4 * workers))`; [`map_chunked`](Pool::map_chunked) takes one.
-//! [`imap`](Pool::imap) and [`imap_unordered`](Pool::imap_unordered) use chunks of one
-//! item, as Python does ([`imap_chunked`](Pool::imap_chunked) and
-//! [`imap_unordered_chunked`](Pool::imap_unordered_chunked) take a size).
-//!
-//! # Errors
-//!
-//! * A task that panics fails its call with [`Error::TaskPanicked`] carrying the panic's
-//!   message; the worker catches the panic and lives on. The worker also writes one line
-//!   with its pid, the message and its location on its stderr.
-//! * A worker that dies while it holds a task (abort, SIGKILL, `exit`) fails that call
-//!   with [`Error::WorkerDied`] (its pid, and the signal or exit code); the pool starts a
-//!   replacement and goes on. CPython's `Pool` hangs forever in this case.
-//! * A call made after [`close`](Pool::close) or [`terminate`](Pool::terminate), and a
-//!   call cut short by `terminate`, fails with [`Error::Closed`].
-//! * With chunks, a failure fails the whole chunk: `map` returns the first error (in
-//!   item order); `imap` yields one `Err` for each item of the failed chunk and goes on.
-//!
-//! # Lifetime
-//!
-//! [`close`](Pool::close) refuses new work; [`join`](Pool::join) (after `close`) waits
-//! until the queued work is done and every worker has exited;
-//! [`terminate`](Pool::terminate) kills every worker at once. Dropping a pool terminates
-//! it, like leaving Python's `with Pool() as p:` block: no worker and no zombie outlives
-//! the `Pool`. Workers are daemons, so they also die if the parent is killed; and a
-//! worker whose task pipe disconnects exits by itself.
-//!
-//! With [`StartMethod::Fork`], workers are forked from the pool's own threads; what is
-//! safe in a forked child is described in the [`process`](crate::process) module (in
-//! short: a task should not take a lock that another thread of the parent may have held,
-//! and that includes std's stdout: a task forked while a thread of the parent held
-//! `stdout().lock()` must not print through std). No lock of std's or of the caller's
-//! is held across those forks, so a caller that holds `stdout().lock()` while it builds
-//! or uses a pool does not hang it. A worker exits like any `Process`: it flushes
-//! stdout, then `_exit`s. A thread in the parent waiting for a reply also polls its
-//! worker's exit status, so a worker's death is seen even when some other process holds
-//! a copy of its pipe. With [`StartMethod::Spawn`], `main` must call [`crate::init`]
-//! first.
-//!
-//! # Pools inside pool tasks
-//!
-//! A task may create a `Pool` of its own and use it (Python refuses: its pool workers
-//! are daemons, and a daemon may not have children, lest they be orphaned). Here no
-//! worker outlives its pool: nested workers are daemons of the task's worker, killed by
-//! the kernel (`PR_SET_PDEATHSIG`) when the pool thread that forked them ends, which the
-//! worker's own death ends too; and dropping the inner pool inside the task reaps them.
+//! `Pool`: Python's `multiprocessing.Pool` for Rust, on shmproc's own pipes. The user's
+//! guide (how it works, chunks, errors, lifetime) is on [`Pool`], re-exported at the root.
 
 mod async_result;
 mod call;
@@ -214,7 +136,7 @@ impl PoolBuilder {
 ///
 /// Every method takes `&self`; a `Pool` is `Send` and `Sync`, so threads can share one.
 /// Dropping it terminates it ([`terminate`](Pool::terminate)). The
-/// [module docs](self) describe chunks, errors and the life of workers.
+/// sections below describe chunks, errors and the life of workers.
 ///
 /// # Examples
 ///
@@ -239,6 +161,85 @@ impl PoolBuilder {
 /// pool.join()?;
 /// # Ok::<(), shmproc::Error>(())
 /// ```
+///
+/// ```
+/// use shmproc::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::new(5)?;
+/// assert_eq!(pool.map(square, [1, 2, 3])?, vec![1, 4, 9]);
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+///
+/// # How it works
+///
+/// Each worker is a [`Process`] (started with the pool's [`StartMethod`]; the default is
+/// [`Process::new`]'s, fork) that receives two shmproc pipe ends as its args: tasks in,
+/// replies out. In the parent, one thread per worker hands it chunks from the pool's
+/// queue, one at a time, and files the replies with the call that sent them; the calling
+/// thread encodes the input and decodes the results, so the per-item cost is the codec's
+/// (nanoseconds), not a message's.
+///
+/// Targets are plain `fn(A) -> R` (a non-capturing closure coerces), as for `Process`.
+/// A task names its target by offset in the executable, together with a trampoline
+/// monomorphized for `A` and `R` that decodes the chunk, calls the target on each item
+/// and encodes the results; so a spawned worker, a fresh image of the same executable,
+/// finds them too. The target must live in the executable itself, not in a shared
+/// library loaded separately.
+///
+/// # Chunks
+///
+/// Work moves in chunks: one message carries a chunk of items, one reply its results.
+/// [`map`](Pool::map) and [`starmap`](Pool::starmap) use Python's default chunk size,
+/// `ceil(len / (4 * workers))`; [`map_chunked`](Pool::map_chunked) takes one.
+/// [`imap`](Pool::imap) and [`imap_unordered`](Pool::imap_unordered) use chunks of one
+/// item, as Python does ([`imap_chunked`](Pool::imap_chunked) and
+/// [`imap_unordered_chunked`](Pool::imap_unordered_chunked) take a size).
+///
+/// # Errors
+///
+/// * A task that panics fails its call with [`Error::TaskPanicked`] carrying the panic's
+///   message; the worker catches the panic and lives on. The worker also writes one line
+///   with its pid, the message and its location on its stderr.
+/// * A worker that dies while it holds a task (abort, SIGKILL, `exit`) fails that call
+///   with [`Error::WorkerDied`] (its pid, and the signal or exit code); the pool starts a
+///   replacement and goes on. CPython's `Pool` hangs forever in this case.
+/// * A call made after [`close`](Pool::close) or [`terminate`](Pool::terminate), and a
+///   call cut short by `terminate`, fails with [`Error::Closed`].
+/// * With chunks, a failure fails the whole chunk: `map` returns the first error (in
+///   item order); `imap` yields one `Err` for each item of the failed chunk and goes on.
+///
+/// # Lifetime
+///
+/// [`close`](Pool::close) refuses new work; [`join`](Pool::join) (after `close`) waits
+/// until the queued work is done and every worker has exited;
+/// [`terminate`](Pool::terminate) kills every worker at once. Dropping a pool terminates
+/// it, like leaving Python's `with Pool() as p:` block: no worker and no zombie outlives
+/// the `Pool`. Workers are daemons, so they also die if the parent is killed; and a
+/// worker whose task pipe disconnects exits by itself.
+///
+/// With [`StartMethod::Fork`], workers are forked from the pool's own threads; what is
+/// safe in a forked child is described on [`Process`](crate::Process#what-is-safe-in-a-forked-child) (in
+/// short: a task should not take a lock that another thread of the parent may have held,
+/// and that includes std's stdout: a task forked while a thread of the parent held
+/// `stdout().lock()` must not print through std). No lock of std's or of the caller's
+/// is held across those forks, so a caller that holds `stdout().lock()` while it builds
+/// or uses a pool does not hang it. A worker exits like any `Process`: it flushes
+/// stdout, then `_exit`s. A thread in the parent waiting for a reply also polls its
+/// worker's exit status, so a worker's death is seen even when some other process holds
+/// a copy of its pipe. With [`StartMethod::Spawn`], `main` must call [`crate::init`]
+/// first.
+///
+/// # Pools inside pool tasks
+///
+/// A task may create a `Pool` of its own and use it (Python refuses: its pool workers
+/// are daemons, and a daemon may not have children, lest they be orphaned). Here no
+/// worker outlives its pool: nested workers are daemons of the task's worker, killed by
+/// the kernel (`PR_SET_PDEATHSIG`) when the pool thread that forked them ends, which the
+/// worker's own death ends too; and dropping the inner pool inside the task reaps them.
 pub struct Pool {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -396,6 +397,18 @@ impl Pool {
     /// [`Error::TaskPanicked`] or [`Error::WorkerDied`] when a chunk failed (the first in
     /// item order), [`Error::Closed`] after `close`/`terminate`, [`Error::Codec`] when an
     /// item or result does not encode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = shmproc::Pool::new(2)?;
+    /// assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -456,8 +469,23 @@ impl Pool {
     /// # Errors
     ///
     /// [`Error::Closed`] after `close`/`terminate`; a failed chunk yields one `Err` per
-    /// item (see the [module docs](self)), and `Err(Closed)` once when the pool is
+    /// item (see [Errors](Pool#errors)), and `Err(Closed)` once when the pool is
     /// closed before the input was all submitted (the iterator ends there).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn double(x: i32) -> i32 {
+    ///     2 * x
+    /// }
+    ///
+    /// let pool = shmproc::Pool::new(2)?;
+    /// let mut results = pool.imap(double, [1, 2, 3])?;
+    /// assert_eq!(results.next().unwrap()?, 2); // in item order, each as soon as it is ready
+    /// let rest: Vec<i32> = results.map(|r| r.unwrap()).collect();
+    /// assert_eq!(rest, [4, 6]);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn imap<A, R>(
         &self,
         f: fn(A) -> R,

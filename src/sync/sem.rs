@@ -178,7 +178,8 @@ sync_handle_serde!(Semaphore, What::Semaphore, |_| true);
 /// ```
 #[derive(Clone)]
 pub struct BoundedSemaphore {
-    obj: Arc<Obj>,
+    /// The count, in a region of kind `BoundedSemaphore` whose shape holds the maximum.
+    sem: Semaphore,
 }
 
 impl BoundedSemaphore {
@@ -190,40 +191,41 @@ impl BoundedSemaphore {
     pub fn new(value: u32) -> Result<BoundedSemaphore> {
         let obj = Obj::create(What::BoundedSemaphore, 0, [u64::from(value), 0, 0])?;
         obj.block().count.store(value, Ordering::Relaxed);
-        Ok(BoundedSemaphore { obj })
+        Ok(BoundedSemaphore {
+            sem: Semaphore { obj },
+        })
     }
 
     fn max(&self) -> u32 {
         // Checked to fit when the handle was created or received.
-        self.obj.shape()[0] as u32
+        self.sem.obj.shape()[0] as u32
     }
 
-    /// Takes a unit, waiting as long as it takes.
+    /// Takes a unit, waiting as long as it takes: [`Semaphore::acquire`].
     ///
     /// # Errors
     ///
-    /// None today: the `Result` keeps the lock's error style (a semaphore has no owner,
-    /// so there is no `OwnerDied`).
+    /// As [`Semaphore::acquire`].
     pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
-        take(self.obj.block(), Deadline::FOREVER)
+        self.sem.acquire()
     }
 
-    /// Takes a unit if one is available now.
+    /// Takes a unit if one is available now: [`Semaphore::try_acquire`].
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] when the count is zero.
+    /// As [`Semaphore::try_acquire`].
     pub fn try_acquire(&self) -> std::result::Result<(), LockError<()>> {
-        take(self.obj.block(), Deadline::Now)
+        self.sem.try_acquire()
     }
 
-    /// Takes a unit, waiting at most `timeout`.
+    /// Takes a unit, waiting at most `timeout`: [`Semaphore::acquire_timeout`].
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`] when the time passed first.
+    /// As [`Semaphore::acquire_timeout`].
     pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), LockError<()>> {
-        take(self.obj.block(), Deadline::after(timeout))
+        self.sem.acquire_timeout(timeout)
     }
 
     /// Gives a unit back, waking a waiter.
@@ -233,7 +235,7 @@ impl BoundedSemaphore {
     /// [`Error::InvalidState`] when that would raise the count above the initial value
     /// (Python's `ValueError`).
     pub fn release(&self) -> Result<()> {
-        if give(self.obj.block(), self.max()) {
+        if give(self.sem.obj.block(), self.max()) {
             Ok(())
         } else {
             Err(Error::InvalidState(
@@ -244,7 +246,7 @@ impl BoundedSemaphore {
 
     /// The current count (a snapshot).
     pub fn value(&self) -> u32 {
-        self.obj.block().count.load(Ordering::Relaxed)
+        self.sem.value()
     }
 }
 
@@ -257,9 +259,11 @@ impl fmt::Debug for BoundedSemaphore {
     }
 }
 
-sync_handle_serde!(BoundedSemaphore, What::BoundedSemaphore, |o: &Obj| o
-    .shape()[0]
-    <= u64::from(u32::MAX));
+sync_handle_serde!(
+    BoundedSemaphore { sem: Semaphore },
+    What::BoundedSemaphore,
+    |o: &Obj| o.shape()[0] <= u64::from(u32::MAX)
+);
 
 // ----------------------------------------------------------------------------- Event
 

@@ -98,6 +98,15 @@ pub struct ValueGuard<'a, T> {
     _t: PhantomData<&'a mut T>,
 }
 
+/// The guard of a blocking `lock()`, taken over from a dead holder if need be (a
+/// blocking `lock()` fails only with `OwnerDied`, which carries the guard).
+fn taken<G>(res: std::result::Result<G, LockError<G>>) -> G {
+    res.unwrap_or_else(|e| {
+        e.into_guard()
+            .unwrap_or_else(|| unreachable!("lock() fails only with OwnerDied"))
+    })
+}
+
 impl<T: Pod> Value<T> {
     /// Creates a shared value holding `value`.
     ///
@@ -135,6 +144,30 @@ impl<T: Pod> Value<T> {
     ///
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding
     /// the lock (the value may be half-updated).
+    ///
+    /// # Examples
+    ///
+    /// A counter that a child and its parent both increment:
+    ///
+    /// ```
+    /// use shmproc::{Process, Value};
+    ///
+    /// let counter = Value::new(0u64)?;
+    /// let theirs = counter.clone();
+    /// let mut child = Process::fork(move || {
+    ///     for _ in 0..100 {
+    ///         *theirs.lock().unwrap() += 1;
+    ///     }
+    /// });
+    /// child.start()?;
+    /// for _ in 0..100 {
+    ///     *counter.lock().unwrap() += 1;
+    /// }
+    /// child.join()?;
+    /// assert_eq!(child.exitcode(), Some(0));
+    /// assert_eq!(counter.get(), 200);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
         acquire(&self.obj.block().lock, Deadline::FOREVER, |_| self.guard())
     }
@@ -164,25 +197,12 @@ impl<T: Pod> Value<T> {
 
     /// Reads the value under the lock (taking it over from a dead holder if need be).
     pub fn get(&self) -> T {
-        match self.lock() {
-            Ok(g) => *g,
-            Err(e) => match e.into_guard() {
-                Some(g) => *g,
-                None => unreachable!("lock() fails only with OwnerDied"),
-            },
-        }
+        *taken(self.lock())
     }
 
     /// Writes the value under the lock (taking it over from a dead holder if need be).
     pub fn set(&self, value: T) {
-        match self.lock() {
-            Ok(mut g) => *g = value,
-            Err(e) => {
-                if let Some(mut g) = e.into_guard() {
-                    *g = value;
-                }
-            }
-        }
+        *taken(self.lock()) = value;
     }
 }
 
@@ -417,12 +437,7 @@ impl<T: Pod> Array<T> {
     }
 
     fn locked(&self) -> ArrayGuard<'_, T> {
-        match self.lock() {
-            Ok(g) => g,
-            Err(e) => e
-                .into_guard()
-                .unwrap_or_else(|| unreachable!("lock() fails only with OwnerDied")),
-        }
+        taken(self.lock())
     }
 
     /// Number of elements.

@@ -64,26 +64,11 @@ const NAP_FIRST: Duration = Duration::from_micros(20);
 /// The longest nap of [`Waiter::wait_for_owner`].
 const NAP_MAX: Duration = Duration::from_millis(1);
 
-/// Whether this process may rely on `membarrier` (0 unknown, 1 yes, 2 no), and for
-/// which pid it registered (a forked child must register again).
-#[cfg(not(loom))]
-static MEMBARRIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Registers this process for expedited membarriers. Called whenever a shared object is
 /// created or received; cheap after the first call in a process.
 #[cfg(not(loom))]
 pub(crate) fn register_process() -> bool {
-    let pid = u64::from(crate::sys::getpid());
-    let state = MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed);
-    if state >> 2 == pid && state & 3 != 0 {
-        return state & 3 == 1;
-    }
-    let ok = crate::sys::membarrier_register();
-    MEMBARRIER.store(
-        (pid << 2) | if ok { 1 } else { 2 },
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    ok
+    crate::sys::membarrier_register_process()
 }
 
 #[cfg(loom)]
@@ -95,7 +80,7 @@ pub(crate) fn register_process() -> bool {
 fn waker_fence() {
     #[cfg(not(loom))]
     {
-        if MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) & 3 == 1 {
+        if crate::sys::membarrier_ready() {
             light_fence();
         } else {
             fence(Ordering::SeqCst);
@@ -109,7 +94,7 @@ fn waiter_fence() {
     #[cfg(not(loom))]
     {
         fence(Ordering::SeqCst);
-        if MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) & 3 == 1 {
+        if crate::sys::membarrier_ready() {
             crate::sys::membarrier_global();
         }
     }
@@ -302,7 +287,7 @@ impl Waiter {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
+    use crate::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
     #[test]

@@ -14,19 +14,39 @@ pub(crate) mod exec;
 pub(crate) mod proc;
 pub(crate) mod reloc;
 
-fn cvt(res: libc::c_int) -> io::Result<libc::c_int> {
-    if res == -1 {
+/// The return types of system calls that report failure as `-1` and `errno`.
+trait MinusOne: Copy + PartialEq {
+    const MINUS_ONE: Self;
+}
+
+impl MinusOne for i32 {
+    const MINUS_ONE: Self = -1;
+}
+
+impl MinusOne for i64 {
+    const MINUS_ONE: Self = -1;
+}
+
+impl MinusOne for isize {
+    const MINUS_ONE: Self = -1;
+}
+
+/// `-1` → the `errno` error; anything else is the call's result (as std's `cvt`).
+fn cvt<T: MinusOne>(res: T) -> io::Result<T> {
+    if res == T::MINUS_ONE {
         Err(io::Error::last_os_error())
     } else {
         Ok(res)
     }
 }
 
-fn cvt_long(res: libc::c_long) -> io::Result<libc::c_long> {
-    if res == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(res)
+/// Calls `f` until it is not interrupted by a signal (`EINTR`), then [`cvt`]s its result.
+fn cvt_r<T: MinusOne>(mut f: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 
@@ -67,18 +87,14 @@ pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Resul
 pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     let len =
         libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    loop {
-        // SAFETY: plain syscall on a valid fd; no memory is passed.
-        let res = unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) };
-        match cvt(res) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                // Some filesystems lack fallocate: fall back to ftruncate (no reservation).
-                // SAFETY: plain syscall on a valid fd.
-                return cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop);
-            }
-            other => return other.map(drop),
+    // SAFETY: plain syscall on a valid fd; no memory is passed.
+    match cvt_r(|| unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) }) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            // Some filesystems lack fallocate: fall back to ftruncate (no reservation).
+            // SAFETY: plain syscall on a valid fd.
+            cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
         }
+        other => other.map(drop),
     }
 }
 
@@ -140,18 +156,10 @@ pub(crate) fn random_u128() -> io::Result<u128> {
     let mut buf = [0u8; 16];
     let mut filled = 0;
     while filled < buf.len() {
+        let tail = &mut buf[filled..];
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        match n {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            n => filled += n as usize,
-        }
+        filled +=
+            cvt_r(|| unsafe { libc::getrandom(tail.as_mut_ptr().cast(), tail.len(), 0) })? as usize;
     }
     Ok(u128::from_ne_bytes(buf))
 }
@@ -202,24 +210,19 @@ pub(crate) fn peer_state(fd: BorrowedFd<'_>) -> PeerState {
         events: 0,
         revents: 0,
     };
-    loop {
-        // SAFETY: one valid pollfd, zero timeout.
-        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if n == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        let gone = pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
-        return if gone {
-            PeerState::Gone
-        } else {
-            PeerState::Alive
-        };
+    // SAFETY: one valid pollfd, zero timeout. A failure leaves `revents` 0: alive.
+    let _ = cvt_r(|| unsafe { libc::poll(&mut pfd, 1, 0) });
+    if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        PeerState::Gone
+    } else {
+        PeerState::Alive
     }
 }
 
 /// `FUTEX_WAIT` (shared, not private: the word may live in memory mapped by several
 /// processes) on `word` while it holds `expected`, for at most `timeout`.
 /// Returns on wake-up, on a value mismatch, on timeout or on a signal; callers re-check.
+#[cfg_attr(loom, allow(dead_code))] // loom models the futex in `sync::waiter`
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts;
     let ts_ptr = match timeout {
@@ -246,6 +249,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// `FUTEX_WAKE` (shared) of up to `n` waiters on `word`.
+#[cfg_attr(loom, allow(dead_code))] // loom models the futex in `sync::waiter`
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     let n = n.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access memory.
@@ -273,13 +277,42 @@ pub(crate) fn membarrier_register() -> bool {
     res == 0
 }
 
+/// Whether this process may rely on `membarrier` (0 unknown, 1 yes, 2 no), and for
+/// which pid it registered (a forked child must register again).
+static MEMBARRIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// [`membarrier_register`] once per process (a forked child registers again); cheap
+/// after the first call. Returns whether this process may rely on `membarrier`.
+#[cfg_attr(loom, allow(dead_code))] // loom models the fences without membarrier
+pub(crate) fn membarrier_register_process() -> bool {
+    let pid = u64::from(getpid());
+    let state = MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed);
+    if state >> 2 == pid && state & 3 != 0 {
+        return state & 3 == 1;
+    }
+    let ok = membarrier_register();
+    MEMBARRIER.store(
+        (pid << 2) | if ok { 1 } else { 2 },
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    ok
+}
+
+/// Whether [`membarrier_register_process`] found membarrier working (in this process
+/// or, until the child registers, the one it was forked from).
+#[inline(always)]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn membarrier_ready() -> bool {
+    MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) & 3 == 1
+}
+
 /// Issues a full memory barrier on every CPU running a thread of a registered process:
 /// the slow side of an asymmetric Dekker handshake (the fast side then needs only a
 /// compiler fence). Returns false when the kernel refused.
 pub(crate) fn membarrier_global() -> bool {
     // SAFETY: membarrier takes only integer arguments.
     let res = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) };
-    cvt_long(res).is_ok()
+    cvt(res).is_ok()
 }
 
 /// The calling thread's kernel id.

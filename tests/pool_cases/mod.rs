@@ -5,6 +5,8 @@
 //! Every scenario checks at its end that no worker (and no zombie) is left: the caller
 //! holds a lock so that no other scenario runs meanwhile.
 #![allow(dead_code)]
+// Process-local flags between a test's threads, never in shared memory: std's atomics.
+#![allow(clippy::disallowed_types)]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

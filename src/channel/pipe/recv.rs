@@ -310,6 +310,19 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// `Disconnected` once every sending end is gone and the ring is drained; `Codec`
     /// when the bytes do not decode as `T` (the message is consumed); `Protocol` when
     /// the peer wrote a corrupt record.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmproc::{pipe, RecvError};
+    ///
+    /// let (tx, rx) = pipe::<u64>()?;
+    /// tx.send(&7).unwrap();
+    /// drop(tx); // the last sender: the receiver drains the ring, then sees EOF
+    /// assert_eq!(rx.recv(), Ok(7));
+    /// assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     #[inline(always)]
     pub fn recv(&self) -> std::result::Result<T, RecvError> {
         self.recv_with(Deadline::FOREVER)
@@ -319,6 +332,20 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     ///
     /// # Errors
     /// `Empty` when none is, or as [`recv`](Self::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmproc::{pipe, TryRecvError};
+    ///
+    /// let (tx, rx) = pipe::<u64>()?;
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    /// tx.send(&1).unwrap();
+    /// assert_eq!(rx.try_recv(), Ok(1));
+    /// drop(tx);
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     #[inline(always)]
     pub fn try_recv(&self) -> std::result::Result<T, TryRecvError> {
         self.recv_with(Deadline::Now)
@@ -328,6 +355,21 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     ///
     /// # Errors
     /// `Timeout` when none arrived in time, or as [`recv`](Self::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use shmproc::{pipe, RecvTimeoutError};
+    ///
+    /// let (tx, rx) = pipe::<u64>()?;
+    /// let nothing = rx.recv_timeout(Duration::from_millis(10));
+    /// assert_eq!(nothing, Err(RecvTimeoutError::Timeout));
+    /// tx.send(&2).unwrap();
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(2));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     #[inline(always)]
     pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvTimeoutError> {
         self.recv_with(Deadline::after(timeout))

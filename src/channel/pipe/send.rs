@@ -400,6 +400,23 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// noticed within [`DEAD_READER_SENDS`](super::DEAD_READER_SENDS) sends), and on
     /// every send after that; `TooLarge` over `max_message`; `Codec` when `T`'s
     /// `Serialize` fails.
+    ///
+    /// # Examples
+    ///
+    /// A forked child sends; the parent receives:
+    ///
+    /// ```
+    /// use shmproc::{pipe, Process};
+    ///
+    /// let (tx, rx) = pipe::<String>()?;
+    /// let mut child = Process::fork(move || {
+    ///     tx.send(&"hello".to_string()).unwrap();
+    /// });
+    /// child.start()?; // the child owns `tx` now
+    /// assert_eq!(rx.recv().unwrap(), "hello");
+    /// child.join()?;
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     #[inline(always)]
     pub fn send(&self, msg: &T) -> std::result::Result<(), SendError> {
         self.end

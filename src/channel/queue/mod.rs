@@ -133,6 +133,27 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// `Closed` after [`close`](Self::close); `TooLarge` over the item limit; `Codec`
     /// when `T`'s `Serialize` fails; `Io` when a large item cannot be written to the
     /// items file (no memory left).
+    ///
+    /// # Examples
+    ///
+    /// A forked child puts; the parent gets:
+    ///
+    /// ```
+    /// use shmproc::{Process, Queue};
+    ///
+    /// let q = Queue::<u32>::with_capacity(16)?;
+    /// let producer = q.clone();
+    /// let mut child = Process::fork(move || {
+    ///     for i in 0..3 {
+    ///         producer.put(&i).unwrap();
+    ///     }
+    /// });
+    /// child.start()?;
+    /// let got: Vec<u32> = (0..3).map(|_| q.get().unwrap()).collect();
+    /// assert_eq!(got, [0, 1, 2]);
+    /// child.join()?;
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn put(&self, item: &T) -> Result<()> {
         Ok(self.shared.put_value(item, Deadline::FOREVER)?)
     }
@@ -160,6 +181,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// `Closed` once the queue is closed and drained; `Codec` when the item does not
     /// decode as `T`, `Protocol` when it is corrupt (either way it is consumed); `Io`
     /// when a large item cannot be read from the items file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmproc::{Error, Queue};
+    ///
+    /// let q = Queue::<String>::new()?;
+    /// q.put(&"job".to_string())?;
+    /// q.close();
+    /// assert_eq!(q.get()?, "job"); // what was put before close() is still there
+    /// assert!(matches!(q.get(), Err(Error::Closed)));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn get(&self) -> Result<T> {
         Ok(self.shared.get_value(Deadline::FOREVER)?)
     }

@@ -93,7 +93,7 @@ fn a_locker_whose_deadline_passed_takes_a_reused_tid_at_its_last_look() {
 #[test]
 fn abort_ends_a_wait_for_a_live_holder_and_wake_waiters_makes_it_ask_again() {
     let l = std::sync::Arc::new(RawLock::new());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::new(crate::sync::atomic::AtomicBool::new(false));
     assert_eq!(l.lock(me(), None), Ok(Got::Normal));
     let (l2, stop2) = (l.clone(), stop.clone());
     let t = std::thread::spawn(move || {

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmproc::process::{get_context, Process, StartMethod};
+use shmproc::{get_context, Process, StartMethod};
 use shmproc::{Connection, Receiver, Sender};
 
 use super::{Cfg, Msg, Seq};
