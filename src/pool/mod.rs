@@ -83,7 +83,9 @@ mod async_result;
 mod call;
 mod entry;
 mod imap;
+mod plain;
 mod supervise;
+mod task;
 mod worker;
 
 use std::collections::VecDeque;
@@ -101,6 +103,7 @@ pub use async_result::AsyncResult;
 use call::Call;
 use imap::Imap;
 use supervise::worker_thread;
+use task::{Spare, Task};
 use worker::{encode_task, task_header};
 
 /// `imap` keeps at most this many chunks per worker submitted ahead of the consumer.
@@ -179,6 +182,7 @@ impl PoolBuilder {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             slots: (0..workers).map(|_| Mutex::new(None)).collect(),
+            spare: Spare::new(4 * workers),
         });
         let pool = Pool {
             inner: inner.clone(),
@@ -268,6 +272,8 @@ struct Inner {
     /// Each worker thread's current process, so that `terminate` can kill it. Only the
     /// owning thread reaps it, under this lock, so a kill never hits a reused pid.
     slots: Vec<Mutex<Option<Process>>>,
+    /// Reply buffers for reuse.
+    spare: Spare,
 }
 
 #[derive(Default)]
@@ -281,8 +287,8 @@ struct State {
 struct Chunk {
     call: Arc<Call>,
     index: usize,
-    /// The encoded task message.
-    msg: Vec<u8>,
+    /// The task message, or what it is made of.
+    task: Task,
 }
 
 impl Inner {
@@ -294,7 +300,7 @@ impl Inner {
         self.slots[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn submit(&self, call: &Arc<Call>, index: usize, msg: Vec<u8>) -> Result<()> {
+    fn submit(&self, call: &Arc<Call>, index: usize, task: Task) -> Result<()> {
         let mut st = self.state();
         if st.closed {
             return Err(Error::Closed);
@@ -302,7 +308,7 @@ impl Inner {
         st.queue.push_back(Chunk {
             call: call.clone(),
             index,
-            msg,
+            task,
         });
         drop(st);
         self.work.notify_one();
@@ -403,7 +409,7 @@ impl Pool {
     {
         let items: Vec<A> = items.into_iter().collect();
         let chunksize = items.len().div_ceil(4 * self.inner.workers).max(1);
-        self.map_slice(f, &items, chunksize)
+        self.map_vec(f, items, chunksize)
     }
 
     /// [`map`](Pool::map) with a chosen chunk size (items per message; 0 counts as 1).
@@ -422,27 +428,46 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        self.map_slice(f, &items, chunksize)
+        self.map_vec(f, items, chunksize)
     }
 
-    /// Maps `items` in chunks encoded straight from the slice.
-    fn map_slice<A, R>(&self, f: fn(A) -> R, items: &[A], chunksize: usize) -> Result<Vec<R>>
+    /// Maps `items` in chunks: plain items shared with the pool threads, which copy each
+    /// chunk straight into its pipe; others encoded here. The results are decoded
+    /// straight into the output.
+    fn map_vec<A, R>(&self, f: fn(A) -> R, items: Vec<A>, chunksize: usize) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
     {
-        let header = task_header(f)?;
+        let header: Arc<[u8]> = task_header(f, true)?.into();
         let call = CallGuard::new(&self.inner);
-        let chunks = items.chunks(chunksize.max(1));
-        let n = chunks.len();
-        for (i, chunk) in chunks.enumerate() {
-            self.inner
-                .submit(&call.0, i, encode_task(&header, chunk)?)?;
+        let len = items.len();
+        let size = chunksize.max(1);
+        let n = len.div_ceil(size);
+        let range = |i: usize| i * size..((i + 1) * size).min(len);
+        match plain::share(items) {
+            Ok(shared) => {
+                for i in 0..n {
+                    let task = Task::Slice {
+                        header: header.clone(),
+                        items: shared.clone(),
+                        range: range(i),
+                    };
+                    self.inner.submit(&call.0, i, task)?;
+                }
+            }
+            Err(items) => {
+                for i in 0..n {
+                    let msg = encode_task(&header, &items, range(i))?;
+                    self.inner.submit(&call.0, i, Task::Encoded(msg))?;
+                }
+            }
         }
-        let mut out = Vec::with_capacity(items.len());
-        for (i, chunk) in items.chunks(chunksize.max(1)).enumerate().take(n) {
+        let mut out = Vec::with_capacity(len);
+        for i in 0..n {
             let reply = call.0.take(i)?;
-            out.extend(worker::decode_reply::<R>(&reply, chunk.len())?);
+            worker::decode_reply_into(&header, &reply, range(i).len(), &mut out)?;
+            self.inner.spare.give(reply);
         }
         Ok(out)
     }
@@ -563,10 +588,10 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let header = task_header(f)?;
-        let msg = encode_task(&header, std::slice::from_ref(&arg))?;
+        let header = task_header(f, false)?;
+        let msg = encode_task(&header, &vec![arg], 0..1)?;
         let call = Arc::new(Call::default());
-        self.inner.submit(&call, 0, msg)?;
+        self.inner.submit(&call, 0, Task::Encoded(msg))?;
         Ok(AsyncResult::new(call))
     }
 

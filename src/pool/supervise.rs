@@ -119,8 +119,9 @@ fn run_on(
             return Err(None);
         }
     }
-    // Into a fresh buffer: the receiver swaps it in, with no copy of the reply.
-    let mut reply = Vec::new();
+    // Into a spare buffer (the caller hands it back once decoded): the receiver swaps
+    // it in, with no copy of the reply and, reused, no fresh pages.
+    let mut reply = inner.spare.take();
     match w.results.recv_bytes_into(&mut reply) {
         Ok(_) => Ok(reply),
         Err(RecvError::Disconnected) => Err(None),
@@ -143,6 +144,8 @@ pub(super) fn worker_thread(inner: &Inner, slot: usize, ready: mpsc::Sender<Resu
         }
     };
     drop(ready);
+    // Where plain chunks are written out before their pipe; reused.
+    let mut stage = Vec::new();
     while let Some(chunk) = inner.next_chunk() {
         let mut job = InFlight(Some(chunk));
         if current.is_some() && !alive(inner, slot) {
@@ -165,7 +168,10 @@ pub(super) fn worker_thread(inner: &Inner, slot: usize, ready: mpsc::Sender<Resu
             job.finish(Err(Error::Closed));
             break;
         }
-        let msg = job.0.as_ref().map(|c| c.msg.as_slice()).unwrap_or_default();
+        let msg = match &job.0 {
+            Some(c) => c.task.message(&mut stage),
+            None => &[],
+        };
         match run_on(inner, slot, &w, msg) {
             Ok(reply) => {
                 let init_failed = reply.first() == Some(&worker::INIT_FAILED);
