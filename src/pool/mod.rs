@@ -18,7 +18,8 @@
 //! [`Process::new`]'s, fork) that receives two shmproc pipe ends as its args: tasks in,
 //! replies out. In the parent, one thread per worker hands it chunks from the pool's
 //! queue, one at a time, and files the replies with the call that sent them; the calling
-//! thread encodes the input and decodes the results, so the per-item cost is the codec's
+//! thread encodes the input (or, for plain numbers, lets the pool threads copy it; see
+//! [Chunks](#chunks)) and decodes the results, so the per-item cost is the codec's
 //! (nanoseconds), not a message's.
 //!
 //! Targets are plain `fn(A) -> R` (a non-capturing closure coerces), as for `Process`.
@@ -36,6 +37,14 @@
 //! [`imap`](Pool::imap) and [`imap_unordered`](Pool::imap_unordered) use chunks of one
 //! item, as Python does ([`imap_chunked`](Pool::imap_chunked) and
 //! [`imap_unordered_chunked`](Pool::imap_unordered_chunked) take a size).
+//!
+//! Items and results of the primitive number types (`u8`…`u128`, `i8`…`i128`,
+//! `usize`, `isize`, `f32`, `f64`) skip serde: a chunk travels as the items' own bytes
+//! and its results likewise, so the per-item cost is a copy and the call of the target.
+//! `map` shares such an input with the pool's threads, which copy each chunk straight
+//! into its worker's pipe; a worker whose target returns its argument's type reads,
+//! maps and writes a chunk in one pass. Other types (tuples, structs, strings) go
+//! through the crate's codec, one encoded `Vec` per chunk.
 //!
 //! # Errors
 //!
