@@ -79,20 +79,17 @@ fn main() {
         pool.map(square, input.clone()).unwrap();
         let m = time_runs(runs, &input, |v| sum(pool.map(square, v).unwrap()));
         report("map", method, items, m);
-        let im = time_runs(runs, &imap_input, |v| {
-            pool.imap(square, v)
-                .unwrap()
-                .map(|r| r.unwrap())
-                .fold(0, u64::wrapping_add)
-        });
-        report("imap", method, imap_items, im);
-        let iu = time_runs(runs, &imap_input, |v| {
-            pool.imap_unordered(square, v)
-                .unwrap()
-                .map(|r| r.unwrap())
-                .fold(0, u64::wrapping_add)
-        });
-        report("imap_unordered", method, imap_items, iu);
+        for (what, ordered) in [("imap", true), ("imap_unordered", false)] {
+            let t = time_runs(runs, &imap_input, |v| {
+                let results: Box<dyn Iterator<Item = shmproc::Result<u64>>> = if ordered {
+                    Box::new(pool.imap(square, v).unwrap())
+                } else {
+                    Box::new(pool.imap_unordered(square, v).unwrap())
+                };
+                results.map(|r| r.unwrap()).fold(0, u64::wrapping_add)
+            });
+            report(what, method, imap_items, t);
+        }
         drop(pool);
     }
 }
