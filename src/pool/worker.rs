@@ -73,7 +73,7 @@ impl<A: DeserializeOwned + 'static, R: Serialize + 'static> Caller<A, R> for Chu
         let ran = catch_unwind(AssertUnwindSafe(|| run_chunk(target, format, input, out)));
         let failure = match ran {
             Ok(Ok(())) => return,
-            Ok(Err(e)) => (CODEC, e.to_string()),
+            Ok(Err(msg)) => (CODEC, msg),
             Err(payload) => {
                 let msg = panic_message(&*payload);
                 // Dropping a payload can panic again; a payload is small, let it go.
@@ -91,30 +91,35 @@ impl<A: DeserializeOwned + 'static, R: Serialize + 'static> Caller<A, R> for Chu
 /// `out`, each in the format the task names; plain items of a target whose result is
 /// its argument's type are read, mapped and written in one pass. A panic of `target`
 /// unwinds out of here.
-fn run_chunk<A, R>(target: fn(A) -> R, format: u8, input: &[u8], out: &mut Vec<u8>) -> Result<()>
+fn run_chunk<A, R>(
+    target: fn(A) -> R,
+    format: u8,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String>
 where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let not_plain = |what: &str| Error::Codec(format!("the {what} are not plain data"));
-    let arguments = |e: Error| Error::Codec(format!("decoding the task's arguments: {e}"));
+    let arguments = |e: Error| format!("decoding the task's arguments: {e}");
     let results: Vec<R> = if format & PLAIN_ARGS != 0 {
         if format & PLAIN_RESULTS != 0 && plain::map_into(target, input, out).map_err(arguments)? {
             return Ok(());
         }
         plain::map_bytes(target, input)
             .map_err(arguments)?
-            .ok_or_else(|| not_plain("items"))?
+            .ok_or("the task's items are not plain data")?
     } else {
         let items: Vec<A> = codec::decode(input).map_err(arguments)?;
         items.into_iter().map(target).collect()
     };
     let encoded = if format & PLAIN_RESULTS != 0 {
-        plain::encode_vec(results, out).map_err(|_| not_plain("results"))
+        plain::encode_vec(results, out)
+            .map_err(|_| Error::Codec("the results are not plain data".into()))
     } else {
         codec::encode_into(&results, out)
     };
-    encoded.map_err(|e| Error::Codec(format!("encoding the task's result: {e}")))
+    encoded.map_err(|e| format!("encoding the task's result: {e}"))
 }
 
 /// The message of a panic payload (`panic!("...")` gives a `&str` or a `String`).

@@ -62,6 +62,20 @@ fn widens_or_panics_on_13(x: u32) -> u64 {
     u64::from(x) << 32
 }
 
+/// A result that refuses to be encoded.
+#[derive(Debug, serde::Deserialize)]
+pub struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unencodable refuses"))
+    }
+}
+
+fn unencodable(_: u32) -> Unencodable {
+    Unencodable
+}
+
 fn pid_of(_: u32) -> u32 {
     std::process::id()
 }
@@ -344,6 +358,16 @@ pub fn plain_and_serde_items_and_results_mix(m: StartMethod) {
         .all(|r| matches!(r, Err(Error::TaskPanicked(_)))));
     assert_eq!(*results[15].as_ref().unwrap(), 15u64 << 32);
     assert_eq!(p.apply(low_half, 1 << 40 | 5).unwrap(), 5);
+    // Raw items, results that fail to encode: a codec error naming the step, and the
+    // pool goes on.
+    match p.map(unencodable, 0..10u32) {
+        Err(Error::Codec(msg)) => {
+            assert!(msg.contains("encoding the task's result"), "{msg}");
+            assert!(msg.contains("Unencodable refuses"), "{msg}");
+        }
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+    assert_eq!(p.map(halve, [4u8]).unwrap(), vec![2]);
     drop(p);
     assert_no_children();
 }
