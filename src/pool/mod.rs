@@ -288,6 +288,8 @@ struct Inner {
 #[derive(Default)]
 struct State {
     queue: VecDeque<Chunk>,
+    /// Pool threads waiting for a chunk.
+    idle: usize,
     closed: bool,
     terminating: bool,
 }
@@ -344,8 +346,48 @@ impl Inner {
             if st.closed {
                 return None;
             }
+            st.idle += 1;
             st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
         }
+    }
+
+    /// The next chunk if one is queued and `fits` and no pool thread is idle (which
+    /// should take it instead); never waits.
+    fn try_next_chunk(&self, fits: impl Fn(&Chunk) -> bool) -> Option<Chunk> {
+        let mut st = self.state();
+        if st.terminating || st.idle > 0 {
+            return None;
+        }
+        while let Some(c) = st.queue.front() {
+            if c.call.is_cancelled() {
+                st.queue.pop_front();
+                continue;
+            }
+            return if fits(c) { st.queue.pop_front() } else { None };
+        }
+        None
+    }
+
+    /// Puts chunks that no worker started back at the head of the queue, in order;
+    /// fails them with [`Error::Closed`] when the pool is terminating.
+    fn requeue(&self, chunks: Vec<Chunk>) {
+        if chunks.is_empty() {
+            return;
+        }
+        let mut st = self.state();
+        if st.terminating {
+            drop(st);
+            for c in chunks {
+                c.call.complete(c.index, Err(Error::Closed));
+            }
+            return;
+        }
+        for c in chunks.into_iter().rev() {
+            st.queue.push_front(c);
+        }
+        drop(st);
+        self.work.notify_all();
     }
 
     fn terminating(&self) -> bool {

@@ -24,6 +24,18 @@ pub(super) enum Task {
 }
 
 impl Task {
+    /// The length of the task message.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Task::Encoded(m) => m.len(),
+            Task::Slice {
+                header,
+                items,
+                range,
+            } => header.len() + items.bytes(range.clone()).len(),
+        }
+    }
+
     /// The task message: in place, or written into `stage`. The one place a chunk of
     /// plain items is copied before the pipe.
     pub(super) fn message<'a>(&'a self, stage: &'a mut Vec<u8>) -> &'a [u8] {

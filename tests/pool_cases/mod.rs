@@ -327,6 +327,14 @@ pub fn plain_and_serde_items_and_results_mix(m: StartMethod) {
     assert_eq!(p.map(sum_pair, [(1, 2), (3, 4)]).unwrap(), vec![3, 7]);
     assert_eq!(p.map(not, [true, false]).unwrap(), vec![false, true]);
     assert_eq!(p.map(halve, Vec::<u8>::new()).unwrap(), Vec::<u8>::new());
+    // Raw chunks of 800 KB and of 1.2 MB, more than the 1 MiB pipe holds.
+    let many: Vec<u64> = (0..300_000).collect();
+    for chunksize in [100_000, 150_000] {
+        assert_eq!(
+            p.map_chunked(square, many.clone(), chunksize).unwrap(),
+            many.iter().map(|&x| x * x).collect::<Vec<_>>()
+        );
+    }
     assert_eq!(
         p.imap_chunked(low_half, big.clone(), 333)
             .unwrap()
