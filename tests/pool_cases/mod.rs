@@ -492,6 +492,19 @@ pub fn a_worker_that_aborts_gives_worker_died_and_is_replaced(m: StartMethod) {
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
+    // Item by item: only the item the worker died on is lost; the chunks sent ahead to
+    // it and never started run on another worker, each exactly once, in order.
+    for _ in 0..3 {
+        let results: Vec<_> = p.imap(aborts_on_7, 0..30).unwrap().collect();
+        assert_eq!(results.len(), 30);
+        for (i, r) in results.iter().enumerate() {
+            match (i, r) {
+                (7, Err(Error::WorkerDied { signal, .. })) => assert_eq!(*signal, Some(6)),
+                (7, other) => panic!("item 7: expected WorkerDied, got {other:?}"),
+                (i, r) => assert_eq!(*r.as_ref().unwrap(), i as u32),
+            }
+        }
+    }
     // Two workers again, both able to work.
     let pids: HashSet<u32> = p
         .map_chunked(pid_of, 0..40, 1)
