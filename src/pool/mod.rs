@@ -17,7 +17,8 @@
 //! Each worker is a [`Process`] (started with the pool's [`StartMethod`]; the default is
 //! [`Process::new`]'s, fork) that receives two shmproc pipe ends as its args: tasks in,
 //! replies out. In the parent, one thread per worker hands it chunks from the pool's
-//! queue, one at a time, and files the replies with the call that sent them; the calling
+//! queue (the one it runs, and for quick small tasks the next one ahead) and files the
+//! replies with the call that sent them; the calling
 //! thread encodes the input (or, for plain numbers, lets the pool threads copy it; see
 //! [Chunks](#chunks)) and decodes the results, so the per-item cost is the codec's
 //! (nanoseconds), not a message's.

@@ -1,5 +1,5 @@
 //! Supervision: one thread per worker in the parent starts the worker process, feeds it
-//! chunks one at a time, notices its death (the pipe, and its exit status polled while
+//! chunks (up to two in flight, see [`IN_FLIGHT`]), notices its death (the pipe, and its exit status polled while
 //! a reply is awaited), replaces it, and reaps it at the end.
 
 use std::collections::VecDeque;
