@@ -5,7 +5,9 @@ mod async_result;
 mod call;
 mod entry;
 mod imap;
+mod plain;
 mod supervise;
+mod task;
 mod worker;
 
 use std::collections::VecDeque;
@@ -23,6 +25,7 @@ pub use async_result::AsyncResult;
 use call::Call;
 use imap::Imap;
 use supervise::worker_thread;
+use task::{Spare, Task};
 use worker::{encode_task, task_header};
 
 /// `imap` keeps at most this many chunks per worker submitted ahead of the consumer.
@@ -101,6 +104,7 @@ impl PoolBuilder {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             slots: (0..workers).map(|_| Mutex::new(None)).collect(),
+            spare: Spare::new(4 * workers),
         });
         let pool = Pool {
             inner: inner.clone(),
@@ -179,9 +183,10 @@ impl PoolBuilder {
 /// Each worker is a [`Process`] (started with the pool's [`StartMethod`]; the default is
 /// [`Process::new`]'s, fork) that receives two shmproc pipe ends as its args: tasks in,
 /// replies out. In the parent, one thread per worker hands it chunks from the pool's
-/// queue, one at a time, and files the replies with the call that sent them; the calling
-/// thread encodes the input and decodes the results, so the per-item cost is the codec's
-/// (nanoseconds), not a message's.
+/// queue (the one it runs, and for quick small tasks the next one ahead) and files the
+/// replies with the call that sent them; the calling thread encodes the input (or, for
+/// plain numbers, lets the pool threads copy it; see [Chunks](#chunks)) and decodes the
+/// results, so the per-item cost is the codec's (nanoseconds), not a message's.
 ///
 /// Targets are plain `fn(A) -> R` (a non-capturing closure coerces), as for `Process`.
 /// A task names its target by offset in the executable, together with a trampoline
@@ -198,6 +203,14 @@ impl PoolBuilder {
 /// [`imap`](Pool::imap) and [`imap_unordered`](Pool::imap_unordered) use chunks of one
 /// item, as Python does ([`imap_chunked`](Pool::imap_chunked) and
 /// [`imap_unordered_chunked`](Pool::imap_unordered_chunked) take a size).
+///
+/// Items and results of the primitive number types (`u8`…`u128`, `i8`…`i128`,
+/// `usize`, `isize`, `f32`, `f64`) skip serde: a chunk travels as the items' own bytes
+/// and its results likewise, so the per-item cost is a copy and the call of the target.
+/// `map` shares such an input with the pool's threads, which copy each chunk straight
+/// into its worker's pipe; a worker whose target returns its argument's type reads,
+/// maps and writes a chunk in one pass. Other types (tuples, structs, strings) go
+/// through the crate's codec, one encoded `Vec` per chunk.
 ///
 /// # Errors
 ///
@@ -269,11 +282,15 @@ struct Inner {
     /// Each worker thread's current process, so that `terminate` can kill it. Only the
     /// owning thread reaps it, under this lock, so a kill never hits a reused pid.
     slots: Vec<Mutex<Option<Process>>>,
+    /// Reply buffers for reuse.
+    spare: Spare,
 }
 
 #[derive(Default)]
 struct State {
     queue: VecDeque<Chunk>,
+    /// Pool threads waiting for a chunk.
+    idle: usize,
     closed: bool,
     terminating: bool,
 }
@@ -282,8 +299,8 @@ struct State {
 struct Chunk {
     call: Arc<Call>,
     index: usize,
-    /// The encoded task message.
-    msg: Vec<u8>,
+    /// The task message, or what it is made of.
+    task: Task,
 }
 
 impl Inner {
@@ -295,7 +312,7 @@ impl Inner {
         self.slots[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn submit(&self, call: &Arc<Call>, index: usize, msg: Vec<u8>) -> Result<()> {
+    fn submit(&self, call: &Arc<Call>, index: usize, task: Task) -> Result<()> {
         let mut st = self.state();
         if st.closed {
             return Err(Error::Closed);
@@ -303,7 +320,7 @@ impl Inner {
         st.queue.push_back(Chunk {
             call: call.clone(),
             index,
-            msg,
+            task,
         });
         drop(st);
         self.work.notify_one();
@@ -330,8 +347,48 @@ impl Inner {
             if st.closed {
                 return None;
             }
+            st.idle += 1;
             st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
         }
+    }
+
+    /// The next chunk if one is queued and `fits` and no pool thread is idle (which
+    /// should take it instead); never waits.
+    fn try_next_chunk(&self, fits: impl Fn(&Chunk) -> bool) -> Option<Chunk> {
+        let mut st = self.state();
+        if st.terminating || st.idle > 0 {
+            return None;
+        }
+        while let Some(c) = st.queue.front() {
+            if c.call.is_cancelled() {
+                st.queue.pop_front();
+                continue;
+            }
+            return if fits(c) { st.queue.pop_front() } else { None };
+        }
+        None
+    }
+
+    /// Puts chunks that no worker started back at the head of the queue, in order;
+    /// fails them with [`Error::Closed`] when the pool is terminating.
+    fn requeue(&self, chunks: Vec<Chunk>) {
+        if chunks.is_empty() {
+            return;
+        }
+        let mut st = self.state();
+        if st.terminating {
+            drop(st);
+            for c in chunks {
+                c.call.complete(c.index, Err(Error::Closed));
+            }
+            return;
+        }
+        for c in chunks.into_iter().rev() {
+            st.queue.push_front(c);
+        }
+        drop(st);
+        self.work.notify_all();
     }
 
     fn terminating(&self) -> bool {
@@ -416,7 +473,7 @@ impl Pool {
     {
         let items: Vec<A> = items.into_iter().collect();
         let chunksize = items.len().div_ceil(4 * self.inner.workers).max(1);
-        self.map_slice(f, &items, chunksize)
+        self.map_vec(f, items, chunksize)
     }
 
     /// [`map`](Pool::map) with a chosen chunk size (items per message; 0 counts as 1).
@@ -435,27 +492,46 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        self.map_slice(f, &items, chunksize)
+        self.map_vec(f, items, chunksize)
     }
 
-    /// Maps `items` in chunks encoded straight from the slice.
-    fn map_slice<A, R>(&self, f: fn(A) -> R, items: &[A], chunksize: usize) -> Result<Vec<R>>
+    /// Maps `items` in chunks: plain items shared with the pool threads, which copy each
+    /// chunk straight into its pipe; others encoded here. The results are decoded
+    /// straight into the output.
+    fn map_vec<A, R>(&self, f: fn(A) -> R, items: Vec<A>, chunksize: usize) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
     {
-        let header = task_header(f)?;
+        let header: Arc<[u8]> = task_header(f, true)?.into();
         let call = CallGuard::new(&self.inner);
-        let chunks = items.chunks(chunksize.max(1));
-        let n = chunks.len();
-        for (i, chunk) in chunks.enumerate() {
-            self.inner
-                .submit(&call.0, i, encode_task(&header, chunk)?)?;
+        let len = items.len();
+        let size = chunksize.max(1);
+        let n = len.div_ceil(size);
+        let range = |i: usize| i * size..((i + 1) * size).min(len);
+        match plain::share(items) {
+            Ok(shared) => {
+                for i in 0..n {
+                    let task = Task::Slice {
+                        header: header.clone(),
+                        items: shared.clone(),
+                        range: range(i),
+                    };
+                    self.inner.submit(&call.0, i, task)?;
+                }
+            }
+            Err(items) => {
+                for i in 0..n {
+                    let msg = encode_task(&header, &items, range(i))?;
+                    self.inner.submit(&call.0, i, Task::Encoded(msg))?;
+                }
+            }
         }
-        let mut out = Vec::with_capacity(items.len());
-        for (i, chunk) in items.chunks(chunksize.max(1)).enumerate().take(n) {
+        let mut out = Vec::with_capacity(len);
+        for i in 0..n {
             let reply = call.0.take(i)?;
-            out.extend(worker::decode_reply::<R>(&reply, chunk.len())?);
+            worker::decode_reply_into(&header, &reply, range(i).len(), &mut out)?;
+            self.inner.spare.give(reply);
         }
         Ok(out)
     }
@@ -591,10 +667,10 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let header = task_header(f)?;
-        let msg = encode_task(&header, std::slice::from_ref(&arg))?;
+        let header = task_header(f, false)?;
+        let msg = encode_task(&header, &vec![arg], 0..1)?;
         let call = Arc::new(Call::default());
-        self.inner.submit(&call, 0, msg)?;
+        self.inner.submit(&call, 0, Task::Encoded(msg))?;
         Ok(AsyncResult::new(call))
     }
 
