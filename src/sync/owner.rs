@@ -125,34 +125,45 @@ fn exited(state: u8) -> bool {
 
 #[cfg(not(loom))]
 thread_local! {
-    /// The fork generation this thread's identity was computed in, and the identity.
-    static ME: Cell<(u64, Owner)> = const { Cell::new((u64::MAX, Owner(0))) };
+    /// This thread's identity once computed; `Owner(0)` (no thread's tag) before, and
+    /// again in a forked child (a forked child's thread has another id and start time:
+    /// [`forget_me`] clears it there).
+    static ME: Cell<Owner> = const { Cell::new(Owner(0)) };
 }
 
-/// The calling thread, cached per thread and recomputed after a fork (a forked child's
-/// thread has another id and start time).
+/// The calling thread, cached per thread: one thread-local load on every call but the
+/// first (a writer asks on every send), recomputed after a fork.
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn me() -> Owner {
-    let gen = crate::sys::fork_generation();
-    ME.with(|c| {
-        let (g, me) = c.get();
-        if g == gen {
-            me
-        } else {
-            let me = compute_me();
-            c.set((gen, me));
-            me
-        }
-    })
+    let me = ME.get();
+    if me.0 != 0 {
+        return me;
+    }
+    compute_me()
+}
+
+/// Runs in a forked child (`pthread_atfork`), in its only thread, the one that forked:
+/// its cached identity is its parent thread's, so it is computed again. (Other
+/// threads' caches do not exist in the child.) Only a thread-local store:
+/// async-signal-safe.
+#[cfg(not(loom))]
+extern "C" fn forget_me() {
+    let _ = ME.try_with(|c| c.set(Owner(0)));
 }
 
 #[cfg(not(loom))]
 #[cold]
+#[inline(never)]
 fn compute_me() -> Owner {
+    // Registered before any identity is cached, so no cache outlives a fork.
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    AT_FORK.call_once(|| crate::sys::at_fork_child(forget_me));
     let tid = crate::sys::gettid();
     let start = crate::sys::task_state(tid).map_or(0, |(_, t)| t);
-    Owner::new(tid, start as u32)
+    let me = Owner::new(tid, start as u32);
+    ME.set(me);
+    me
 }
 
 /// Under loom: a distinct small id per loom thread (its threads share one kernel task),

@@ -422,6 +422,14 @@ extern "C" fn bump_fork_generation() {
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Registers `handler` to run in the child after every `fork` (`pthread_atfork`), in
+/// the thread that forked (the child's only thread). It must be async-signal-safe.
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` caches no identity under loom
+pub(crate) fn at_fork_child(handler: extern "C" fn()) {
+    // SAFETY: registers a handler the caller vouches for (async-signal-safe).
+    unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
 /// A number that changes in a child after every `fork` (through `pthread_atfork`), so
 /// per-thread caches of the pid and tid can tell they were inherited.
 #[inline]

@@ -83,3 +83,35 @@ fn a_recorded_tag_counts_only_for_its_own_tid() {
     );
     assert_eq!(Owner::recorded(m.tid(), 0), Owner::new(m.tid(), 0));
 }
+
+#[test]
+fn a_forked_child_computes_its_own_identity() {
+    use crate::sys::proc::Forked;
+    let parent = me();
+    match crate::sys::proc::fork().expect("fork") {
+        Forked::Child => {
+            // The parent's cached identity must not survive into the child.
+            let child = me();
+            let ok = child != parent && child.tid() == crate::sys::gettid() && child == me();
+            crate::sys::proc::exit_now(if ok { 0 } else { 1 });
+        }
+        Forked::Parent(pid) => {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let code = loop {
+                if let Some(code) = crate::sys::proc::wait_exitcode(pid, false).expect("wait") {
+                    break code;
+                }
+                if Instant::now() > deadline {
+                    // The watchdog: kill and reap, then fail.
+                    let _ = std::process::Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .status();
+                    let _ = crate::sys::proc::wait_exitcode(pid, true);
+                    panic!("the child did not exit");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            assert_eq!(code, 0, "the child saw its parent's identity");
+        }
+    }
+}
