@@ -418,6 +418,10 @@ fn send_all_publishes_the_whole_batch_before_returning() {
 
 #[test]
 fn send_all_reports_disconnected_and_stops_when_the_reader_is_gone() {
+    // Serialized with the tests that fork: a child forked by another test between the
+    // pipe's creation and the drop holds the read end until its fork hygiene releases it
+    // (the sticky check then notices within DEAD_READER_SENDS sends, not at once).
+    let _s = serial();
     let (tx, rx) = pipe::<u64>().unwrap();
     drop(rx);
     assert_eq!(tx.send_all(&[1, 2, 3]), Err(SendError::Disconnected));
