@@ -9,9 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::gate::SendGate;
 use crate::error::{Error, RegionError, Result};
-use crate::sync::handoff::{self, Inherited};
 use crate::region::{Kind, Region};
 use crate::ring::spsc::{ring_in_region, Spsc};
+use crate::sync::handoff::{self, Inherited};
 use crate::sync::presence::Presence;
 use crate::sync::waiter::register_process;
 

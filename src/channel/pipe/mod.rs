@@ -27,8 +27,10 @@
 mod connection;
 mod end;
 mod gate;
+mod inplace;
 mod recv;
 mod send;
+mod slice;
 
 use std::sync::Arc;
 
@@ -41,9 +43,9 @@ pub use recv::Receiver;
 pub use send::Sender;
 
 use crate::error::{Error, Result, SizeLimit};
-use crate::sync::handoff;
 use crate::region::Kind;
 use crate::ring::spsc::Spsc;
+use crate::sync::handoff;
 
 /// Default ring capacity in bytes (per direction).
 pub const DEFAULT_CAPACITY: usize = 1 << 20;

@@ -13,9 +13,9 @@ use super::end::{deserialize_end, serialize_end, End};
 use super::recv::SMALL;
 use crate::codec;
 use crate::error::{SendError, SendTimeoutError, TrySendError};
-use crate::sync::handoff;
 use crate::region::Kind;
 use crate::ring::spsc::{record_size, RecKind, Spsc, WriteGuard, MIN_WINDOW, REC_HDR, TINY_MAX};
+use crate::sync::handoff;
 use crate::sync::waiter::Wait;
 use crate::sync::Deadline;
 
@@ -89,7 +89,7 @@ thread_local! {
 
 impl End {
     #[inline]
-    fn tx(&self) -> &Spsc {
+    pub(super) fn tx(&self) -> &Spsc {
         self.tx.as_ref().expect("sending end has a ring to write")
     }
 
@@ -112,7 +112,7 @@ impl End {
 
     /// A failed wait of a send, as the caller's failure.
     #[cold]
-    fn wait_fail(&self, w: Wait, wait: Deadline) -> SendFail {
+    pub(super) fn wait_fail(&self, w: Wait, wait: Deadline) -> SendFail {
         match (w, wait) {
             (Wait::Aborted, _) => SendFail::Disconnected,
             (_, Deadline::Now) => self.unsent(SendFail::Full),
@@ -213,7 +213,7 @@ impl End {
 
     /// Sends every message of `msgs` in order, holding the writer role throughout and
     /// checking for a sleeping reader once per batch (or once per ring-full of it).
-    fn send_all<T: Serialize>(&self, msgs: &[T]) -> std::result::Result<(), SendFail> {
+    pub(super) fn send_all<T: Serialize>(&self, msgs: &[T]) -> std::result::Result<(), SendFail> {
         let tx = self.tx();
         if msgs.is_empty() {
             return Ok(());
@@ -377,7 +377,7 @@ impl End {
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Sender<T> {
-    end: Arc<End>,
+    pub(super) end: Arc<End>,
     _t: PhantomData<fn(&T)>,
 }
 

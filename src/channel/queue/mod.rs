@@ -56,9 +56,9 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result, TryGetError, TryPutError};
-use crate::sync::handoff;
 use crate::region::{ItemsFile, Kind, Region};
 use crate::ring::mpmc::INLINE;
+use crate::sync::handoff;
 use crate::sync::waiter::register_process;
 use crate::sync::Deadline;
 use shared::Shared;
