@@ -69,6 +69,7 @@ where
 /// `n` `u64`s (whole batches of [`BATCH`]) through `pipe::<u64>()`, read with
 /// `recv_slice` into a buffer of `BATCH`; sent with one `send_slice` per batch when
 /// `slices`, else one `send` each.
+#[inline(never)] // kept out of `main`, so the `msg` and `u64` rows compile as before
 fn run_slices(n: u64, slices: bool) {
     let (tx, rx) = shmproc::pipe::<u64>().expect("pipe");
     let (mut send_t, mut recv_t) = (0f64, 0f64);

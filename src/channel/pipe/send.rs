@@ -446,6 +446,11 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
+    /// The messages stay serde-framed, one record each, so that `recv` reads them. For
+    /// plain-data `T` (`bytemuck::Pod`), [`send_slice`](Self::send_slice) sends the same
+    /// elements as raw bytes in batch records (one header per 16 KiB, no serde), read
+    /// with `recv_slice`.
+    ///
     /// # Errors
     /// As [`send`](Self::send). On an error the messages before the failing one have
     /// been sent, and none after it.
