@@ -672,6 +672,9 @@ fn a_condition_built_on_an_existing_lock_accepts_that_locks_guards() {
 #[test]
 #[should_panic(expected = "guard of another lock")]
 fn waiting_with_a_guard_of_an_unrelated_lock_panics() {
+    // Serialized with the tests that fork: a child forked while this thread panics would
+    // find std's backtrace lock held for ever.
+    let _s = serial();
     let cond = Condition::new().unwrap();
     let other = Lock::new().unwrap();
     let g = other.lock().unwrap();

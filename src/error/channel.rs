@@ -22,6 +22,14 @@ pub enum SendError {
     },
     /// The value could not be encoded.
     Codec(String),
+    /// `send_with` only: the length asked for is over the in-place limit (a quarter of
+    /// the ring's capacity); nothing was sent. `send_bytes` streams any length.
+    TooLargeInPlace {
+        /// Length asked for.
+        len: u64,
+        /// The in-place limit of this channel.
+        max: u64,
+    },
 }
 
 /// Why `try_send` failed.
@@ -81,6 +89,17 @@ pub enum RecvError {
     Protocol(ProtocolError),
     /// The bytes did not decode as `T` (the message is consumed).
     Codec(String),
+    /// The next record is a batch of plain-data elements (sent with `send_slice`): read
+    /// it with `recv_slice`/`try_recv_slice`. Nothing was consumed.
+    Batch,
+    /// `recv_slice`/`try_recv_slice`: the next batch holds elements of another type
+    /// (another size, or another type's fingerprint). Nothing was consumed.
+    WrongElement {
+        /// The element size the batch holds.
+        size: u32,
+        /// The size of the element type asked for.
+        expected: u32,
+    },
 }
 
 /// Why `try_recv` failed.
@@ -95,6 +114,17 @@ pub enum TryRecvError {
     Protocol(ProtocolError),
     /// The bytes did not decode as `T`.
     Codec(String),
+    /// The next record is a batch of plain-data elements (sent with `send_slice`): read
+    /// it with `recv_slice`/`try_recv_slice`. Nothing was consumed.
+    Batch,
+    /// `recv_slice`/`try_recv_slice`: the next batch holds elements of another type
+    /// (another size, or another type's fingerprint). Nothing was consumed.
+    WrongElement {
+        /// The element size the batch holds.
+        size: u32,
+        /// The size of the element type asked for.
+        expected: u32,
+    },
 }
 
 /// Why `recv_timeout` failed.
@@ -109,6 +139,17 @@ pub enum RecvTimeoutError {
     Protocol(ProtocolError),
     /// The bytes did not decode as `T`.
     Codec(String),
+    /// The next record is a batch of plain-data elements (sent with `send_slice`): read
+    /// it with `recv_slice`/`try_recv_slice`. Nothing was consumed.
+    Batch,
+    /// `recv_slice`/`try_recv_slice`: the next batch holds elements of another type
+    /// (another size, or another type's fingerprint). Nothing was consumed.
+    WrongElement {
+        /// The element size the batch holds.
+        size: u32,
+        /// The size of the element type asked for.
+        expected: u32,
+    },
 }
 
 /// Why `try_put` failed.
@@ -161,12 +202,32 @@ fn not_decoded(f: &mut fmt::Formatter<'_>, why: &str) -> fmt::Result {
     write!(f, "message could not be decoded: {why}")
 }
 
+fn batch(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(
+        "the next record is a batch of plain-data elements sent with send_slice: read it \
+         with recv_slice (nothing was consumed)",
+    )
+}
+
+fn wrong_element(f: &mut fmt::Formatter<'_>, size: u32, expected: u32) -> fmt::Result {
+    write!(
+        f,
+        "the next batch holds elements of another type ({size} bytes each, a {expected}-byte \
+         type asked for, or another type's fingerprint); nothing was consumed"
+    )
+}
+
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Disconnected => disconnected(f, "sending"),
             SendError::TooLarge { len, max } => too_large(f, *len, *max),
             SendError::Codec(e) => not_encoded(f, e),
+            SendError::TooLargeInPlace { len, max } => write!(
+                f,
+                "a message of {len} bytes is over the in-place limit of {max} bytes \
+                 (a quarter of the ring); send_bytes streams any length"
+            ),
         }
     }
 }
@@ -204,6 +265,8 @@ impl fmt::Display for RecvError {
             RecvError::Disconnected => disconnected(f, "receiving"),
             RecvError::Protocol(p) => p.fmt(f),
             RecvError::Codec(e) => not_decoded(f, e),
+            RecvError::Batch => batch(f),
+            RecvError::WrongElement { size, expected } => wrong_element(f, *size, *expected),
         }
     }
 }
@@ -215,6 +278,8 @@ impl fmt::Display for TryRecvError {
             TryRecvError::Disconnected => disconnected(f, "receiving"),
             TryRecvError::Protocol(p) => p.fmt(f),
             TryRecvError::Codec(e) => not_decoded(f, e),
+            TryRecvError::Batch => batch(f),
+            TryRecvError::WrongElement { size, expected } => wrong_element(f, *size, *expected),
         }
     }
 }
@@ -226,6 +291,8 @@ impl fmt::Display for RecvTimeoutError {
             RecvTimeoutError::Disconnected => disconnected(f, "receiving"),
             RecvTimeoutError::Protocol(p) => p.fmt(f),
             RecvTimeoutError::Codec(e) => not_decoded(f, e),
+            RecvTimeoutError::Batch => batch(f),
+            RecvTimeoutError::WrongElement { size, expected } => wrong_element(f, *size, *expected),
         }
     }
 }

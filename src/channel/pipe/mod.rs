@@ -27,8 +27,10 @@
 mod connection;
 mod end;
 mod gate;
+mod inplace;
 mod recv;
 mod send;
+mod slice;
 
 use std::sync::Arc;
 

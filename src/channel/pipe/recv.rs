@@ -21,15 +21,15 @@ use crate::sync::Deadline;
 /// A receiver's private state: the message being assembled.
 #[derive(Default)]
 pub(super) struct RecvState {
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     /// A streamed message in progress: its total length.
-    partial: Option<u64>,
+    pub(super) partial: Option<u64>,
     /// Dropping the rest of a stream whose header was refused.
-    skipping: bool,
+    pub(super) skipping: bool,
     /// Consecutive `try_recv`s that found the ring empty. Whether the writers are all
     /// gone is a system call (`poll` on the presence pipe), so a busy-polling reader asks
     /// the kernel on the first empty call and then once every [`EMPTY_POLLS_PER_CHECK`].
-    empty_polls: u32,
+    pub(super) empty_polls: u32,
     /// How many looks the last wait for a message took ([`Spsc::wait_readable`]).
     pace: u32,
 }
@@ -46,7 +46,7 @@ pub(super) const SMALL: usize = 64;
 
 /// A failed receive, before it is turned into the caller's error type (the `From`
 /// impls below).
-enum RecvFail {
+pub(super) enum RecvFail {
     /// Non-blocking only: no message now.
     Empty,
     /// With a deadline only: it passed.
@@ -54,6 +54,13 @@ enum RecvFail {
     Disconnected,
     Protocol(ProtocolError),
     Codec(String),
+    /// A batch record is at the head (left there).
+    Batch,
+    /// A batch of another element type is at the head (left there).
+    WrongElement {
+        size: u32,
+        expected: u32,
+    },
 }
 
 impl From<RecvFail> for RecvError {
@@ -62,6 +69,8 @@ impl From<RecvFail> for RecvError {
             RecvFail::Disconnected => RecvError::Disconnected,
             RecvFail::Protocol(p) => RecvError::Protocol(p),
             RecvFail::Codec(e) => RecvError::Codec(e),
+            RecvFail::Batch => RecvError::Batch,
+            RecvFail::WrongElement { size, expected } => RecvError::WrongElement { size, expected },
             RecvFail::Empty | RecvFail::Timeout => {
                 unreachable!("a receive without a deadline waits for a message")
             }
@@ -76,6 +85,10 @@ impl From<RecvFail> for TryRecvError {
             RecvFail::Disconnected => TryRecvError::Disconnected,
             RecvFail::Protocol(p) => TryRecvError::Protocol(p),
             RecvFail::Codec(e) => TryRecvError::Codec(e),
+            RecvFail::Batch => TryRecvError::Batch,
+            RecvFail::WrongElement { size, expected } => {
+                TryRecvError::WrongElement { size, expected }
+            }
             RecvFail::Timeout => unreachable!("a non-blocking receive has no deadline"),
         }
     }
@@ -88,6 +101,10 @@ impl From<RecvFail> for RecvTimeoutError {
             RecvFail::Disconnected => RecvTimeoutError::Disconnected,
             RecvFail::Protocol(p) => RecvTimeoutError::Protocol(p),
             RecvFail::Codec(e) => RecvTimeoutError::Codec(e),
+            RecvFail::Batch => RecvTimeoutError::Batch,
+            RecvFail::WrongElement { size, expected } => {
+                RecvTimeoutError::WrongElement { size, expected }
+            }
             RecvFail::Empty => unreachable!("a receive with a deadline waits for a message"),
         }
     }
@@ -95,7 +112,7 @@ impl From<RecvFail> for RecvTimeoutError {
 
 impl End {
     #[inline]
-    fn rx(&self) -> &Spsc {
+    pub(super) fn rx(&self) -> &Spsc {
         self.rx.as_ref().expect("receiving end has a ring to read")
     }
 
@@ -116,50 +133,16 @@ impl End {
     }
 
     /// Receives one message into `st.buf`, waiting as `wait` says.
-    fn recv_raw(&self, st: &mut RecvState, wait: Deadline) -> std::result::Result<(), RecvFail> {
+    pub(super) fn recv_raw(
+        &self,
+        st: &mut RecvState,
+        wait: Deadline,
+    ) -> std::result::Result<(), RecvFail> {
         let rx = self.rx();
         loop {
             let peeked = rx.peek().map_err(RecvFail::Protocol)?;
             let Some(rec) = peeked else {
-                if !rx.counters_sane() {
-                    return Err(RecvFail::Protocol(ProtocolError::BadRecord));
-                }
-                let deadline = match wait {
-                    Deadline::Now => {
-                        let check = st.empty_polls % EMPTY_POLLS_PER_CHECK == 0;
-                        st.empty_polls = st.empty_polls.wrapping_add(1);
-                        return Err(if check && self.peer_gone() && !rx.has_data() {
-                            st.partial = None;
-                            RecvFail::Disconnected
-                        } else {
-                            RecvFail::Empty
-                        });
-                    }
-                    Deadline::Until(d) => d,
-                };
-                // Before each sleep, the counters are checked too: a peer that
-                // scribbles over them while this reader waits does not wake it.
-                let (outcome, looks) = rx.wait_readable(
-                    deadline,
-                    || self.peer_gone() || !rx.counters_sane(),
-                    st.pace,
-                );
-                st.pace = looks;
-                match outcome {
-                    Wait::Ready => {}
-                    Wait::TimedOut => return Err(RecvFail::Timeout),
-                    Wait::Aborted => {
-                        if !rx.counters_sane() {
-                            return Err(RecvFail::Protocol(ProtocolError::BadRecord));
-                        }
-                        if !rx.has_data() {
-                            // No torn message is ever delivered: a partial stream is dropped.
-                            st.partial = None;
-                            st.buf.clear();
-                            return Err(RecvFail::Disconnected);
-                        }
-                    }
-                }
+                self.await_record(st, wait)?;
                 continue;
             };
             st.empty_polls = 0;
@@ -215,7 +198,66 @@ impl End {
                     // A piece of a refused or abandoned stream.
                     None => rx.consume(&rec),
                 },
+                // Left at the head for `recv_slice`; an unfinished stream before it is
+                // dropped, as before a whole message.
+                RecKind::Batch => {
+                    st.partial = None;
+                    st.skipping = false;
+                    return Err(RecvFail::Batch);
+                }
                 RecKind::Pad => unreachable!("peek skips padding"),
+            }
+        }
+    }
+
+    /// The ring is empty: waits as `wait` says until something is published (`Ok`: look
+    /// again), or fails with `Empty`, `Timeout`, `Disconnected` (nothing left to read and
+    /// every writer gone; an unfinished stream is dropped) or a protocol error (garbage
+    /// counters). The waiting half of every receive.
+    pub(super) fn await_record(
+        &self,
+        st: &mut RecvState,
+        wait: Deadline,
+    ) -> std::result::Result<(), RecvFail> {
+        let rx = self.rx();
+        if !rx.counters_sane() {
+            return Err(RecvFail::Protocol(ProtocolError::BadRecord));
+        }
+        let deadline = match wait {
+            Deadline::Now => {
+                let check = st.empty_polls % EMPTY_POLLS_PER_CHECK == 0;
+                st.empty_polls = st.empty_polls.wrapping_add(1);
+                return Err(if check && self.peer_gone() && !rx.has_data() {
+                    st.partial = None;
+                    RecvFail::Disconnected
+                } else {
+                    RecvFail::Empty
+                });
+            }
+            Deadline::Until(d) => d,
+        };
+        // Before each sleep, the counters are checked too: a peer that scribbles over
+        // them while this reader waits does not wake it.
+        let (outcome, looks) = rx.wait_readable(
+            deadline,
+            || self.peer_gone() || !rx.counters_sane(),
+            st.pace,
+        );
+        st.pace = looks;
+        match outcome {
+            Wait::Ready => Ok(()),
+            Wait::TimedOut => Err(RecvFail::Timeout),
+            Wait::Aborted => {
+                if !rx.counters_sane() {
+                    return Err(RecvFail::Protocol(ProtocolError::BadRecord));
+                }
+                if !rx.has_data() {
+                    // No torn message is ever delivered: a partial stream is dropped.
+                    st.partial = None;
+                    st.buf.clear();
+                    return Err(RecvFail::Disconnected);
+                }
+                Ok(())
             }
         }
     }
@@ -275,8 +317,8 @@ fn recv_general<T: DeserializeOwned>(
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Receiver<T> {
-    end: Arc<End>,
-    state: RefCell<RecvState>,
+    pub(super) end: Arc<End>,
+    pub(super) state: RefCell<RecvState>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -295,7 +337,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// The one core of `recv`, `try_recv` and `recv_timeout`: a small whole message at
     /// the head of the ring inline, everything else through [`recv_general`].
     #[inline(always)]
-    fn recv_with<E: From<RecvFail>>(&self, wait: Deadline) -> std::result::Result<T, E> {
+    fn recv_core<E: From<RecvFail>>(&self, wait: Deadline) -> std::result::Result<T, E> {
         let mut st = self.state.borrow_mut();
         let mut small = [0u8; SMALL];
         if let Some(n) = self.end.take_small(&mut st, &mut small) {
@@ -325,7 +367,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// ```
     #[inline(always)]
     pub fn recv(&self) -> std::result::Result<T, RecvError> {
-        self.recv_with(Deadline::FOREVER)
+        self.recv_core(Deadline::FOREVER)
     }
 
     /// Receives a message if one is ready now.
@@ -348,7 +390,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// ```
     #[inline(always)]
     pub fn try_recv(&self) -> std::result::Result<T, TryRecvError> {
-        self.recv_with(Deadline::Now)
+        self.recv_core(Deadline::Now)
     }
 
     /// Receives a message, waiting at most `timeout`.
@@ -372,7 +414,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// ```
     #[inline(always)]
     pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvTimeoutError> {
-        self.recv_with(Deadline::after(timeout))
+        self.recv_core(Deadline::after(timeout))
     }
 
     /// Whether a message (or end-of-file) is ready, waiting at most `timeout`, like

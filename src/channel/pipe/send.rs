@@ -89,7 +89,7 @@ thread_local! {
 
 impl End {
     #[inline]
-    fn tx(&self) -> &Spsc {
+    pub(super) fn tx(&self) -> &Spsc {
         self.tx.as_ref().expect("sending end has a ring to write")
     }
 
@@ -112,7 +112,7 @@ impl End {
 
     /// A failed wait of a send, as the caller's failure.
     #[cold]
-    fn wait_fail(&self, w: Wait, wait: Deadline) -> SendFail {
+    pub(super) fn wait_fail(&self, w: Wait, wait: Deadline) -> SendFail {
         match (w, wait) {
             (Wait::Aborted, _) => SendFail::Disconnected,
             (_, Deadline::Now) => self.unsent(SendFail::Full),
@@ -213,7 +213,7 @@ impl End {
 
     /// Sends every message of `msgs` in order, holding the writer role throughout and
     /// checking for a sleeping reader once per batch (or once per ring-full of it).
-    fn send_all<T: Serialize>(&self, msgs: &[T]) -> std::result::Result<(), SendFail> {
+    pub(super) fn send_all<T: Serialize>(&self, msgs: &[T]) -> std::result::Result<(), SendFail> {
         let tx = self.tx();
         if msgs.is_empty() {
             return Ok(());
@@ -377,7 +377,7 @@ impl End {
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Sender<T> {
-    end: Arc<End>,
+    pub(super) end: Arc<End>,
     _t: PhantomData<fn(&T)>,
 }
 
@@ -462,6 +462,11 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// assert_eq!(rx.iter().take(3).collect::<Vec<_>>(), [1, 2, 3]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// The messages stay serde-framed, one record each, so that `recv` reads them. For
+    /// plain-data `T` (`bytemuck::Pod`), [`send_slice`](Self::send_slice) sends the same
+    /// elements as raw bytes in batch records (one header per 16 KiB, no serde), read
+    /// with `recv_slice`.
     ///
     /// # Errors
     /// As [`send`](Self::send). On an error the messages before the failing one have

@@ -107,6 +107,23 @@ pub(crate) fn decode_image(image: &[u8], cap: u64) -> Result<u64, ProtocolError>
         }
         match ring.peek()? {
             None => return Ok(bytes),
+            Some(rec) if rec.kind == RecKind::Batch => {
+                // As `recv_slice`: one element first (the cursor stays in the record),
+                // then the rest, in elements of whatever size the record claims.
+                let head = ring.batch_head(&rec)?;
+                out.clear();
+                out.resize(head.elem as usize, 0);
+                let mut k = ring.take_batch(&rec, &head, &mut out);
+                if k < head.count - head.taken {
+                    let head = ring.batch_head(&rec)?;
+                    out.resize(
+                        ((head.count - head.taken) * u64::from(head.elem)) as usize,
+                        0,
+                    );
+                    k += ring.take_batch(&rec, &head, &mut out);
+                }
+                bytes += k * u64::from(head.elem);
+            }
             Some(rec) => {
                 out.clear();
                 ring.read_into(&rec, 0, rec.len, &mut out);

@@ -46,7 +46,7 @@
 //! `len: u32, tag: u32` and is padded to a multiple of 8 bytes; records never wrap.
 //! Kinds: `MSG` (a whole message), `BEGIN` (first piece of a message streamed in pieces:
 //! an 8-byte total length, then bytes), `CHUNK` (a further piece), `PAD` (skip to the end
-//! of the ring). A message larger than a quarter of the ring is streamed, so there is no
+//! of the ring), `BATCH` (plain-data elements, see `batch`). A message larger than a quarter of the ring is streamed, so there is no
 //! size cap. The reader checks every header against the ring's bounds before it touches
 //! the bytes; a bad header is a [`ProtocolError`](crate::error::ProtocolError), never an out-of-bounds read.
 //!
@@ -66,8 +66,10 @@
 //! # Files
 //!
 //! `record` (the record format), `owner` (the writer role), `write` and `sink` (the
-//! writer's side), `read` (the reader's side), `image` (rings in a region or on the
-//! heap, and the fuzzable decoder of a ring image).
+//! writer's side), `read` (the reader's side), `batch` (records of plain-data
+//! elements, read across record boundaries), `inplace` (messages written and read where
+//! they lie), `image` (rings in a region or on the heap, and the fuzzable decoder of a
+//! ring image).
 
 use std::ptr::NonNull;
 
@@ -75,13 +77,16 @@ use crate::sync::atomic::{AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::sync::raw::RawLock;
 use crate::sync::waiter::Waiter;
 
+mod batch;
 mod image;
+mod inplace;
 mod owner;
 mod read;
 mod record;
 mod sink;
 mod write;
 
+pub(crate) use batch::BATCH_HDR;
 #[cfg(test)]
 pub(crate) use image::HeapRing;
 pub(crate) use image::{decode_image, ring_in_region};
@@ -254,6 +259,14 @@ impl Spsc {
     /// Largest record (header included) written whole; larger messages are streamed.
     #[inline(always)]
     pub(crate) fn max_record(&self) -> u64 {
+        self.cap / 4
+    }
+
+    /// The in-place limit: the largest payload of a whole message written or read in
+    /// place (`send_with`, `recv_with`), a quarter of the capacity. Its record (one
+    /// header more) is at most half the ring, so it always fits once the ring drains.
+    #[inline(always)]
+    pub(crate) fn max_in_place(&self) -> u64 {
         self.cap / 4
     }
 

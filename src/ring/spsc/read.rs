@@ -203,10 +203,12 @@ impl Spsc {
     }
 
     /// Whether a record of `size` bytes (header included) at offset `off` lies inside
-    /// the data area and within a record's size.
+    /// the data area and within a record's size (a whole message written in place may
+    /// hold [`Spsc::max_in_place`] bytes, a multiple of 8, one header over
+    /// [`Spsc::max_record`]).
     #[inline(always)]
     fn record_fits(&self, size: u64, off: u64) -> bool {
-        size <= self.cap - off && size <= self.max_record().max(REC_HDR * 2)
+        size <= self.cap - off && size <= self.max_in_place() + REC_HDR
     }
 
     /// Appends bytes `[from, from + n)` of the record's payload to `out`.

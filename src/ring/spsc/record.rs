@@ -24,6 +24,10 @@ pub(crate) enum RecKind {
     Chunk = 3,
     /// Skip to the end of the ring.
     Pad = 4,
+    /// Plain-data elements (`send_slice`): a word of element size and type fingerprint,
+    /// a word of the reader's cursor (elements taken so far), then the elements (see
+    /// `batch.rs`).
+    Batch = 5,
 }
 
 impl RecKind {
@@ -36,6 +40,7 @@ impl RecKind {
             2 => Some(RecKind::Begin),
             3 => Some(RecKind::Chunk),
             4 => Some(RecKind::Pad),
+            5 => Some(RecKind::Batch),
             _ => None,
         }
     }

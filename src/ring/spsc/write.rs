@@ -13,7 +13,7 @@ use crate::sync::waiter::Wait;
 impl Spsc {
     /// Contiguous free bytes at the tail (padding over the end of the ring first when
     /// `need` does not fit before it), or `None` when fewer than `need` are free now.
-    /// `need` is a multiple of 8 and at most [`Spsc::max_record`].
+    /// `need` is a multiple of 8 and at most a record of [`Spsc::max_in_place`] bytes.
     #[inline]
     pub(crate) fn reserve(&self, g: &WriteGuard<'_>, need: u64) -> Option<(u64, u64)> {
         let w = &self.hdr().w;
@@ -37,7 +37,7 @@ impl Spsc {
         tail: &mut u64,
         need: u64,
     ) -> Option<(u64, u64)> {
-        debug_assert!(need % 8 == 0 && need <= self.max_record());
+        debug_assert!(need % 8 == 0 && need <= record_size(self.max_in_place()));
         let w = &self.hdr().w;
         let mut head = w.cached_head.load(Ordering::Relaxed);
         // Masked to a word: `tail` is shared memory, and a scribbling peer must not make
@@ -267,6 +267,31 @@ impl Spsc {
         true
     }
 
+    /// [`Spsc::reserve`], waiting for room until `deadline` (or `abort`).
+    pub(crate) fn reserve_wait(
+        &self,
+        g: &WriteGuard<'_>,
+        need: u64,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<(u64, u64), Wait> {
+        let mut slot = self.reserve(g, need);
+        if slot.is_none() {
+            let r = self.hdr().writable.wait_until(
+                deadline,
+                || {
+                    slot = self.reserve(g, need);
+                    slot.is_some()
+                },
+                abort,
+            );
+            if r != Wait::Ready {
+                return Err(r);
+            }
+        }
+        Ok(slot.expect("reserved"))
+    }
+
     /// Copies `parts` (concatenated, `len` bytes in all) as one record of `kind`,
     /// waiting for room until `deadline`. `len + REC_HDR` fits in a max record.
     pub(crate) fn write_record(
@@ -279,21 +304,7 @@ impl Spsc {
     ) -> Result<(), Wait> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let need = record_size(len);
-        let mut slot = self.reserve(g, need);
-        if slot.is_none() {
-            let r = self.hdr().writable.wait_until(
-                deadline,
-                || {
-                    slot = self.reserve(g, need);
-                    slot.is_some()
-                },
-                &mut abort,
-            );
-            if r != Wait::Ready {
-                return Err(r);
-            }
-        }
-        let (off, _) = slot.expect("reserved");
+        let (off, _) = self.reserve_wait(g, need, deadline, &mut abort)?;
         let mut p = self.data_ptr(g, off + REC_HDR);
         for part in parts {
             // SAFETY: the reserved window holds `need >= REC_HDR + len` bytes from `off`;
