@@ -184,6 +184,8 @@
 //! to their owners. Unlike Python, a program that returns from `main` does not wait for
 //! non-daemon children it did not join.
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod boot;
 mod fork;
 mod job;

@@ -9,11 +9,13 @@
 
 pub(crate) mod atomic;
 mod cond;
-pub(crate) mod handoff;
 mod deadline;
+pub(crate) mod handoff;
 mod lock;
-pub(crate) mod presence;
+#[cfg(feature = "tokio")]
+pub(crate) mod notify_fd;
 pub(crate) mod owner;
+pub(crate) mod presence;
 pub(crate) mod raw;
 mod sem;
 pub(crate) mod shared;

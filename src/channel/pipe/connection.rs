@@ -35,8 +35,8 @@ use crate::region::Kind;
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Connection<T> {
-    tx: Sender<T>,
-    rx: Receiver<T>,
+    pub(super) tx: Sender<T>,
+    pub(super) rx: Receiver<T>,
 }
 
 impl<T> Connection<T> {

@@ -24,6 +24,8 @@
 //! does not keep the channel open (the seed closes `p_input` by hand in the child;
 //! here it happens by itself).
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod connection;
 mod end;
 mod gate;
@@ -41,9 +43,9 @@ pub use recv::Receiver;
 pub use send::Sender;
 
 use crate::error::{Error, Result, SizeLimit};
-use crate::sync::handoff;
 use crate::region::Kind;
 use crate::ring::spsc::Spsc;
+use crate::sync::handoff;
 
 /// Default ring capacity in bytes (per direction).
 pub const DEFAULT_CAPACITY: usize = 1 << 20;

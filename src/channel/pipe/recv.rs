@@ -12,9 +12,9 @@ use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializ
 use super::end::{deserialize_end, serialize_end, End};
 use crate::codec;
 use crate::error::{ProtocolError, RecvError, RecvTimeoutError, TryRecvError};
-use crate::sync::handoff;
 use crate::region::Kind;
 use crate::ring::spsc::{RecKind, Spsc};
+use crate::sync::handoff;
 use crate::sync::waiter::Wait;
 use crate::sync::Deadline;
 
@@ -275,7 +275,7 @@ fn recv_general<T: DeserializeOwned>(
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Receiver<T> {
-    end: Arc<End>,
+    pub(super) end: Arc<End>,
     state: RefCell<RecvState>,
     _t: PhantomData<fn() -> T>,
 }

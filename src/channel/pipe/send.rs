@@ -13,9 +13,9 @@ use super::end::{deserialize_end, serialize_end, End};
 use super::recv::SMALL;
 use crate::codec;
 use crate::error::{SendError, SendTimeoutError, TrySendError};
-use crate::sync::handoff;
 use crate::region::Kind;
 use crate::ring::spsc::{record_size, RecKind, Spsc, WriteGuard, MIN_WINDOW, REC_HDR, TINY_MAX};
+use crate::sync::handoff;
 use crate::sync::waiter::Wait;
 use crate::sync::Deadline;
 
@@ -377,7 +377,7 @@ impl End {
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Sender<T> {
-    end: Arc<End>,
+    pub(super) end: Arc<End>,
     _t: PhantomData<fn(&T)>,
 }
 

@@ -45,6 +45,8 @@
 //! lost with a dead consumer is not (as in Python, `join` then waits for a `task_done`
 //! that never comes). The pages of a lost large item are freed by the reclaimer.
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -56,9 +58,9 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result, TryGetError, TryPutError};
-use crate::sync::handoff;
 use crate::region::{ItemsFile, Kind, Region};
 use crate::ring::mpmc::INLINE;
+use crate::sync::handoff;
 use crate::sync::waiter::register_process;
 use crate::sync::Deadline;
 use shared::Shared;
@@ -418,6 +420,9 @@ struct Wire {
     region: i32,
     items: i32,
     joinable: bool,
+    /// The async waiters' wake-up descriptors.
+    #[cfg(feature = "tokio")]
+    notify: Vec<i32>,
 }
 
 impl<T> Serialize for Queue<T> {
@@ -431,6 +436,12 @@ impl<T> Serialize for Queue<T> {
             region,
             items,
             joinable: self.shared.joinable,
+            #[cfg(feature = "tokio")]
+            notify: self
+                .shared
+                .notify
+                .pass_fds()
+                .map_err(|e| S::Error::custom(e.to_string()))?,
         }
         .serialize(s)
     }
@@ -452,6 +463,8 @@ fn open_wire(w: Wire, joinable: bool) -> Result<Shared> {
     let region = Region::open_fd(handoff::adopt_fd(w.region)?, Kind::Queue)?;
     let items = ItemsFile::from_fd(handoff::adopt_fd(w.items)?);
     let s = Shared::from_region(region, items)?;
+    #[cfg(feature = "tokio")]
+    let s = s.with_notify(asynk::QueueNotify::adopt_fds(&w.notify)?);
     if s.joinable != joinable {
         return Err(Error::Handle("handle of another queue type"));
     }
