@@ -8,6 +8,7 @@
 //!
 //! Run: `cargo test --features tokio --test async_tokio [-- SUBSTRING]`.
 
+mod common;
 mod harness;
 
 use std::time::{Duration, Instant};
@@ -132,21 +133,14 @@ fn queue_producer((q, p): (Queue<u64>, u64)) {
 }
 
 /// Takes items with `get_async` until the queue is closed; sends back how often each
-/// item arrived, checking that each producer's items come in order.
+/// item arrived, checking that each producer's items come in order ([`common::Tally`]).
 fn queue_consumer((q, tx): (Queue<u64>, Sender<Vec<u8>>)) {
     let seen = current_thread().block_on(async {
-        let mut seen = vec![0u8; QUEUE_ITEMS as usize];
-        let mut last = [None::<u64>; 2];
+        let mut tally = common::Tally::new(2, PER_PRODUCER);
         loop {
             match q.get_async().await {
-                Ok(v) => {
-                    let (p, i) = ((v / PER_PRODUCER) as usize, v % PER_PRODUCER);
-                    assert!(p < 2, "foreign item {v}");
-                    assert!(last[p].is_none_or(|l| l < i), "out of order");
-                    last[p] = Some(i);
-                    seen[v as usize] += 1;
-                }
-                Err(Error::Closed) => break seen,
+                Ok(v) => tally.add(v),
+                Err(Error::Closed) => break tally.seen,
                 Err(e) => panic!("get: {e}"),
             }
         }
@@ -257,13 +251,7 @@ fn two_async_producers_and_two_async_consumers_move_every_item_once(m: StartMeth
         for c in &mut consumers {
             join_ok(c).await;
         }
-        let wrong: Vec<_> = total
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n != 1)
-            .take(5)
-            .collect();
-        assert!(wrong.is_empty(), "items not moved exactly once: {wrong:?}");
+        common::assert_exactly_once(&total);
     });
 }
 

@@ -40,6 +40,7 @@ use tokio::io::Interest;
 use super::atomic::Ordering;
 use super::handoff;
 use super::waiter::Waiter;
+use crate::error::{Error, Result};
 use crate::sys::event;
 
 /// The wake-up descriptor of the async waiters of one [`Waiter`]: an eventfd shared by
@@ -63,6 +64,21 @@ impl NotifyFd {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// The eventfds a parent passed to this spawned child ([`pass_all`]); `expect` of them.
+pub(crate) fn adopt_all(fds: &[i32], expect: usize) -> Result<Vec<Arc<NotifyFd>>> {
+    if fds.len() != expect {
+        return Err(Error::Handle("wrong number of wake-up descriptors"));
+    }
+    fds.iter()
+        .map(|&n| Ok(NotifyFd::from_fd(handoff::adopt_fd(n)?)))
+        .collect()
+}
+
+/// Passes eventfds to a spawned child (see `handoff`).
+pub(crate) fn pass_all(fds: &[Arc<NotifyFd>]) -> Result<Vec<i32>> {
+    fds.iter().map(|n| handoff::pass_fd(n.fd())).collect()
 }
 
 struct Entry {

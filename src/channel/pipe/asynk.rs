@@ -24,7 +24,6 @@ use super::{Connection, Receiver, Sender};
 use crate::codec;
 use crate::error::{Error, RecvError, Result, SendError, TryRecvError, TrySendError};
 use crate::ring::spsc::Spsc;
-use crate::sync::handoff;
 use crate::sync::notify_fd::{self, park_until, AsyncPark, NotifyFd, Registration, Step};
 
 /// How many times a task looks at an empty ring (a load each) before it registers and
@@ -48,16 +47,9 @@ impl EndNotify {
         (0..2 * rings).map(|_| NotifyFd::new()).collect()
     }
 
-    /// The eventfds a parent passed ([`EndNotify::pass_fds`]).
-    pub(super) fn adopt_fds(fds: &[i32]) -> Result<Vec<Arc<NotifyFd>>> {
-        fds.iter()
-            .map(|&n| Ok(NotifyFd::from_fd(handoff::adopt_fd(n)?)))
-            .collect()
-    }
-
     /// Passes every ring's eventfds to a spawned child.
     pub(super) fn pass_fds(&self) -> Result<Vec<i32>> {
-        self.all.iter().map(|n| handoff::pass_fd(n.fd())).collect()
+        notify_fd::pass_all(&self.all)
     }
 }
 

@@ -209,7 +209,14 @@ impl End {
         let watch = handoff::adopt_fd(w.watch)?;
         let end = End::from_parts(region, w.side, Presence::from_fds(token, watch))?;
         #[cfg(feature = "tokio")]
-        let end = end.with_notify(&super::asynk::EndNotify::adopt_fds(&w.notify)?)?;
+        let end = {
+            let rings = if end.tx.is_some() && end.rx.is_some() {
+                2
+            } else {
+                1
+            };
+            end.with_notify(&crate::sync::notify_fd::adopt_all(&w.notify, 2 * rings)?)?
+        };
         let end = Arc::new(end);
         end.register();
         Ok(end)

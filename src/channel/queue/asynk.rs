@@ -16,7 +16,6 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::shared::{GetErr, PutErr, Shared};
 use super::{JoinableQueue, Queue};
 use crate::error::{Error, Result};
-use crate::sync::handoff;
 use crate::sync::notify_fd::{self, park_until, AsyncPark, NotifyFd, Registration, Step};
 use crate::sync::Deadline;
 
@@ -34,19 +33,9 @@ impl QueueNotify {
         (0..2).map(|_| NotifyFd::new()).collect()
     }
 
-    /// The eventfds a parent passed ([`QueueNotify::pass_fds`]).
-    pub(super) fn adopt_fds(fds: &[i32]) -> Result<Vec<Arc<NotifyFd>>> {
-        if fds.len() != 2 {
-            return Err(Error::Handle("wrong number of wake-up descriptors"));
-        }
-        fds.iter()
-            .map(|&n| Ok(NotifyFd::from_fd(handoff::adopt_fd(n)?)))
-            .collect()
-    }
-
     /// Passes the eventfds to a spawned child.
     pub(super) fn pass_fds(&self) -> Result<Vec<i32>> {
-        self.fds.iter().map(|n| handoff::pass_fd(n.fd())).collect()
+        notify_fd::pass_all(&self.fds)
     }
 }
 

@@ -464,7 +464,7 @@ fn open_wire(w: Wire, joinable: bool) -> Result<Shared> {
     let items = ItemsFile::from_fd(handoff::adopt_fd(w.items)?);
     let s = Shared::from_region(region, items)?;
     #[cfg(feature = "tokio")]
-    let s = s.with_notify(asynk::QueueNotify::adopt_fds(&w.notify)?);
+    let s = s.with_notify(crate::sync::notify_fd::adopt_all(&w.notify, 2)?);
     if s.joinable != joinable {
         return Err(Error::Handle("handle of another queue type"));
     }
