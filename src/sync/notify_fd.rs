@@ -331,3 +331,6 @@ impl Drop for AsyncPark<'_> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;
