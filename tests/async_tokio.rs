@@ -80,10 +80,10 @@ fn cpu_ticks() -> u64 {
 // child targets
 // ---------------------------------------------------------------------------------------
 
-/// Sends 0..n with `send_async` from a current-thread runtime.
-fn async_sender((tx, n): (Sender<u64>, u64)) {
+/// Sends `from..from + n` with `send_async` from a current-thread runtime.
+fn offset_sender((tx, from, n): (Sender<u64>, u64, u64)) {
     current_thread().block_on(async {
-        for i in 0..n {
+        for i in from..from + n {
             tx.send_async(&i).await.unwrap();
         }
     });
@@ -164,7 +164,7 @@ fn exit_with(code: i32) {
 
 fn a_million_messages_arrive_in_order_through_recv_async(m: StartMethod) {
     let (tx, mut rx) = pipe::<u64>().unwrap();
-    let mut p = start(m, async_sender, (tx, MANY));
+    let mut p = start(m, offset_sender, (tx, 0, MANY));
     let rt = multi_thread();
     rt.block_on(async {
         // tokio::spawn on the multi-thread runtime: the recv_async future is Send.
@@ -368,6 +368,30 @@ fn a_stream_of_messages_from_a_child_ends_when_the_writer_is_gone(m: StartMethod
     });
 }
 
+fn two_async_senders_in_two_processes_share_a_small_ring(m: StartMethod) {
+    let (tx, mut rx) = Pipe::builder().capacity(256).build::<u64>().unwrap();
+    const EACH: u64 = 20_000;
+    let mut senders: Vec<_> = (0..2u64)
+        .map(|k| start(m, offset_sender, (tx.clone(), k * EACH, EACH)))
+        .collect();
+    drop(tx);
+    current_thread().block_on(async {
+        let mut tally = common::Tally::new(2, EACH);
+        loop {
+            match tokio::time::timeout(T, rx.recv_async()).await.unwrap() {
+                Ok(v) => tally.add(v),
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let total: Vec<u32> = tally.seen.iter().map(|&n| u32::from(n)).collect();
+        common::assert_exactly_once(&total);
+        for p in &mut senders {
+            join_ok(p).await;
+        }
+    });
+}
+
 use harness::Test;
 
 const TESTS: &[Test] = &[
@@ -406,6 +430,10 @@ const TESTS: &[Test] = &[
     (
         "a_stream_of_messages_from_a_child_ends_when_the_writer_is_gone",
         a_stream_of_messages_from_a_child_ends_when_the_writer_is_gone,
+    ),
+    (
+        "two_async_senders_in_two_processes_share_a_small_ring",
+        two_async_senders_in_two_processes_share_a_small_ring,
     ),
 ];
 

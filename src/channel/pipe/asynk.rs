@@ -16,6 +16,7 @@
 use std::io;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -322,10 +323,14 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
             Err(TrySendError::Full) if armed && end.peer_gone() => {
                 Step::Done(Some(Err(SendError::Disconnected)))
             }
-            // Room, but the writer role is busy (another thread or process is inside a
-            // send, for a moment): its end wakes nobody.
-            Err(TrySendError::Full) if tx.free_bytes() >= tx.max_record() => Step::Yield,
-            Err(TrySendError::Full) => Step::Park,
+            // The writer role is busy (another thread or process is inside a send, for a
+            // moment; its end wakes nobody): look again after a turn. Free (or taken
+            // over from a dead holder): it was room that lacked, and the reader's next
+            // take wakes this task.
+            Err(TrySendError::Full) => match tx.acquire_writer(Some(Instant::now()), || false) {
+                Ok(_) => Step::Park,
+                Err(_) => Step::Yield,
+            },
             Err(TrySendError::Disconnected) => Step::Done(Some(Err(SendError::Disconnected))),
             Err(TrySendError::TooLarge { len, max }) => {
                 Step::Done(Some(Err(SendError::TooLarge { len, max })))
