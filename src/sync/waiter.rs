@@ -30,6 +30,10 @@
 //! falls back to a real `SeqCst` fence. Sleeps are sliced (at most
 //! [`PARK_SLICE`]) so that a waiter also notices a peer that died without waking it.
 //!
+//! Async waiters (the `tokio` feature, `sync::notify_fd`) arm the same word and count
+//! themselves in its second word; the waker that clears `SLEEPERS` then also signals
+//! their eventfd, out of line. The waker's fast path is the same with or without them.
+//!
 //! # Waiting for an operation in progress
 //!
 //! Waiting for a peer to *produce* something (an item, room, a lock) spins, yields a
