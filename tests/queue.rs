@@ -114,16 +114,7 @@ fn two_producers_two_consumers_deliver_every_item_exactly_once() {
     for c in &mut consumers {
         c.expect_success(T);
     }
-    let wrong: Vec<_> = total
-        .iter()
-        .enumerate()
-        .filter(|(_, &n)| n != 1)
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "items not delivered exactly once: {wrong:?}"
-    );
+    common::assert_exactly_once(&total);
     assert!(q.is_empty());
 }
 

@@ -1,6 +1,8 @@
 //! Processes: Python's `multiprocessing.Process` for Rust. The user's guide (start
 //! methods, fork safety, exit codes, daemons) is on [`Process`], re-exported at the root.
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod boot;
 mod fork;
 mod job;

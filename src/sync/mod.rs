@@ -12,6 +12,8 @@ mod cond;
 mod deadline;
 pub(crate) mod handoff;
 mod lock;
+#[cfg(feature = "tokio")]
+pub(crate) mod notify_fd;
 pub(crate) mod owner;
 pub(crate) mod presence;
 pub(crate) mod raw;

@@ -30,6 +30,10 @@
 //! falls back to a real `SeqCst` fence. Sleeps are sliced (at most
 //! [`PARK_SLICE`]) so that a waiter also notices a peer that died without waking it.
 //!
+//! Async waiters (the `tokio` feature, `sync::notify_fd`) arm the same word and count
+//! themselves in its second word; the waker that clears `SLEEPERS` then also signals
+//! their eventfd, out of line. The waker's fast path is the same with or without them.
+//!
 //! # Waiting for an operation in progress
 //!
 //! Waiting for a peer to *produce* something (an item, room, a lock) spins, yields a
@@ -132,8 +136,10 @@ pub(crate) enum Wait {
 pub(crate) struct Waiter {
     /// The futex word: a counter, with [`SLEEPERS`] in bit 0.
     seq: AtomicU32,
-    /// Unused; keeps the two-word layout of the structures that embed a `Waiter`.
-    _reserved: AtomicU32,
+    /// How many async waiters (tasks in any process, `notify_fd`) are registered on this
+    /// word: a waker that clears [`SLEEPERS`] also signals their wake-up descriptor
+    /// when it is not zero. Zero without the `tokio` feature.
+    pub(super) async_waiters: AtomicU32,
 }
 
 impl Waiter {
@@ -142,7 +148,7 @@ impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
             seq: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
+            async_waiters: AtomicU32::new(0),
         }
     }
 
@@ -173,6 +179,8 @@ impl Waiter {
                 Ok(_) => {
                     #[cfg(not(loom))]
                     crate::sys::futex_wake(&self.seq, u32::MAX);
+                    #[cfg(all(feature = "tokio", not(loom)))]
+                    super::notify_fd::wake_async(self);
                     return;
                 }
                 Err(now) => cur = now,
@@ -225,6 +233,17 @@ impl Waiter {
                 return Wait::Ready;
             }
         }
+    }
+
+    /// Arms the word for a waiter that does not sleep on the futex (an async waiter,
+    /// `notify_fd`), as [`Waiter::wait_until`] does before it sleeps: sets
+    /// [`SLEEPERS`] with a read-modify-write (so that the waker who clears it next also
+    /// sees everything this thread did before, such as its registration), then the
+    /// waiter's full barrier. The caller re-checks its condition next.
+    #[cfg(feature = "tokio")]
+    pub(super) fn arm_for_async(&self) {
+        self.seq.fetch_or(SLEEPERS, Ordering::SeqCst);
+        waiter_fence();
     }
 
     /// Waits, like [`Waiter::wait_until`], for another process to finish an operation

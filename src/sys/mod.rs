@@ -10,6 +10,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "tokio")]
+pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod proc;
 pub(crate) mod reloc;

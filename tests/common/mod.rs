@@ -185,3 +185,45 @@ impl Child {
         wait_asleep(pid, pid, what, timeout);
     }
 }
+
+/// A consumer's record of the items it took, when `producers` producers each put `per`
+/// items (producer `p`'s item `i` is `p * per + i`): how often each arrived, and a check
+/// that each producer's items come in order.
+pub struct Tally {
+    pub seen: Vec<u8>,
+    last: Vec<Option<u64>>,
+    per: u64,
+}
+
+impl Tally {
+    pub fn new(producers: usize, per: u64) -> Tally {
+        Tally {
+            seen: vec![0; producers * per as usize],
+            last: vec![None; producers],
+            per,
+        }
+    }
+
+    /// Counts item `v`; panics on a foreign item or one out of its producer's order.
+    pub fn add(&mut self, v: u64) {
+        let (p, i) = ((v / self.per) as usize, v % self.per);
+        assert!(p < self.last.len(), "foreign item {v}");
+        assert!(self.last[p].is_none_or(|l| l < i), "out of order");
+        self.last[p] = Some(i);
+        self.seen[v as usize] += 1;
+    }
+}
+
+/// Asserts that every item arrived exactly once, from the sum of the consumers' counts.
+pub fn assert_exactly_once(total: &[u32]) {
+    let wrong: Vec<_> = total
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n != 1)
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "items not delivered exactly once: {wrong:?}"
+    );
+}

@@ -29,6 +29,9 @@ pub(super) struct End {
     presence: Arc<Presence>,
     pub(super) gate: SendGate,
     reg_id: OnceLock<u64>,
+    /// The async waiters' wake-up descriptors of this end's rings.
+    #[cfg(feature = "tokio")]
+    pub(super) notify: super::asynk::EndNotify,
 }
 
 impl std::fmt::Debug for End {
@@ -50,6 +53,11 @@ impl End {
         let (p0, p1) = Presence::pair()?;
         let a = End::from_parts(region, 0, p0)?;
         let b = End::from_parts(region_b, 1, p1)?;
+        #[cfg(feature = "tokio")]
+        let (a, b) = {
+            let fds = super::asynk::EndNotify::create_fds(rings)?;
+            (a.with_notify(&fds)?, b.with_notify(&fds)?)
+        };
         Ok((a, b))
     }
 
@@ -83,6 +91,8 @@ impl End {
             presence: Arc::new(presence),
             gate,
             reg_id: OnceLock::new(),
+            #[cfg(feature = "tokio")]
+            notify: Default::default(),
         })
     }
 
@@ -120,6 +130,19 @@ impl End {
         self.gate.full_and_gone(&self.presence)
     }
 
+    /// The descriptor that reports POLLHUP once every end of the other side is gone
+    /// (`None` once released in a forked child).
+    #[cfg(feature = "tokio")]
+    pub(super) fn peer_watch(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.presence.fds().map(|(_, watch)| watch)
+    }
+
+    /// Which side this end is (0 or 1).
+    #[cfg(feature = "tokio")]
+    pub(super) fn side(&self) -> u8 {
+        self.side
+    }
+
     fn region_kind(&self) -> Kind {
         if self.tx.is_some() && self.rx.is_some() {
             Kind::Duplex
@@ -154,6 +177,9 @@ struct Wire {
     watch: i32,
     side: u8,
     kind: u32,
+    /// The async waiters' wake-up descriptors of the rings (two per ring).
+    #[cfg(feature = "tokio")]
+    notify: Vec<i32>,
 }
 
 impl End {
@@ -167,6 +193,8 @@ impl End {
             watch: handoff::pass_fd(watch)?,
             side: self.side,
             kind: self.region_kind() as u32,
+            #[cfg(feature = "tokio")]
+            notify: self.notify.pass_fds()?,
         })
     }
 
@@ -179,11 +207,17 @@ impl End {
         let region = Region::open_fd(handoff::adopt_fd(w.region)?, expect)?;
         let token = handoff::adopt_fd(w.token)?;
         let watch = handoff::adopt_fd(w.watch)?;
-        let end = Arc::new(End::from_parts(
-            region,
-            w.side,
-            Presence::from_fds(token, watch),
-        )?);
+        let end = End::from_parts(region, w.side, Presence::from_fds(token, watch))?;
+        #[cfg(feature = "tokio")]
+        let end = {
+            let rings = if end.tx.is_some() && end.rx.is_some() {
+                2
+            } else {
+                1
+            };
+            end.with_notify(&crate::sync::notify_fd::adopt_all(&w.notify, 2 * rings)?)?
+        };
+        let end = Arc::new(end);
         end.register();
         Ok(end)
     }

@@ -24,6 +24,8 @@
 //! does not keep the channel open (the seed closes `p_input` by hand in the child;
 //! here it happens by itself).
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod connection;
 mod end;
 mod gate;

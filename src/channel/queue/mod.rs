@@ -45,6 +45,8 @@
 //! lost with a dead consumer is not (as in Python, `join` then waits for a `task_done`
 //! that never comes). The pages of a lost large item are freed by the reclaimer.
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -452,6 +454,9 @@ struct Wire {
     region: i32,
     items: i32,
     joinable: bool,
+    /// The async waiters' wake-up descriptors.
+    #[cfg(feature = "tokio")]
+    notify: Vec<i32>,
 }
 
 impl<T> Serialize for Queue<T> {
@@ -465,6 +470,12 @@ impl<T> Serialize for Queue<T> {
             region,
             items,
             joinable: self.shared.joinable,
+            #[cfg(feature = "tokio")]
+            notify: self
+                .shared
+                .notify
+                .pass_fds()
+                .map_err(|e| S::Error::custom(e.to_string()))?,
         }
         .serialize(s)
     }
@@ -486,6 +497,8 @@ fn open_wire(w: Wire, joinable: bool) -> Result<Shared> {
     let region = Region::open_fd(handoff::adopt_fd(w.region)?, Kind::Queue)?;
     let items = ItemsFile::from_fd(handoff::adopt_fd(w.items)?);
     let s = Shared::from_region(region, items)?;
+    #[cfg(feature = "tokio")]
+    let s = s.with_notify(crate::sync::notify_fd::adopt_all(&w.notify, 2)?);
     if s.joinable != joinable {
         return Err(Error::Handle("handle of another queue type"));
     }

@@ -33,6 +33,9 @@ pub(super) struct Shared {
     pub(super) ring: Mpmc,
     pub(super) joinable: bool,
     max_item: u64,
+    /// The async waiters' wake-up descriptors.
+    #[cfg(feature = "tokio")]
+    pub(super) notify: super::asynk::QueueNotify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -174,6 +177,8 @@ impl Shared {
         ];
         let region = Region::create(Kind::Queue, Mpmc::memory_size(cap), params)?;
         let s = Shared::from_region(region, ItemsFile::create()?)?;
+        #[cfg(feature = "tokio")]
+        let s = s.with_notify(super::asynk::QueueNotify::create_fds()?);
         s.ring.init(joinable);
         Ok(s)
     }
@@ -195,6 +200,8 @@ impl Shared {
             ring,
             joinable: joinable == 1,
             max_item,
+            #[cfg(feature = "tokio")]
+            notify: Default::default(),
         })
     }
 

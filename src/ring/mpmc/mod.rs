@@ -273,6 +273,18 @@ impl Mpmc {
         self.cap
     }
 
+    /// The waiter consumers park on (async consumers register on it too).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn not_empty_waiter(&self) -> &Waiter {
+        &self.hdr().not_empty
+    }
+
+    /// The waiter producers park on (async producers register on it too).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn not_full_waiter(&self) -> &Waiter {
+        &self.hdr().not_full
+    }
+
     #[inline(always)]
     fn hdr(&self) -> &MpmcHeader {
         // SAFETY: `from_raw`'s contract: the control block is mapped for our lifetime and

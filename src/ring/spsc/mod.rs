@@ -277,6 +277,18 @@ impl Spsc {
         self.cap.saturating_sub(tail.wrapping_sub(head))
     }
 
+    /// The waiter the reader parks on (async readers register on it too).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn readable_waiter(&self) -> &Waiter {
+        &self.hdr().readable
+    }
+
+    /// The waiter writers park on for room (async writers register on it too).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn writable_waiter(&self) -> &Waiter {
+        &self.hdr().writable
+    }
+
     /// Wakes the reader unconditionally (when the writer side goes away).
     pub(crate) fn wake_reader(&self) {
         crate::sync::atomic::fence(Ordering::SeqCst);

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use shmproc::process::{get_context, StartMethod};
+use shmproc::{get_context, StartMethod};
 use shmproc::{Receiver, Sender};
 
 use super::shmproc_rows::{ready_pipe, run_reader};
