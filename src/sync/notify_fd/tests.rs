@@ -1,4 +1,4 @@
-use std::sync::atomic::AtomicBool;
+use crate::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::*;
