@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{os_pipe, record};
 use criterion::Criterion;
 use hdrhistogram::Histogram;
-use shmproc::process::Process;
+use shmproc::Process;
 use shmproc::{duplex, TryRecvError};
 
 /// A forked echo process; killed and reaped on drop.

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use criterion::Criterion;
-use shmproc::process::{get_context, Process, StartMethod};
+use shmproc::{get_context, Process, StartMethod};
 
 fn nothing(_: ()) {}
 

@@ -8,6 +8,11 @@
 //!   message). Throughput in bytes; one iteration is one message, so messages/s is
 //!   1 / time.
 //!
+//! * `inplace/*`: 1 MiB messages through a 4 MiB ring (in-place limit 1 MiB):
+//!   `send_with` (fill copies the message in) / `recv_with` (read looks at its first and
+//!   last byte) against `send_bytes` / `recv_bytes_into` through the same ring size.
+//!   Throughput in bytes.
+//!
 //! Run: `cargo bench --bench throughput`. Under `cargo test` every bench runs once.
 
 mod common;
@@ -16,7 +21,7 @@ use std::io::{Read, Write};
 
 use common::{os_pipe, Msg, Peer};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shmproc::pipe;
+use shmproc::{pipe, Pipe};
 
 const SIZES: [(usize, &str); 5] = [
     (8, "8B"),
@@ -136,6 +141,53 @@ fn bytes(c: &mut Criterion) {
     g.finish();
 }
 
+fn in_place(c: &mut Criterion) {
+    const SIZE: usize = 1 << 20;
+    const RING: usize = 4 << 20;
+    let mut g = c.benchmark_group("inplace");
+    g.throughput(Throughput::Bytes(SIZE as u64));
+    g.sample_size(20);
+    let msg = vec![0x5au8; SIZE];
+    let check = |b: &[u8]| b.len() == SIZE && b[0] == 0x5a && b[SIZE - 1] == 0x5a;
+
+    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
+    let peer = Peer::start(move |n| {
+        for _ in 0..n {
+            assert!(rx.recv_with(check).unwrap());
+        }
+    });
+    g.bench_function("send_with_recv_with_1MiB", |b| {
+        b.iter_custom(|iters| {
+            peer.run(iters, |n| {
+                for _ in 0..n {
+                    tx.send_with(SIZE, |buf| buf.copy_from_slice(&msg)).unwrap();
+                }
+            })
+        })
+    });
+    drop(peer);
+
+    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
+    let peer = Peer::start(move |n| {
+        let mut buf = Vec::new();
+        for _ in 0..n {
+            rx.recv_bytes_into(&mut buf).unwrap();
+            assert!(check(&buf));
+        }
+    });
+    g.bench_function("send_bytes_recv_bytes_into_1MiB", |b| {
+        b.iter_custom(|iters| {
+            peer.run(iters, |n| {
+                for _ in 0..n {
+                    tx.send_bytes(&msg).unwrap();
+                }
+            })
+        })
+    });
+    drop(peer);
+    g.finish();
+}
+
 fn main() {
     // First: a spawned child runs its target here (this binary spawns none, but every
     // shmproc program starts this way).
@@ -146,5 +198,6 @@ fn main() {
         .configure_from_args();
     msgs(&mut c);
     bytes(&mut c);
+    in_place(&mut c);
     c.final_summary();
 }

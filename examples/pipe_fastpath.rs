@@ -8,6 +8,10 @@
 //! pipe_fastpath [N] [MODE]    N messages (default 2*10^7); MODE:
 //!   msg   the seed's `Msg::Int(i)` through `pipe::<Msg>()` (the default)
 //!   u64   `i` through `pipe::<u64>()`
+//!   send_slice  `u64`s through `pipe::<u64>()`: `send_slice` of BATCH, `recv_slice`
+//!               of BATCH (counted per element)
+//!   recv_slice  `u64`s sent one by one with `send`, read with `recv_slice` of BATCH
+//!               (counted per element)
 //! ```
 //!
 //! Prints nanoseconds per message for send and for recv.
@@ -62,6 +66,47 @@ where
     );
 }
 
+/// `n` `u64`s (whole batches of [`BATCH`]) through `pipe::<u64>()`, read with
+/// `recv_slice` into a buffer of `BATCH`; sent with one `send_slice` per batch when
+/// `slices`, else one `send` each.
+#[inline(never)] // kept out of `main`, so the `msg` and `u64` rows compile as before
+fn run_slices(n: u64, slices: bool) {
+    let (tx, rx) = shmproc::pipe::<u64>().expect("pipe");
+    let (mut send_t, mut recv_t) = (0f64, 0f64);
+    let mut out = vec![0u64; BATCH as usize];
+    let mut items = vec![0u64; BATCH as usize];
+    let mut i = 0u64;
+    let mut sum = 0u64;
+    while i < n {
+        let t = Instant::now();
+        if slices {
+            for (k, x) in items.iter_mut().enumerate() {
+                *x = i + k as u64;
+            }
+            tx.send_slice(&items).expect("send_slice");
+        } else {
+            for k in 0..BATCH {
+                tx.send(&(i + k)).expect("send");
+            }
+        }
+        let t2 = Instant::now();
+        let mut got = 0;
+        while got < BATCH as usize {
+            let k = rx.recv_slice(&mut out[got..]).expect("recv_slice");
+            got += k;
+        }
+        sum = out.iter().fold(sum, |s, &v| s.wrapping_add(v));
+        send_t += (t2 - t).as_secs_f64();
+        recv_t += t2.elapsed().as_secs_f64();
+        i += BATCH;
+    }
+    println!(
+        "{i} elements: send {:.3} ns/elem, recv_slice {:.3} ns/elem (checksum {sum})",
+        send_t * 1e9 / i as f64,
+        recv_t * 1e9 / i as f64
+    );
+}
+
 fn main() {
     shmproc::init();
     let mut args = std::env::args().skip(1);
@@ -80,12 +125,11 @@ fn main() {
             Msg::Done,
         ),
         "u64" => run(n, |i| i, |v| v, u64::MAX),
-        // Place for the `Pod` batch rows (issue 16 item 3): once `Sender::send_slice` and
-        // `Receiver::recv_slice` exist, add "send_slice" and "recv_slice" modes here
-        // (slices of `u64`, counted per element) and list them in MODES in
-        // scripts/instr_per_msg.sh.
+        // The `Pod` batch rows (issue 16 item 3), counted per element.
+        "send_slice" => run_slices(n, true),
+        "recv_slice" => run_slices(n, false),
         other => {
-            eprintln!("unknown mode {other:?}: expected msg or u64");
+            eprintln!("unknown mode {other:?}: expected msg, u64, send_slice or recv_slice");
             std::process::exit(2);
         }
     }

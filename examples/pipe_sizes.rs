@@ -28,7 +28,7 @@ fn main() -> shmproc::Result<()> {
     let capacity: usize = std::env::args()
         .nth(2)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(shmproc::channel::DEFAULT_CAPACITY);
+        .unwrap_or(shmproc::DEFAULT_CAPACITY);
     for size in [8usize, 16, 32, 48, 56, 64, 72, 96, 128, 256, 1024, 4096] {
         let (tx, rx) = Pipe::builder().capacity(capacity).build::<()>()?;
         let msg = vec![0x5a_u8; size];

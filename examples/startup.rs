@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmproc::process::{get_context, StartMethod};
+use shmproc::{get_context, StartMethod};
 
 fn noop(_: ()) {}
 
@@ -16,7 +16,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    shmproc::process::init();
+    shmproc::init();
     let iters: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

@@ -7,6 +7,8 @@
 # Modes (one output line each; default: all of MODES below):
 #   msg   the seed's Msg through pipe::<Msg>()  (the line format predates the modes)
 #   u64   u64 through pipe::<u64>()
+#   send_slice  u64 slices: send_slice + recv_slice, per element
+#   recv_slice  u64 sent one by one with send, read with recv_slice, per element
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
@@ -16,14 +18,14 @@ shift $(($# > 0 ? 1 : 0))
 N=$(( (N + 4095) / 4096 * 4096 ))
 # ---- the rows --------------------------------------------------------------------
 # Each mode is an argument of examples/pipe_fastpath.rs; label() names its output line.
-# Place for the Pod batch rows (issue 16 item 3): once Sender::send_slice and
-# Receiver::recv_slice exist and the example has those modes, add `send_slice
-# recv_slice` to MODES and their labels below (counted per element of the slice).
-MODES=(msg u64)
+# The Pod batch rows (issue 16 item 3) are counted per element of the slice.
+MODES=(msg u64 send_slice recv_slice)
 label() {
   case $1 in
     msg) echo "send + recv" ;;
     u64) echo "send + recv of u64" ;;
+    send_slice) echo "send_slice + recv_slice of u64, per element" ;;
+    recv_slice) echo "send + recv_slice of u64, per element" ;;
     *) echo "$1" ;;
   esac
 }
@@ -39,5 +41,10 @@ count() {
 }
 for mode in "${MODES[@]}"; do
   a=$(count "$N" "$mode"); b=$(count $((2 * N)) "$mode")
-  echo "instructions per message ($(label "$mode"), default release profile): $(( (b - a) / N ))  [N=$N: $a, 2N: $b]"
+  case $mode in
+    # Fractions of an instruction per element: two decimals.
+    *_slice) per=$(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }') ;;
+    *) per=$(( (b - a) / N )) ;;
+  esac
+  echo "instructions per message ($(label "$mode"), default release profile): $per  [N=$N: $a, 2N: $b]"
 done

@@ -16,24 +16,30 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod channel;
+pub mod codec;
 mod error;
+mod pool;
+mod process;
+mod region;
+mod ring;
+mod sync;
+// Process-local state (fork generation, membarrier registration, descriptor cells)
+// keeps std's atomics: it is never in shared memory, so loom need not model it.
+#[allow(clippy::disallowed_types)]
 mod sys;
 
-pub mod channel;
-pub mod codec;
-pub mod pool;
-pub mod process;
-pub mod region;
-pub(crate) mod ring;
-pub mod sync;
-
+pub use channel::MAX_NAME_LEN;
 pub use channel::{connect, connect_timeout, wait, Connector, Listener, ListenerBuilder, Ready};
 pub use channel::{duplex, pipe, Connection, Pipe, PipeBuilder, Receiver, Sender};
 pub use channel::{JoinableQueue, Queue};
+pub use channel::{
+    DEFAULT_CAPACITY, DEFAULT_MAX_ITEM, DEFAULT_MAX_MESSAGE, DEFAULT_QUEUE_CAPACITY, INLINE_BYTES,
+};
 pub use error::*;
 pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{get_context, init, Context, Process, StartMethod};
-pub use region::SharedMemory;
+pub use region::{SharedMemory, MAX_SHM_NAME_LEN};
 pub use sync::{
     Array, ArrayGuard, ArrayInit, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard,
     RLock, RLockGuard, Semaphore, Value, ValueGuard,
@@ -59,7 +65,15 @@ pub mod fuzzing {
     }
 
     /// Validates `data` as a region image (header and length), as opening one does.
-    pub fn region_image(data: &[u8]) -> Result<crate::region::Header, crate::RegionError> {
+    pub fn region_image(data: &[u8]) -> Result<Header, crate::RegionError> {
         crate::region::validate_image(data)
     }
+
+    pub use crate::region::{test_image, Header};
+
+    /// A reader that dies without dropping its end is noticed within this many sends
+    /// (the fault tests count them).
+    pub use crate::channel::DEAD_READER_SENDS;
+
+    pub use crate::process::job_testing;
 }

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fork_child, serial, watchdog};
-use shmproc::channel::DEAD_READER_SENDS;
+use shmproc::fuzzing::DEAD_READER_SENDS;
 use shmproc::{Pipe, RecvTimeoutError, SendError, SendTimeoutError, TrySendError};
 
 const T: Duration = Duration::from_secs(120);

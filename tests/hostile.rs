@@ -12,7 +12,7 @@ use std::fs;
 use std::time::Duration;
 
 use common::{fork_child, serial, watchdog};
-use shmproc::{Pipe, ProtocolError, RecvTimeoutError, TryRecvError};
+use shmproc::{Pipe, ProtocolError, RecvError, RecvTimeoutError, TryRecvError};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -27,6 +27,7 @@ const DATA: usize = REGION_HEADER + 640;
 
 const MSG_TAG: u64 = 0x00A5_C301;
 const BEGIN_TAG: u64 = 0x00A5_C302;
+const BATCH_TAG: u64 = 0x00A5_C305;
 
 /// The memfds of this process whose name marks them as shmproc regions.
 fn shmproc_memfds() -> Vec<i32> {
@@ -286,4 +287,91 @@ fn a_peer_process_scribbling_at_random_never_crashes_or_hangs_the_reader() {
         assert!(ok + bad > 0, "round {round}: nothing happened at all");
     }
     // Reaching here means: no crash, no hang, no abort on an absurd allocation.
+}
+
+/// A 4 KiB `u64` pipe holding one batch of `1, 2, 3, 4` (`send_slice`), its record at the
+/// start of the data: header, element word, cursor word, elements.
+fn pipe_with_a_batch() -> (shmproc::Sender<u64>, shmproc::Receiver<u64>, Scribbler) {
+    let before = shmproc_memfds();
+    let (tx, rx) = Pipe::builder().capacity(4096).build::<u64>().unwrap();
+    let s = Scribbler::attach(&before);
+    tx.send_slice(&[1, 2, 3, 4]).unwrap();
+    assert_eq!(s.read_u64(DATA), (BATCH_TAG << 32) | (16 + 32));
+    assert_eq!(s.read_u64(DATA + 8) as u32, 8, "element size");
+    (tx, rx, s)
+}
+
+#[test]
+fn hostile_batch_headers_are_protocol_errors_never_garbage_elements() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
+    let fp = |s: &Scribbler| s.read_u64(DATA + 8) & !0xFFFF_FFFF;
+    // (offset, value) pairs, each making the record impossible.
+    type Poke = Box<dyn Fn(&Scribbler) -> u64>;
+    let cases: [(&str, usize, Poke); 7] = [
+        ("element size 0", DATA + 8, Box::new(fp)),
+        (
+            "elements not whole",
+            DATA + 8,
+            Box::new(move |s| fp(s) | 12),
+        ),
+        ("cursor at the end", DATA + 16, Box::new(|_| 4)),
+        ("cursor past the end", DATA + 16, Box::new(|_| u64::MAX)),
+        (
+            "no room for the words",
+            DATA,
+            Box::new(|_| (BATCH_TAG << 32) | 8),
+        ),
+        ("no elements", DATA, Box::new(|_| (BATCH_TAG << 32) | 16)),
+        (
+            "past the ring",
+            DATA,
+            Box::new(|_| (BATCH_TAG << 32) | 4096),
+        ),
+    ];
+    for (what, off, value) in cases {
+        let (tx, rx, mut s) = pipe_with_a_batch();
+        let v = value(&s);
+        s.write_u64(off, v);
+        let mut buf = [0u64; 8];
+        match rx.recv_slice(&mut buf) {
+            Err(RecvError::Protocol(_)) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+        // The writer survives it (with a deadline: the ring may look full).
+        let _ = tx.send_timeout(&5, Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_batch_of_another_element_type_is_refused_and_kept() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
+    // Another fingerprint, same size; then another size that divides the bytes.
+    for word in [8u64 | 0x1234_5678 << 32, 4u64] {
+        let (_tx, rx, mut s) = pipe_with_a_batch();
+        let good = s.read_u64(DATA + 8);
+        s.write_u64(DATA + 8, word);
+        let mut buf = [0u64; 8];
+        match rx.recv_slice(&mut buf) {
+            Err(RecvError::WrongElement { size, expected: 8 }) if size == word as u32 => {}
+            other => panic!("word {word:#x}: {other:?}"),
+        }
+        // Nothing was consumed: put the word back and the elements are all there.
+        s.write_u64(DATA + 8, good);
+        assert_eq!(rx.recv_slice(&mut buf), Ok(4));
+        assert_eq!(buf[..4], [1, 2, 3, 4]);
+    }
+}
+
+#[test]
+fn a_partly_read_batch_keeps_its_cursor_in_the_record() {
+    // One test at a time: each finds its channel among the process's memfds.
+    let _s = serial();
+    let (_tx, rx, s) = pipe_with_a_batch();
+    let mut buf = [0u64; 3];
+    assert_eq!(rx.recv_slice(&mut buf), Ok(3));
+    assert_eq!(s.read_u64(DATA + 16), 3, "the cursor");
+    assert_eq!(rx.recv_slice(&mut buf), Ok(1));
+    assert_eq!(buf[0], 4);
 }

@@ -4,6 +4,8 @@
 //! cgroup has left. Every test runs under a memory watchdog that aborts the test process
 //! if `MemAvailable` drops by 2 GiB, so a regression (which used to reserve real memory
 //! at about 8 GB/s until the machine ran out) can never take the machine down.
+// Process-local flags between a test's threads, never in shared memory: std's atomics.
+#![allow(clippy::disallowed_types)]
 
 mod common;
 

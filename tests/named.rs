@@ -564,9 +564,7 @@ fn bad_input_gets_distinct_errors_and_leaks_nothing() {
     assert_eq!(problem(Listener::bind("a\0b")), NameProblem::Nul);
     assert_eq!(problem(Listener::bind("")), NameProblem::Empty);
     assert_eq!(
-        problem(Listener::bind(
-            &"x".repeat(shmproc::channel::MAX_NAME_LEN + 1)
-        )),
+        problem(Listener::bind(&"x".repeat(shmproc::MAX_NAME_LEN + 1))),
         NameProblem::TooLong
     );
     assert!(matches!(

@@ -41,6 +41,7 @@ fork_tests!(
     map_chunked_gives_the_same_result_for_any_chunk_size,
     imap_is_ordered_and_yields_before_the_rest_is_done,
     imap_unordered_gives_the_same_multiset,
+    plain_and_serde_items_and_results_mix,
     starmap_takes_tuples,
     apply_runs_one_call_in_a_worker,
     apply_async_get_get_timeout_and_ready,

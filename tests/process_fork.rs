@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shmproc::process::{get_context, Process, StartMethod};
+use shmproc::{get_context, Process, StartMethod};
 
 static FORK: Mutex<()> = Mutex::new(());
 

@@ -24,7 +24,8 @@ use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use shmproc::process::{get_context, job_testing, Process, StartMethod};
+use shmproc::fuzzing::job_testing;
+use shmproc::{get_context, Process, StartMethod};
 
 const WATCHDOG: Duration = Duration::from_secs(240);
 use harness::{method_name, METHODS};
@@ -1154,7 +1155,7 @@ const TESTS: &[Test] = &[
 fn main() {
     // The no-init scenario (and its spawned child) runs main without init().
     if std::env::var_os("SHMPROC_TEST_SKIP_INIT").is_none() {
-        shmproc::process::init();
+        shmproc::init();
     }
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--scenario" {

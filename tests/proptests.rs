@@ -3,8 +3,8 @@
 //! never a panic, an out-of-bounds read, or an endless loop.
 
 use proptest::prelude::*;
+use shmproc::fuzzing::test_image;
 use shmproc::fuzzing::{region_image, ring_image};
-use shmproc::region::test_image;
 use shmproc::RegionError;
 
 proptest! {
@@ -51,10 +51,10 @@ proptest! {
         cap_sel in 0u8..6,
         head in 0u64..4096, ahead in 0u64..4096,
         words in proptest::collection::vec(any::<u64>(), 0..256),
-        tags in proptest::collection::vec(0u8..6, 0..256),
+        tags in proptest::collection::vec(0u8..7, 0..256),
     ) {
         // Indices near each other and record headers with the right magic but random
-        // kinds and lengths: the cases random bytes almost never reach.
+        // kinds (batches too) and lengths: the cases random bytes almost never reach.
         let cap = 64u64 << cap_sel;
         let mut img = vec![0u8; 1 + 640 + cap as usize];
         img[0] = cap_sel;
@@ -68,6 +68,37 @@ proptest! {
             };
             img[off..off + 8].copy_from_slice(&word.to_ne_bytes());
         }
+        let _ = ring_image(&img);
+    }
+
+    #[test]
+    fn batch_records_with_random_element_words_never_panic(
+        cap_sel in 2u8..6,
+        records in proptest::collection::vec((1u64..200, any::<u32>(), 0u64..40, any::<u32>()), 1..8),
+    ) {
+        // Well-framed batch records (right magic, lengths inside the ring) whose element
+        // size, cursor and fingerprint are random: validated, never read out of bounds.
+        let cap = 64u64 << cap_sel;
+        let mut img = vec![0u8; 1 + 640 + cap as usize];
+        img[0] = cap_sel;
+        let mut off = 0u64;
+        for (len, elem, taken, fp) in records {
+            let len = len.min(cap / 4 - 8);
+            let size = 8 + len.div_ceil(8) * 8;
+            if off + size > cap {
+                break;
+            }
+            let at = 1 + 640 + off as usize;
+            let hdr = (0x00A5_C305u64 << 32) | len;
+            img[at..at + 8].copy_from_slice(&hdr.to_ne_bytes());
+            let info = u64::from(elem % 40) | u64::from(fp) << 32;
+            if len >= 16 {
+                img[at + 8..at + 16].copy_from_slice(&info.to_ne_bytes());
+                img[at + 16..at + 24].copy_from_slice(&taken.to_ne_bytes());
+            }
+            off += size;
+        }
+        img[1..9].copy_from_slice(&off.to_ne_bytes());
         let _ = ring_image(&img);
     }
 }

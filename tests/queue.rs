@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fork_child, serial, watchdog};
+use common::{fork_child, serial, this_thread, wait_asleep, watchdog, PARKED};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shmproc::{pipe, Error, JoinableQueue, Queue, TryGetError, TryPutError};
 
@@ -114,16 +114,7 @@ fn two_producers_two_consumers_deliver_every_item_exactly_once() {
     for c in &mut consumers {
         c.expect_success(T);
     }
-    let wrong: Vec<_> = total
-        .iter()
-        .enumerate()
-        .filter(|(_, &n)| n != 1)
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "items not delivered exactly once: {wrong:?}"
-    );
+    common::assert_exactly_once(&total);
     assert!(q.is_empty());
 }
 
@@ -190,7 +181,7 @@ fn a_full_large_queue_times_out_puts_admits_them_on_room_and_closes_them() {
         Ok(()) => 0,
         Err(_) => 2,
     });
-    std::thread::sleep(Duration::from_millis(5));
+    child.wait_asleep(PARKED, T);
     assert_eq!(q.get_timeout(T).unwrap(), 0);
     child.expect_success(T);
     assert_eq!(q.len(), 4096);
@@ -200,7 +191,7 @@ fn a_full_large_queue_times_out_puts_admits_them_on_room_and_closes_them() {
         Err(Error::Closed) => 0,
         _ => 2,
     });
-    std::thread::sleep(Duration::from_millis(5));
+    child.wait_asleep(PARKED, T);
     q.close();
     child.expect_success(T);
     for i in 1..=4096 {
@@ -243,7 +234,7 @@ fn close_wakes_a_consumer_blocked_in_another_process() {
         Err(Error::Closed) => 0,
         _ => 2,
     });
-    std::thread::sleep(Duration::from_millis(100));
+    child.wait_asleep(PARKED, T);
     q.close();
     child.expect_success(T);
 }
@@ -379,7 +370,7 @@ fn a_producer_killed_holding_a_slot_leaves_the_queue_usable() {
         Ok(7) => q3.task_done().map_or(3, |_| 0),
         _ => 2,
     });
-    std::thread::sleep(Duration::from_millis(50));
+    consumer.wait_asleep(PARKED, T);
     q.put(&7).unwrap();
     child.kill();
     consumer.expect_success(T);
@@ -577,8 +568,9 @@ fn a_blocked_put_resumes_when_a_consumer_process_makes_room() {
     q.put(&0).unwrap();
     q.put(&1).unwrap();
     let q2 = q.clone();
+    let (pid, tid) = this_thread();
     let mut child = fork_child(move || {
-        std::thread::sleep(Duration::from_millis(100));
+        wait_asleep(pid, tid, PARKED, T);
         for i in 0..3 {
             if q2.get_timeout(T).ok() != Some(i) {
                 return 2;

@@ -7,11 +7,12 @@
 //!
 //! Filter: `cargo test --test queue_spawn -- SUBSTRING`.
 
+mod common;
 mod harness;
 
 use std::time::Duration;
 
-use shmproc::process::{get_context, Process, StartMethod};
+use shmproc::{get_context, Process, StartMethod};
 use shmproc::{pipe, Error, JoinableQueue, Queue, Sender};
 
 const WATCHDOG: Duration = Duration::from_secs(240);
@@ -32,22 +33,15 @@ fn producer((q, p): (Queue<u64>, u64)) {
 
 /// Counts how often each item arrived; checks each producer's items come in order.
 fn consumer((q, tx): (Queue<u64>, Sender<Vec<u8>>)) {
-    let mut seen = vec![0u8; ITEMS as usize];
-    let mut last = [None::<u64>; 2];
+    let mut tally = common::Tally::new(2, PER_PRODUCER);
     loop {
         match q.get() {
-            Ok(v) => {
-                let (p, i) = ((v / PER_PRODUCER) as usize, v % PER_PRODUCER);
-                assert!(p < 2, "foreign item {v}");
-                assert!(last[p].is_none_or(|l| l < i), "out of order");
-                last[p] = Some(i);
-                seen[v as usize] += 1;
-            }
+            Ok(v) => tally.add(v),
             Err(Error::Closed) => break,
             Err(e) => panic!("get: {e}"),
         }
     }
-    tx.send(&seen).unwrap();
+    tx.send(&tally.seen).unwrap();
 }
 
 fn big_producer(q: Queue<Vec<u8>>) {
@@ -128,16 +122,7 @@ fn two_producers_two_consumers_deliver_every_item_exactly_once(m: StartMethod) {
     for c in &mut consumers {
         join_ok(c);
     }
-    let wrong: Vec<_> = total
-        .iter()
-        .enumerate()
-        .filter(|(_, &n)| n != 1)
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "items not delivered exactly once: {wrong:?}"
-    );
+    common::assert_exactly_once(&total);
 }
 
 fn a_large_item_from_a_child_arrives_intact(m: StartMethod) {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fork_child, serial, watchdog, Child};
+use common::{fork_child, serial, this_thread, wait_asleep, watchdog, Child, PARKED};
 use shmproc::{
     Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, LockGuard,
     RLock, Semaphore, Value,
@@ -120,7 +120,7 @@ fn a_sigkilled_holder_gives_the_waiting_locker_owner_died_then_the_lock_works() 
         0
     });
     assert!(waiting.wait(WAIT));
-    std::thread::sleep(Duration::from_millis(50)); // let it park
+    waiter.wait_asleep(PARKED, T);
     holder.kill();
     let killed_at = Instant::now();
     waiter.expect_success(T);
@@ -368,8 +368,9 @@ fn semaphore_admits_at_most_its_count_across_processes() {
     ));
     // A release in another process wakes a waiter here.
     let s2 = sem.clone();
+    let (pid, tid) = this_thread();
     let mut c = fork_child(move || {
-        std::thread::sleep(Duration::from_millis(50));
+        wait_asleep(pid, tid, PARKED, T);
         s2.release().map_or(2, |_| 0)
     });
     sem.acquire_timeout(Duration::from_secs(30)).unwrap();
@@ -417,7 +418,7 @@ fn event_set_in_one_process_wakes_a_waiting_process() {
         }
     });
     assert!(ready.wait(WAIT));
-    std::thread::sleep(Duration::from_millis(30));
+    child.wait_asleep(PARKED, T);
     ev.set();
     child.expect_success(T);
     ev.clear();
@@ -451,7 +452,9 @@ fn condition_notify_wakes_a_process_waiting_for_a_predicate() {
         })
         .collect();
     assert!(waiting.wait(WAIT));
-    std::thread::sleep(Duration::from_millis(50));
+    for c in &children {
+        c.wait_asleep(PARKED, T);
+    }
     {
         let _g = cond.lock().unwrap();
         state.set(1);
@@ -669,6 +672,9 @@ fn a_condition_built_on_an_existing_lock_accepts_that_locks_guards() {
 #[test]
 #[should_panic(expected = "guard of another lock")]
 fn waiting_with_a_guard_of_an_unrelated_lock_panics() {
+    // Serialized with the tests that fork: a child forked while this thread panics would
+    // find std's backtrace lock held for ever.
+    let _s = serial();
     let cond = Condition::new().unwrap();
     let other = Lock::new().unwrap();
     let g = other.lock().unwrap();

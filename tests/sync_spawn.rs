@@ -13,7 +13,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
-use shmproc::process::{get_context, Process, StartMethod};
+use shmproc::{get_context, Process, StartMethod};
 use shmproc::{
     Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock,
     Semaphore, Value,
@@ -429,6 +429,6 @@ const TESTS: &[Test] = &[
 ];
 
 fn main() {
-    shmproc::process::init();
+    shmproc::init();
     harness::run("sync_spawn", TESTS, &harness::METHODS, WATCHDOG)
 }

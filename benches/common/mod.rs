@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use shmproc::process::Process;
+use shmproc::Process;
 use shmproc::{pipe, Pipe, Receiver, Sender};
 
 /// Longest wait for a peer; a bench that needs longer is broken.

@@ -1,4 +1,5 @@
-//! Any bytes as a ring's control block and data, read the way a receiver reads them:
+//! Any bytes as a ring's control block and data, read the way a receiver reads them (batch
+//! records too, partly then wholly):
 //! records or a protocol error, never an out-of-bounds read (ASan), a panic or a hang.
 #![no_main]
 use libfuzzer_sys::fuzz_target;

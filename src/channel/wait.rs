@@ -166,18 +166,33 @@ pub fn wait(objects: &[&dyn Ready], timeout: Option<Duration>) -> Result<Vec<usi
 
 // ----------------------------------------------------------------- implementations
 
-macro_rules! ready_via_source {
-    ($($ty:ty),*) => {$(
-        impl<T> sealed::Sealed for $ty {
-            fn watch(&self) -> sealed::Watch<'_> {
-                sealed::Watch(self)
-            }
-        }
-        impl<T> Ready for $ty {}
-    )*};
+impl<T> sealed::Sealed for Receiver<T> {
+    fn watch(&self) -> sealed::Watch<'_> {
+        sealed::Watch(self)
+    }
 }
+impl<T> Ready for Receiver<T> {}
 
-ready_via_source!(Receiver<T>, Connection<T>, Queue<T>, JoinableQueue<T>);
+impl<T> sealed::Sealed for Connection<T> {
+    fn watch(&self) -> sealed::Watch<'_> {
+        sealed::Watch(self)
+    }
+}
+impl<T> Ready for Connection<T> {}
+
+impl<T> sealed::Sealed for Queue<T> {
+    fn watch(&self) -> sealed::Watch<'_> {
+        sealed::Watch(self)
+    }
+}
+impl<T> Ready for Queue<T> {}
+
+impl<T> sealed::Sealed for JoinableQueue<T> {
+    fn watch(&self) -> sealed::Watch<'_> {
+        sealed::Watch(self)
+    }
+}
+impl<T> Ready for JoinableQueue<T> {}
 
 impl sealed::Sealed for Listener {
     fn watch(&self) -> sealed::Watch<'_> {
@@ -187,20 +202,20 @@ impl sealed::Sealed for Listener {
 impl Ready for Listener {}
 
 /// A pipe end: readable when its ring has a record, or the other side is gone.
-fn end_source(end: &super::pipe::Shared) -> &dyn Source {
+fn end_source(end: &super::pipe::End) -> &dyn Source {
     end
 }
 
-impl Source for super::pipe::Shared {
+impl Source for super::pipe::End {
     fn is_ready(&self) -> bool {
-        match self.rx_ring() {
+        match self.read_ring() {
             Some(rx) => rx.has_data() || self.peer_gone(),
             None => self.peer_gone(),
         }
     }
 
     fn waiter(&self) -> Option<&Waiter> {
-        self.rx_ring().map(|rx| rx.readable_waiter())
+        self.read_ring().map(|rx| rx.readable_waiter())
     }
 
     fn fd(&self) -> Option<RawFd> {

@@ -17,7 +17,6 @@ use crate::ring::spsc::RawSink;
 
 mod ser;
 
-pub(crate) use ser::write_varint;
 use ser::{Out, Ser, SerError, SliceOut, WordOut};
 
 impl Out for &mut RawSink<'_> {

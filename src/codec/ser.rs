@@ -8,6 +8,8 @@
 
 use serde::ser::{self, Serialize};
 
+use crate::ring::spsc::write_varint;
+
 /// Where encoded bytes go: a reserved window of the ring, a vector or a slice.
 pub(crate) trait Out {
     /// Appends one byte; false (writing nothing) when it does not fit.
@@ -22,19 +24,6 @@ pub(crate) trait Out {
         let n = write_varint(v, &mut buf);
         self.bytes(&buf[..n])
     }
-}
-
-/// Writes `v` as a varint into `buf`; returns the length (1 to 10).
-#[inline(always)]
-pub(crate) fn write_varint(mut v: u64, buf: &mut [u8; 10]) -> usize {
-    let mut i = 0;
-    while v >= 0x80 {
-        buf[i] = v as u8 | 0x80;
-        v >>= 7;
-        i += 1;
-    }
-    buf[i] = v as u8;
-    i + 1
 }
 
 impl Out for &mut Vec<u8> {

@@ -10,6 +10,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::error::{Error, Result};
 
 use super::call::dup;
+use super::task::Task;
 use super::{worker, CallGuard, Pool, IMAP_WINDOW_PER_WORKER};
 
 /// The iterator behind `imap` and `imap_unordered`.
@@ -27,13 +28,15 @@ pub(super) struct Imap<'p, A, R> {
     consumed: usize,
     window: usize,
     ready: VecDeque<Result<R>>,
+    /// A chunk's decoded results, reused.
+    results: Vec<R>,
     _r: PhantomData<fn() -> R>,
 }
 
 impl<'p, A, R> Imap<'p, A, R>
 where
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
 {
     pub(super) fn start(
         pool: &'p Pool,
@@ -47,7 +50,7 @@ where
         }
         let mut it = Imap {
             pool,
-            header: worker::task_header(f)?,
+            header: worker::task_header(f, true)?,
             items: items.into_iter().collect::<Vec<A>>().into_iter().peekable(),
             chunksize: chunksize.max(1),
             ordered,
@@ -57,6 +60,7 @@ where
             consumed: 0,
             window: IMAP_WINDOW_PER_WORKER * pool.inner.workers,
             ready: VecDeque::new(),
+            results: Vec::new(),
             _r: PhantomData,
         };
         it.fill();
@@ -70,8 +74,11 @@ where
             let index = self.submitted;
             self.lens.insert(index, chunk.len());
             self.submitted += 1;
-            let res = worker::encode_task(&self.header, &chunk)
-                .and_then(|msg| self.pool.inner.submit(&self.call.0, index, msg));
+            let res = worker::encode_task(&self.header, &chunk, 0..chunk.len()).and_then(|msg| {
+                self.pool
+                    .inner
+                    .submit(&self.call.0, index, Task::Encoded(msg))
+            });
             if let Err(e) = res {
                 if matches!(e, Error::Closed) {
                     // Nothing more can run: end after this chunk's error.
@@ -86,8 +93,8 @@ where
 
 impl<A, R> Iterator for Imap<'_, A, R>
 where
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
 {
     type Item = Result<R>;
 
@@ -107,8 +114,15 @@ where
             };
             self.consumed += 1;
             let n = self.lens.remove(&index).unwrap_or(1);
-            match outcome.and_then(|reply| worker::decode_reply::<R>(&reply, n)) {
-                Ok(v) => self.ready.extend(v.into_iter().map(Ok)),
+            let mut results = std::mem::take(&mut self.results);
+            results.clear();
+            let decoded = outcome.and_then(|reply| {
+                let res = worker::decode_reply_into(&self.header, &reply, n, &mut results);
+                self.pool.inner.spare.give(reply);
+                res
+            });
+            match decoded {
+                Ok(()) => self.ready.extend(results.drain(..).map(Ok)),
                 Err(e) => {
                     for _ in 1..n {
                         self.ready.push_back(Err(dup(&e)));
@@ -116,6 +130,7 @@ where
                     self.ready.push_back(Err(e));
                 }
             }
+            self.results = results;
         }
     }
 }

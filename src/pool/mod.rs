@@ -1,89 +1,13 @@
-//! `Pool`: Python's `multiprocessing.Pool` for Rust, on shmproc's own pipes.
-//!
-//! ```
-//! use shmproc::Pool;
-//!
-//! fn square(x: u64) -> u64 {
-//!     x * x
-//! }
-//!
-//! let pool = Pool::new(5)?;
-//! assert_eq!(pool.map(square, [1, 2, 3])?, vec![1, 4, 9]);
-//! # Ok::<(), shmproc::Error>(())
-//! ```
-//!
-//! # How it works
-//!
-//! Each worker is a [`Process`] (started with the pool's [`StartMethod`]; the default is
-//! [`Process::new`]'s, fork) that receives two shmproc pipe ends as its args: tasks in,
-//! replies out. In the parent, one thread per worker hands it chunks from the pool's
-//! queue, one at a time, and files the replies with the call that sent them; the calling
-//! thread encodes the input and decodes the results, so the per-item cost is the codec's
-//! (nanoseconds), not a message's.
-//!
-//! Targets are plain `fn(A) -> R` (a non-capturing closure coerces), as for `Process`.
-//! A task names its target by offset in the executable, together with a trampoline
-//! monomorphized for `A` and `R` that decodes the chunk, calls the target on each item
-//! and encodes the results; so a spawned worker, a fresh image of the same executable,
-//! finds them too. The target must live in the executable itself, not in a shared
-//! library loaded separately.
-//!
-//! # Chunks
-//!
-//! Work moves in chunks: one message carries a chunk of items, one reply its results.
-//! [`map`](Pool::map) and [`starmap`](Pool::starmap) use Python's default chunk size,
-//! `ceil(len / (4 * workers))`; [`map_chunked`](Pool::map_chunked) takes one.
-//! [`imap`](Pool::imap) and [`imap_unordered`](Pool::imap_unordered) use chunks of one
-//! item, as Python does ([`imap_chunked`](Pool::imap_chunked) and
-//! [`imap_unordered_chunked`](Pool::imap_unordered_chunked) take a size).
-//!
-//! # Errors
-//!
-//! * A task that panics fails its call with [`Error::TaskPanicked`] carrying the panic's
-//!   message; the worker catches the panic and lives on. The worker also writes one line
-//!   with its pid, the message and its location on its stderr.
-//! * A worker that dies while it holds a task (abort, SIGKILL, `exit`) fails that call
-//!   with [`Error::WorkerDied`] (its pid, and the signal or exit code); the pool starts a
-//!   replacement and goes on. CPython's `Pool` hangs forever in this case.
-//! * A call made after [`close`](Pool::close) or [`terminate`](Pool::terminate), and a
-//!   call cut short by `terminate`, fails with [`Error::Closed`].
-//! * With chunks, a failure fails the whole chunk: `map` returns the first error (in
-//!   item order); `imap` yields one `Err` for each item of the failed chunk and goes on.
-//!
-//! # Lifetime
-//!
-//! [`close`](Pool::close) refuses new work; [`join`](Pool::join) (after `close`) waits
-//! until the queued work is done and every worker has exited;
-//! [`terminate`](Pool::terminate) kills every worker at once. Dropping a pool terminates
-//! it, like leaving Python's `with Pool() as p:` block: no worker and no zombie outlives
-//! the `Pool`. Workers are daemons, so they also die if the parent is killed; and a
-//! worker whose task pipe disconnects exits by itself.
-//!
-//! With [`StartMethod::Fork`], workers are forked from the pool's own threads; what is
-//! safe in a forked child is described in the [`process`](crate::process) module (in
-//! short: a task should not take a lock that another thread of the parent may have held,
-//! and that includes std's stdout: a task forked while a thread of the parent held
-//! `stdout().lock()` must not print through std). No lock of std's or of the caller's
-//! is held across those forks, so a caller that holds `stdout().lock()` while it builds
-//! or uses a pool does not hang it. A worker exits like any `Process`: it flushes
-//! stdout, then `_exit`s. A thread in the parent waiting for a reply also polls its
-//! worker's exit status, so a worker's death is seen even when some other process holds
-//! a copy of its pipe. With [`StartMethod::Spawn`], `main` must call [`crate::init`]
-//! first.
-//!
-//! # Pools inside pool tasks
-//!
-//! A task may create a `Pool` of its own and use it (Python refuses: its pool workers
-//! are daemons, and a daemon may not have children, lest they be orphaned). Here no
-//! worker outlives its pool: nested workers are daemons of the task's worker, killed by
-//! the kernel (`PR_SET_PDEATHSIG`) when the pool thread that forked them ends, which the
-//! worker's own death ends too; and dropping the inner pool inside the task reaps them.
+//! `Pool`: Python's `multiprocessing.Pool` for Rust, on shmproc's own pipes. The user's
+//! guide (how it works, chunks, errors, lifetime) is on [`Pool`], re-exported at the root.
 
 mod async_result;
 mod call;
 mod entry;
 mod imap;
+mod plain;
 mod supervise;
+mod task;
 mod worker;
 
 use std::collections::VecDeque;
@@ -101,6 +25,7 @@ pub use async_result::AsyncResult;
 use call::Call;
 use imap::Imap;
 use supervise::worker_thread;
+use task::{Spare, Task};
 use worker::{encode_task, task_header};
 
 /// `imap` keeps at most this many chunks per worker submitted ahead of the consumer.
@@ -179,6 +104,7 @@ impl PoolBuilder {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             slots: (0..workers).map(|_| Mutex::new(None)).collect(),
+            spare: Spare::new(4 * workers),
         });
         let pool = Pool {
             inner: inner.clone(),
@@ -214,7 +140,7 @@ impl PoolBuilder {
 ///
 /// Every method takes `&self`; a `Pool` is `Send` and `Sync`, so threads can share one.
 /// Dropping it terminates it ([`terminate`](Pool::terminate)). The
-/// [module docs](self) describe chunks, errors and the life of workers.
+/// sections below describe chunks, errors and the life of workers.
 ///
 /// # Examples
 ///
@@ -239,6 +165,94 @@ impl PoolBuilder {
 /// pool.join()?;
 /// # Ok::<(), shmproc::Error>(())
 /// ```
+///
+/// ```
+/// use shmproc::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::new(5)?;
+/// assert_eq!(pool.map(square, [1, 2, 3])?, vec![1, 4, 9]);
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+///
+/// # How it works
+///
+/// Each worker is a [`Process`] (started with the pool's [`StartMethod`]; the default is
+/// [`Process::new`]'s, fork) that receives two shmproc pipe ends as its args: tasks in,
+/// replies out. In the parent, one thread per worker hands it chunks from the pool's
+/// queue (the one it runs, and for quick small tasks the next one ahead) and files the
+/// replies with the call that sent them; the calling thread encodes the input (or, for
+/// plain numbers, lets the pool threads copy it; see [Chunks](#chunks)) and decodes the
+/// results, so the per-item cost is the codec's (nanoseconds), not a message's.
+///
+/// Targets are plain `fn(A) -> R` (a non-capturing closure coerces), as for `Process`.
+/// A task names its target by offset in the executable, together with a trampoline
+/// monomorphized for `A` and `R` that decodes the chunk, calls the target on each item
+/// and encodes the results; so a spawned worker, a fresh image of the same executable,
+/// finds them too. The target must live in the executable itself, not in a shared
+/// library loaded separately.
+///
+/// # Chunks
+///
+/// Work moves in chunks: one message carries a chunk of items, one reply its results.
+/// [`map`](Pool::map) and [`starmap`](Pool::starmap) use Python's default chunk size,
+/// `ceil(len / (4 * workers))`; [`map_chunked`](Pool::map_chunked) takes one.
+/// [`imap`](Pool::imap) and [`imap_unordered`](Pool::imap_unordered) use chunks of one
+/// item, as Python does ([`imap_chunked`](Pool::imap_chunked) and
+/// [`imap_unordered_chunked`](Pool::imap_unordered_chunked) take a size).
+///
+/// Items and results of the primitive number types (`u8`…`u128`, `i8`…`i128`,
+/// `usize`, `isize`, `f32`, `f64`) skip serde: a chunk travels as the items' own bytes
+/// and its results likewise, so the per-item cost is a copy and the call of the target.
+/// `map` shares such an input with the pool's threads, which copy each chunk straight
+/// into its worker's pipe; a worker whose target returns its argument's type reads,
+/// maps and writes a chunk in one pass. Other types (tuples, structs, strings) go
+/// through the crate's codec, one encoded `Vec` per chunk.
+///
+/// # Errors
+///
+/// * A task that panics fails its call with [`Error::TaskPanicked`] carrying the panic's
+///   message; the worker catches the panic and lives on. The worker also writes one line
+///   with its pid, the message and its location on its stderr.
+/// * A worker that dies while it holds a task (abort, SIGKILL, `exit`) fails that call
+///   with [`Error::WorkerDied`] (its pid, and the signal or exit code); the pool starts a
+///   replacement and goes on. CPython's `Pool` hangs forever in this case.
+/// * A call made after [`close`](Pool::close) or [`terminate`](Pool::terminate), and a
+///   call cut short by `terminate`, fails with [`Error::Closed`].
+/// * With chunks, a failure fails the whole chunk: `map` returns the first error (in
+///   item order); `imap` yields one `Err` for each item of the failed chunk and goes on.
+///
+/// # Lifetime
+///
+/// [`close`](Pool::close) refuses new work; [`join`](Pool::join) (after `close`) waits
+/// until the queued work is done and every worker has exited;
+/// [`terminate`](Pool::terminate) kills every worker at once. Dropping a pool terminates
+/// it, like leaving Python's `with Pool() as p:` block: no worker and no zombie outlives
+/// the `Pool`. Workers are daemons, so they also die if the parent is killed; and a
+/// worker whose task pipe disconnects exits by itself.
+///
+/// With [`StartMethod::Fork`], workers are forked from the pool's own threads; what is
+/// safe in a forked child is described on [`Process`](crate::Process#what-is-safe-in-a-forked-child) (in
+/// short: a task should not take a lock that another thread of the parent may have held,
+/// and that includes std's stdout: a task forked while a thread of the parent held
+/// `stdout().lock()` must not print through std). No lock of std's or of the caller's
+/// is held across those forks, so a caller that holds `stdout().lock()` while it builds
+/// or uses a pool does not hang it. A worker exits like any `Process`: it flushes
+/// stdout, then `_exit`s. A thread in the parent waiting for a reply also polls its
+/// worker's exit status, so a worker's death is seen even when some other process holds
+/// a copy of its pipe. With [`StartMethod::Spawn`], `main` must call [`crate::init`]
+/// first.
+///
+/// # Pools inside pool tasks
+///
+/// A task may create a `Pool` of its own and use it (Python refuses: its pool workers
+/// are daemons, and a daemon may not have children, lest they be orphaned). Here no
+/// worker outlives its pool: nested workers are daemons of the task's worker, killed by
+/// the kernel (`PR_SET_PDEATHSIG`) when the pool thread that forked them ends, which the
+/// worker's own death ends too; and dropping the inner pool inside the task reaps them.
 pub struct Pool {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -268,11 +282,15 @@ struct Inner {
     /// Each worker thread's current process, so that `terminate` can kill it. Only the
     /// owning thread reaps it, under this lock, so a kill never hits a reused pid.
     slots: Vec<Mutex<Option<Process>>>,
+    /// Reply buffers for reuse.
+    spare: Spare,
 }
 
 #[derive(Default)]
 struct State {
     queue: VecDeque<Chunk>,
+    /// Pool threads waiting for a chunk.
+    idle: usize,
     closed: bool,
     terminating: bool,
 }
@@ -281,8 +299,8 @@ struct State {
 struct Chunk {
     call: Arc<Call>,
     index: usize,
-    /// The encoded task message.
-    msg: Vec<u8>,
+    /// The task message, or what it is made of.
+    task: Task,
 }
 
 impl Inner {
@@ -294,7 +312,7 @@ impl Inner {
         self.slots[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn submit(&self, call: &Arc<Call>, index: usize, msg: Vec<u8>) -> Result<()> {
+    fn submit(&self, call: &Arc<Call>, index: usize, task: Task) -> Result<()> {
         let mut st = self.state();
         if st.closed {
             return Err(Error::Closed);
@@ -302,7 +320,7 @@ impl Inner {
         st.queue.push_back(Chunk {
             call: call.clone(),
             index,
-            msg,
+            task,
         });
         drop(st);
         self.work.notify_one();
@@ -329,8 +347,48 @@ impl Inner {
             if st.closed {
                 return None;
             }
+            st.idle += 1;
             st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
         }
+    }
+
+    /// The next chunk if one is queued and `fits` and no pool thread is idle (which
+    /// should take it instead); never waits.
+    fn try_next_chunk(&self, fits: impl Fn(&Chunk) -> bool) -> Option<Chunk> {
+        let mut st = self.state();
+        if st.terminating || st.idle > 0 {
+            return None;
+        }
+        while let Some(c) = st.queue.front() {
+            if c.call.is_cancelled() {
+                st.queue.pop_front();
+                continue;
+            }
+            return if fits(c) { st.queue.pop_front() } else { None };
+        }
+        None
+    }
+
+    /// Puts chunks that no worker started back at the head of the queue, in order;
+    /// fails them with [`Error::Closed`] when the pool is terminating.
+    fn requeue(&self, chunks: Vec<Chunk>) {
+        if chunks.is_empty() {
+            return;
+        }
+        let mut st = self.state();
+        if st.terminating {
+            drop(st);
+            for c in chunks {
+                c.call.complete(c.index, Err(Error::Closed));
+            }
+            return;
+        }
+        for c in chunks.into_iter().rev() {
+            st.queue.push_front(c);
+        }
+        drop(st);
+        self.work.notify_all();
     }
 
     fn terminating(&self) -> bool {
@@ -396,6 +454,18 @@ impl Pool {
     /// [`Error::TaskPanicked`] or [`Error::WorkerDied`] when a chunk failed (the first in
     /// item order), [`Error::Closed`] after `close`/`terminate`, [`Error::Codec`] when an
     /// item or result does not encode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = shmproc::Pool::new(2)?;
+    /// assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -403,7 +473,7 @@ impl Pool {
     {
         let items: Vec<A> = items.into_iter().collect();
         let chunksize = items.len().div_ceil(4 * self.inner.workers).max(1);
-        self.map_slice(f, &items, chunksize)
+        self.map_vec(f, items, chunksize)
     }
 
     /// [`map`](Pool::map) with a chosen chunk size (items per message; 0 counts as 1).
@@ -422,27 +492,46 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        self.map_slice(f, &items, chunksize)
+        self.map_vec(f, items, chunksize)
     }
 
-    /// Maps `items` in chunks encoded straight from the slice.
-    fn map_slice<A, R>(&self, f: fn(A) -> R, items: &[A], chunksize: usize) -> Result<Vec<R>>
+    /// Maps `items` in chunks: plain items shared with the pool threads, which copy each
+    /// chunk straight into its pipe; others encoded here. The results are decoded
+    /// straight into the output.
+    fn map_vec<A, R>(&self, f: fn(A) -> R, items: Vec<A>, chunksize: usize) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
     {
-        let header = task_header(f)?;
+        let header: Arc<[u8]> = task_header(f, true)?.into();
         let call = CallGuard::new(&self.inner);
-        let chunks = items.chunks(chunksize.max(1));
-        let n = chunks.len();
-        for (i, chunk) in chunks.enumerate() {
-            self.inner
-                .submit(&call.0, i, encode_task(&header, chunk)?)?;
+        let len = items.len();
+        let size = chunksize.max(1);
+        let n = len.div_ceil(size);
+        let range = |i: usize| i * size..((i + 1) * size).min(len);
+        match plain::share(items) {
+            Ok(shared) => {
+                for i in 0..n {
+                    let task = Task::Slice {
+                        header: header.clone(),
+                        items: shared.clone(),
+                        range: range(i),
+                    };
+                    self.inner.submit(&call.0, i, task)?;
+                }
+            }
+            Err(items) => {
+                for i in 0..n {
+                    let msg = encode_task(&header, &items, range(i))?;
+                    self.inner.submit(&call.0, i, Task::Encoded(msg))?;
+                }
+            }
         }
-        let mut out = Vec::with_capacity(items.len());
-        for (i, chunk) in items.chunks(chunksize.max(1)).enumerate().take(n) {
+        let mut out = Vec::with_capacity(len);
+        for i in 0..n {
             let reply = call.0.take(i)?;
-            out.extend(worker::decode_reply::<R>(&reply, chunk.len())?);
+            worker::decode_reply_into(&header, &reply, range(i).len(), &mut out)?;
+            self.inner.spare.give(reply);
         }
         Ok(out)
     }
@@ -456,8 +545,23 @@ impl Pool {
     /// # Errors
     ///
     /// [`Error::Closed`] after `close`/`terminate`; a failed chunk yields one `Err` per
-    /// item (see the [module docs](self)), and `Err(Closed)` once when the pool is
+    /// item (see [Errors](Pool#errors)), and `Err(Closed)` once when the pool is
     /// closed before the input was all submitted (the iterator ends there).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn double(x: i32) -> i32 {
+    ///     2 * x
+    /// }
+    ///
+    /// let pool = shmproc::Pool::new(2)?;
+    /// let mut results = pool.imap(double, [1, 2, 3])?;
+    /// assert_eq!(results.next().unwrap()?, 2); // in item order, each as soon as it is ready
+    /// let rest: Vec<i32> = results.map(|r| r.unwrap()).collect();
+    /// assert_eq!(rest, [4, 6]);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn imap<A, R>(
         &self,
         f: fn(A) -> R,
@@ -563,10 +667,10 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let header = task_header(f)?;
-        let msg = encode_task(&header, std::slice::from_ref(&arg))?;
+        let header = task_header(f, false)?;
+        let msg = encode_task(&header, &vec![arg], 0..1)?;
         let call = Arc::new(Call::default());
-        self.inner.submit(&call, 0, msg)?;
+        self.inner.submit(&call, 0, Task::Encoded(msg))?;
         Ok(AsyncResult::new(call))
     }
 

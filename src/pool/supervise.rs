@@ -1,9 +1,10 @@
 //! Supervision: one thread per worker in the parent starts the worker process, feeds it
-//! chunks one at a time, notices its death (the pipe, and its exit status polled while
+//! chunks (up to two in flight, see [`IN_FLIGHT`]), notices its death (the pipe, and its exit status polled while
 //! a reply is awaited), replaces it, and reaps it at the end.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::channel::{Pipe, Receiver, Sender};
 use crate::error::{Error, RecvError, Result};
@@ -17,6 +18,17 @@ use super::{Chunk, Inner};
 const PIPE_CAPACITY: usize = 1 << 20;
 /// How long to wait for a worker that should be exiting before killing it.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
+/// Chunks a pool thread keeps sent to its worker: the one running and the next, so
+/// that the worker finds its next task waiting when it finishes one.
+const IN_FLIGHT: usize = 2;
+/// Only messages up to this size are sent ahead of a reply: then the task pipe holds
+/// them all, and sending never waits for a worker that may itself be waiting for this
+/// thread to read its reply.
+const AHEAD_MAX: usize = PIPE_CAPACITY / 4;
+/// Chunks are sent ahead only while replies come back faster than this: for quick
+/// tasks the wake-ups are the cost, which sending ahead hides; for slow ones it would
+/// only tie a chunk to a busy worker while another may be about to free up.
+const AHEAD_BELOW: Duration = Duration::from_millis(1);
 /// How often a thread waiting for a reply checks that its worker still runs.
 const LIVENESS_SLICE: Duration = Duration::from_millis(100);
 
@@ -100,27 +112,25 @@ fn alive(inner: &Inner, slot: usize) -> bool {
         .is_some_and(|p| p.exitcode().is_none())
 }
 
-/// Sends one task and waits for its reply; `Err(None)` when the worker is gone.
+/// Waits for the reply to the oldest task sent to `w`; `Err(None)` when the worker is
+/// gone.
 ///
 /// The wait polls the worker's exit status every [`LIVENESS_SLICE`], besides the pipe's
 /// own disconnection: a copy of the reply pipe's end held by some other process (one
 /// forked by code outside the pool at the wrong moment) cannot hide the worker's death.
-fn run_on(
+fn await_reply(
     inner: &Inner,
     slot: usize,
     w: &Worker,
-    msg: &[u8],
 ) -> std::result::Result<Vec<u8>, Option<Error>> {
-    if w.tasks.send_bytes(msg).is_err() {
-        return Err(None);
-    }
     while !w.results.poll(Some(LIVENESS_SLICE)) {
         if !alive(inner, slot) && !w.results.poll(Some(Duration::ZERO)) {
             return Err(None);
         }
     }
-    // Into a fresh buffer: the receiver swaps it in, with no copy of the reply.
-    let mut reply = Vec::new();
+    // Into a spare buffer (the caller hands it back once decoded): the receiver swaps
+    // it in, with no copy of the reply and, reused, no fresh pages.
+    let mut reply = inner.spare.take();
     match w.results.recv_bytes_into(&mut reply) {
         Ok(_) => Ok(reply),
         Err(RecvError::Disconnected) => Err(None),
@@ -129,8 +139,26 @@ fn run_on(
     }
 }
 
-/// One thread per worker: starts the worker, feeds it chunks one at a time, replaces it
-/// when it dies or has run `maxtasksperchild` tasks, and stops it at the end.
+/// Completes every chunk in `sent` with `err()`.
+fn fail_all(sent: &mut VecDeque<InFlight>, err: impl Fn() -> Error) {
+    for mut job in sent.drain(..) {
+        job.finish(Err(err()));
+    }
+}
+
+/// The chunks in `sent`, which their worker never started, back to the pool's queue.
+fn requeue(inner: &Inner, sent: &mut VecDeque<InFlight>) {
+    let chunks: Vec<Chunk> = sent.drain(..).filter_map(|mut j| j.0.take()).collect();
+    inner.requeue(chunks);
+}
+
+/// One thread per worker: starts the worker, feeds it chunks (up to [`IN_FLIGHT`] sent
+/// ahead), replaces it when it dies or has run `maxtasksperchild` tasks, and stops it
+/// at the end.
+///
+/// A worker runs its tasks one at a time, in the order sent: when it dies, the oldest
+/// chunk in flight is the one it was running (reported as lost), and the others, never
+/// started, go back to the queue.
 pub(super) fn worker_thread(inner: &Inner, slot: usize, ready: mpsc::Sender<Result<()>>) {
     let mut current = match start_worker(inner, slot) {
         Ok(w) => {
@@ -143,36 +171,88 @@ pub(super) fn worker_thread(inner: &Inner, slot: usize, ready: mpsc::Sender<Resu
         }
     };
     drop(ready);
-    while let Some(chunk) = inner.next_chunk() {
-        let mut job = InFlight(Some(chunk));
-        if current.is_some() && !alive(inner, slot) {
-            // It died while idle (killed from outside): replace it before handing work.
-            current = None;
-            reap(inner, slot, true);
-        }
-        let w = match current.take() {
-            Some(w) => w,
-            None => match start_worker(inner, slot) {
-                Ok(w) => w,
-                Err(e) => {
-                    job.finish(Err(e));
-                    continue;
-                }
-            },
+    // Where plain chunks are written out before their pipe; reused.
+    let mut stage = Vec::new();
+    // Chunks sent to `current`, oldest first.
+    let mut sent: VecDeque<InFlight> = VecDeque::new();
+    // Whether everything in `sent` is small enough to send another ahead.
+    let mut ahead = true;
+    // Whether the last reply came quickly (see `AHEAD_BELOW`).
+    let mut quick = false;
+    loop {
+        // Hand out work: wait for a chunk when the worker is idle; else send one more
+        // ahead if one is queued, small, and within the worker's quota.
+        let chunk = if sent.is_empty() {
+            inner.next_chunk()
+        } else {
+            let quota = current
+                .as_ref()
+                .is_some_and(|w| inner.maxtasks.is_none_or(|m| w.done + sent.len() < m));
+            if ahead && quick && quota && sent.len() < IN_FLIGHT {
+                inner.try_next_chunk(|c| c.task.len() <= AHEAD_MAX)
+            } else {
+                None
+            }
         };
-        if inner.terminating() {
-            current = Some(w);
-            job.finish(Err(Error::Closed));
+        if let Some(chunk) = chunk {
+            let mut job = InFlight(Some(chunk));
+            if sent.is_empty() {
+                if current.is_some() && !alive(inner, slot) {
+                    // It died while idle (killed from outside): replace it first.
+                    current = None;
+                    reap(inner, slot, true);
+                }
+                if current.is_none() {
+                    match start_worker(inner, slot) {
+                        Ok(w) => current = Some(w),
+                        Err(e) => {
+                            job.finish(Err(e));
+                            continue;
+                        }
+                    }
+                }
+            }
+            if inner.terminating() {
+                job.finish(Err(Error::Closed));
+                fail_all(&mut sent, || Error::Closed);
+                break;
+            }
+            let Some(w) = current.as_ref() else {
+                job.finish(Err(Error::InvalidState("a pool thread lost its worker")));
+                continue;
+            };
+            let msg = match &job.0 {
+                Some(c) => c.task.message(&mut stage),
+                None => &[],
+            };
+            // A failed send means the worker is gone: waiting for the reply says so.
+            let delivered = w.tasks.send_bytes(msg).is_ok();
+            ahead = delivered && msg.len() <= AHEAD_MAX;
+            sent.push_back(job);
+            continue;
+        }
+        if sent.is_empty() {
             break;
         }
-        let msg = job.0.as_ref().map(|c| c.msg.as_slice()).unwrap_or_default();
-        match run_on(inner, slot, &w, msg) {
+        let Some(w) = current.take() else {
+            fail_all(&mut sent, || {
+                Error::InvalidState("a pool thread lost its worker")
+            });
+            continue;
+        };
+        let mut job = sent.pop_front().expect("a chunk is in flight");
+        let waited = Instant::now();
+        let reply = await_reply(inner, slot, &w);
+        quick = waited.elapsed() < AHEAD_BELOW;
+        match reply {
             Ok(reply) => {
                 let init_failed = reply.first() == Some(&worker::INIT_FAILED);
                 job.finish(Ok(reply));
                 let mut w = w;
                 w.done += 1;
                 if init_failed || inner.maxtasks.is_some_and(|m| w.done >= m) {
+                    // The worker exits now: what was sent after never reaches it.
+                    requeue(inner, &mut sent);
                     // Dropping its task pipe tells the worker to exit.
                     drop(w);
                     reap(inner, slot, false);
@@ -198,7 +278,11 @@ pub(super) fn worker_thread(inner: &Inner, slot: usize, ready: mpsc::Sender<Resu
                     }
                 };
                 job.finish(Err(err));
+                requeue(inner, &mut sent);
             }
+        }
+        if sent.is_empty() {
+            ahead = true;
         }
         if current.is_none() && !inner.state().closed {
             // Keep the pool at full strength; on failure, retry with the next chunk.

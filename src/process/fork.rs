@@ -31,7 +31,7 @@ pub(super) fn start(job: &mut Option<Box<dyn Job>>, daemon: bool) -> Result<u32>
     // whenever another thread holds one (a `stdout().lock()` kept while it waits for this
     // start, or for a pool that forks on its own threads). The child copes instead: its
     // own messages go straight to fd 2 and its exit flush never waits for ever
-    // (`flush_stdio`); the `process` module docs say what that leaves to the job.
+    // (`flush_stdio`); the `Process` docs say what that leaves to the job.
     let guard = handoff::ForkGuard::acquire();
     let (ids_r, ids_w) = match sys::pipe() {
         Ok(p) => p,

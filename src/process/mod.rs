@@ -1,189 +1,8 @@
-//! Processes: Python's `multiprocessing.Process` for Rust.
-//!
-//! ```no_run
-//! use shmproc::process::Process;
-//!
-//! fn f(name: String) {
-//!     println!("hello {name}");
-//! }
-//!
-//! fn main() {
-//!     shmproc::process::init(); // first statement: a spawned child runs its target here
-//!     let mut p = Process::new(f, "bob".to_string());
-//!     p.start().unwrap();
-//!     p.join().unwrap();
-//!     assert_eq!(p.exitcode(), Some(0));
-//! }
-//! ```
-//!
-//! # Start methods
-//!
-//! As in Python, spawn = fork + execve:
-//!
-//! * [`StartMethod::Fork`] — the child is a copy of the parent (`fork(2)`). The target
-//!   and its args reach the child by memory, nothing is serialized, and start-up is a
-//!   fraction of a millisecond. **This is the default** of [`Process::new`]: it is the
-//!   fastest, it needs no [`init`] call, it works in any test harness, and
-//!   it is what Python used on Linux for decades. Prefer `Spawn` in a program with many
-//!   threads (see below).
-//! * [`StartMethod::Spawn`] — the child re-executes the current binary
-//!   (`/proc/self/exe`) with the parent's command line and environment, plus one
-//!   variable, `SHMPROC_CHILD`, that names an inherited descriptor holding the job. The
-//!   args are serialized (serde); shared handles (pipe ends, queues, locks) pass their
-//!   file descriptors, which the child inherits. `main` must call
-//!   [`shmproc::init()`](init) **first**: in a spawned child it runs the target and
-//!   exits, in any other process it returns at once (it is the counterpart of Python's
-//!   `if __name__ == '__main__':`). A forgotten `init()` cannot go unnoticed: starting a
-//!   process from a spawned child that has not called `init()` is an error (so it cannot
-//!   multiply processes), and such a child exits with code 1 and says why on its stderr
-//!   whatever its `main` returned, so the parent's [`Process::exitcode`] shows it.
-//!
-//! The target is a plain `fn(A) -> R` (a non-capturing closure coerces); its return value
-//! is dropped, as in Python. A spawned child finds it again without any registry: the
-//! parent sends the offset of the function (and of a trampoline monomorphized for `A` and
-//! `R`, with a fingerprint of those types that the trampoline checks before it calls
-//! anything) from a fixed point in the executable, together with the executable's
-//! identity (device, inode, size, mtime of `/proc/self/exe`); the child refuses a job made
-//! by another executable. The target must live in the executable itself, not in a shared
-//! library loaded separately.
-//!
-//! Only the descriptors the child needs cross `execve`: those of the shared handles in
-//! its args (and the job's own). Every other descriptor of the parent is closed in the
-//! child, whether or not it was opened close-on-exec, as Python's spawn does.
-//!
-//! ## Who can make a spawned child run what (the threat model)
-//!
-//! A spawned child learns what to run from its environment (`SHMPROC_CHILD`) and an
-//! inherited descriptor, and whoever can set a process's environment and descriptors
-//! could write such a job. So [`init`] (in fact a constructor that runs before `main`)
-//! trusts a job for where it came from, not for what it says: the child's parent process
-//! must run this same executable image (its `/proc/<ppid>/exe` has the identity of the
-//! child's own executable, and the job names it too), and must still be the parent after
-//! the check. The parent's `start()` waits (at most 30 s, less if the child dies) until
-//! the child has checked the job and acknowledged it on a pipe passed in the job, so a
-//! legitimate parent is alive during the check even if its program exits right after
-//! `start()`. A job handed over by any other program (a shell, a script exec'ing the
-//! binary with `SHMPROC_CHILD` and a descriptor) is refused: the child exits with code 1
-//! and a message on stderr, and the target never runs.
-//!
-//! * **Whoever can set a process's environment and descriptors can run only the
-//!   program's own code.** In a normal process, a forger needs code already running in
-//!   this executable to have a job accepted, and can then run any spawn target with
-//!   arguments of their choosing: nothing that `LD_PRELOAD` or `ptrace` would not give
-//!   them already.
-//! * **In a secure-execution process** (`getauxval(AT_SECURE)`: a setuid or setgid program
-//!   run by another user, or one with file capabilities) a job is never read: `init()`
-//!   removes `SHMPROC_CHILD` and returns, and `main` runs as usual. Only `main` can run
-//!   there. Spawning from such a process fails at [`Process::start`] (and a spawn `Pool`
-//!   at creation) with [`Error::Spawn`]; the fork start method works.
-//!
-//! The check reads `/proc/<ppid>/exe`, so a parent that made itself non-dumpable
-//! (`PR_SET_DUMPABLE` 0) cannot spawn: its children refuse their jobs, and `start()`
-//! returns [`Error::Spawn`].
-//!
-//! # Spawned children inside `cargo test`
-//!
-//! A spawned child re-runs the test binary, so the binary's `main` must call `init()`.
-//! The default libtest harness has no such hook: put spawn tests in an integration test
-//! with its own `main`:
-//!
-//! ```toml
-//! [[test]]
-//! name = "my_spawn_tests"
-//! harness = false
-//! ```
-//!
-//! ```no_run
-//! // tests/my_spawn_tests.rs
-//! fn work(n: u32) { assert_eq!(n, 7) }
-//!
-//! fn main() {
-//!     shmproc::process::init();
-//!     use shmproc::process::{get_context, StartMethod};
-//!     let mut p = get_context(StartMethod::Spawn).process(work, 7);
-//!     p.start().unwrap();
-//!     p.join().unwrap();
-//!     assert_eq!(p.exitcode(), Some(0));
-//! }
-//! ```
-//!
-//! Fork works under the normal harness, with one caveat: libtest captures `print!` per
-//! test in memory, so a forked child's `println!` goes to the child's copy of that buffer
-//! and is lost. Run with `--nocapture`, or use a `harness = false` test, to see it.
-//!
-//! # What is safe in a forked child
-//!
-//! Only the thread that called `fork` exists in the child (the seed's caution). Every
-//! lock that another thread held at that instant stays locked forever in the child, and
-//! the child blocks if it takes it. So, in a `Fork` child of a multi-threaded program:
-//!
-//! * memory allocation is fine (glibc's `malloc` re-initialises its locks at fork), and
-//!   so is starting threads (a [`Pool`](crate::Pool) inside a pool task works);
-//! * shmproc's own hand-off registry is locked across the fork, so it is consistent;
-//! * std's `stdout` and `stderr` are **not** locked across the fork (see below): if
-//!   another thread of the parent held one of them at that instant (inside a
-//!   `println!`, or a [`std::io::Stdout::lock`] it keeps), a `println!`/`eprintln!` in
-//!   the child blocks for ever. A child that must print in such a program can write to
-//!   fd 1 or 2 directly (`File::from(std::io::stdout().as_fd().try_clone_to_owned()?)`
-//!   takes no lock), or use [`StartMethod::Spawn`];
-//! * any `Mutex` of your own, `std::env` (its lock), loggers, and runtimes whose worker
-//!   threads are gone (tokio, rayon: do not use them in the child; start a new one) are
-//!   not covered either;
-//! * a single-threaded parent, or one whose other threads only wait on channels and
-//!   futexes, is safe.
-//!
-//! When in doubt, use [`StartMethod::Spawn`]: the child starts from a fresh image.
-//!
-//! ## What is held across fork
-//!
-//! [`Process::start`] holds exactly one lock of its own across `fork`: shmproc's
-//! hand-off registry (with the lock under which shared handles are created), so that
-//! no child inherits a half-registered handle. It takes no lock of std's and none of
-//! yours, so it never waits for a lock that the caller or another thread holds: a
-//! thread that keeps `std::io::stdout().lock()` while it starts processes, builds a
-//! [`Pool`](crate::Pool) or waits for one (whose threads fork replacements), or joins a
-//! thread that starts one, does not hang. (std's stdout lock has no `try_lock`; holding
-//! it across fork, as shmproc once did, made exactly those cases wait for ever.) The
-//! price is the bullet above: a child forked while *another* thread held std's lock
-//! cannot print through std. The forking thread's own locks are its own in the child,
-//! as they are re-entrant: a `StdoutLock` of the forking thread still lets the child
-//! print.
-//!
-//! A forked child ends with `_exit` after flushing what its code left in std's stdout
-//! buffer (a `print!` without a newline); the parent's `atexit` handlers and the
-//! destructors of the parent's stack frames never run in it. That flush never blocks for
-//! ever: an `alarm` armed before it ends the child (with its exit code) if stdout's lock
-//! has not come within a second, leaving that unflushed text unwritten (std's own exit
-//! gives up at once, with a `try_lock` it does not offer to others). So a child's SIGALRM
-//! handler and pending alarm are replaced once its code is done. std's stderr has no
-//! buffer. shmproc's own messages in a child (a failed hand-off) are written to fd 2
-//! directly.
-//!
-//! # Exit codes
-//!
-//! [`Process::exitcode`] follows Python: `None` while the child runs, `0` when the target
-//! returned, `1` when it panicked (the default panic hook prints the message on the
-//! child's stderr; with `panic = "abort"` the child dies of SIGABRT instead, `-6`), `n`
-//! after `std::process::exit(n)`, and `-N` when a signal `N` killed it
-//! ([`terminate`](Process::terminate): `-15`; [`kill`](Process::kill): `-9`). The child
-//! restores SIGTERM's default action, so it cannot catch it by accident of inheritance.
-//!
-//! # Daemons, zombies and the end of the parent
-//!
-//! A daemon child ([`Process::daemon`]) dies with its parent, even when the parent is
-//! killed with SIGKILL: right after the fork the child sets `PR_SET_PDEATHSIG(SIGKILL)`
-//! and then checks that its parent is still the process that forked it (it may have died
-//! before the signal was armed). Linux sends the death signal when the **thread** that
-//! forked the child exits, not the whole process: start daemons from a thread that lives
-//! as long as they should (the main thread, typically).
-//!
-//! No zombie is ever left: [`join`](Process::join) reaps the child; dropping a started,
-//! unjoined `Process` kills and reaps a daemon, and lets a non-daemon run on, reaped by a
-//! small thread that waits for that one pid. shmproc waits only for the pids it forked,
-//! never for "any child", so children that the program created by other means are left
-//! to their owners. Unlike Python, a program that returns from `main` does not wait for
-//! non-daemon children it did not join.
+//! Processes: Python's `multiprocessing.Process` for Rust. The user's guide (start
+//! methods, fork safety, exit codes, daemons) is on [`Process`], re-exported at the root.
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod boot;
 mod fork;
 mod job;
@@ -206,11 +25,11 @@ use crate::sys::reloc::EntryPoint;
 
 pub(crate) use job::JobError;
 
-/// How a [`Process`] is started. See the [module docs](self).
+/// How a [`Process`] is started. See [Start methods](Process#start-methods).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StartMethod {
-    /// `fork(2)`: the child is a copy of the parent. Fast; read the module docs about
-    /// threads. The default.
+    /// `fork(2)`: the child is a copy of the parent. Fast; read [what is safe in a forked
+    /// child](Process#what-is-safe-in-a-forked-child) about threads. The default.
     #[default]
     Fork,
     /// `fork(2)` + `execve(2)` of the current binary: a fresh image that runs the target
@@ -302,13 +121,13 @@ enum State {
 /// [`Context::process`] (a chosen start method) or [`Process::fork`] (a capturing
 /// closure); then [`start`](Process::start) it and [`join`](Process::join) it. `start`
 /// hands the args to the child and drops the parent's copy, as Python's `start()` deletes
-/// `_args`. The [module docs](self) cover start methods, fork safety, exit codes and
+/// `_args`. The sections below cover start methods, fork safety, exit codes and
 /// daemons.
 ///
 /// # Examples
 ///
 /// ```
-/// use shmproc::process::Process;
+/// use shmproc::Process;
 ///
 /// fn square_and_exit(x: i32) {
 ///     std::process::exit(x * x);
@@ -324,6 +143,190 @@ enum State {
 /// q.join().unwrap();
 /// assert_eq!(q.exitcode(), Some(1));
 /// ```
+///
+/// ```no_run
+/// use shmproc::Process;
+///
+/// fn f(name: String) {
+///     println!("hello {name}");
+/// }
+///
+/// fn main() {
+///     shmproc::init(); // first statement: a spawned child runs its target here
+///     let mut p = Process::new(f, "bob".to_string());
+///     p.start().unwrap();
+///     p.join().unwrap();
+///     assert_eq!(p.exitcode(), Some(0));
+/// }
+/// ```
+///
+/// # Start methods
+///
+/// As in Python, spawn = fork + execve:
+///
+/// * [`StartMethod::Fork`] — the child is a copy of the parent (`fork(2)`). The target
+///   and its args reach the child by memory, nothing is serialized, and start-up is a
+///   fraction of a millisecond. **This is the default** of [`Process::new`]: it is the
+///   fastest, it needs no [`init`] call, it works in any test harness, and
+///   it is what Python used on Linux for decades. Prefer `Spawn` in a program with many
+///   threads (see below).
+/// * [`StartMethod::Spawn`] — the child re-executes the current binary
+///   (`/proc/self/exe`) with the parent's command line and environment, plus one
+///   variable, `SHMPROC_CHILD`, that names an inherited descriptor holding the job. The
+///   args are serialized (serde); shared handles (pipe ends, queues, locks) pass their
+///   file descriptors, which the child inherits. `main` must call
+///   [`shmproc::init()`](init) **first**: in a spawned child it runs the target and
+///   exits, in any other process it returns at once (it is the counterpart of Python's
+///   `if __name__ == '__main__':`). A forgotten `init()` cannot go unnoticed: starting a
+///   process from a spawned child that has not called `init()` is an error (so it cannot
+///   multiply processes), and such a child exits with code 1 and says why on its stderr
+///   whatever its `main` returned, so the parent's [`Process::exitcode`] shows it.
+///
+/// The target is a plain `fn(A) -> R` (a non-capturing closure coerces); its return value
+/// is dropped, as in Python. A spawned child finds it again without any registry: the
+/// parent sends the offset of the function (and of a trampoline monomorphized for `A` and
+/// `R`, with a fingerprint of those types that the trampoline checks before it calls
+/// anything) from a fixed point in the executable, together with the executable's
+/// identity (device, inode, size, mtime of `/proc/self/exe`); the child refuses a job made
+/// by another executable. The target must live in the executable itself, not in a shared
+/// library loaded separately.
+///
+/// Only the descriptors the child needs cross `execve`: those of the shared handles in
+/// its args (and the job's own). Every other descriptor of the parent is closed in the
+/// child, whether or not it was opened close-on-exec, as Python's spawn does.
+///
+/// ## Who can make a spawned child run what (the threat model)
+///
+/// A spawned child learns what to run from its environment (`SHMPROC_CHILD`) and an
+/// inherited descriptor, and whoever can set a process's environment and descriptors
+/// could write such a job. So [`init`] (in fact a constructor that runs before `main`)
+/// trusts a job for where it came from, not for what it says: the child's parent process
+/// must run this same executable image (its `/proc/<ppid>/exe` has the identity of the
+/// child's own executable, and the job names it too), and must still be the parent after
+/// the check. The parent's `start()` waits (at most 30 s, less if the child dies) until
+/// the child has checked the job and acknowledged it on a pipe passed in the job, so a
+/// legitimate parent is alive during the check even if its program exits right after
+/// `start()`. A job handed over by any other program (a shell, a script exec'ing the
+/// binary with `SHMPROC_CHILD` and a descriptor) is refused: the child exits with code 1
+/// and a message on stderr, and the target never runs.
+///
+/// * **Whoever can set a process's environment and descriptors can run only the
+///   program's own code.** In a normal process, a forger needs code already running in
+///   this executable to have a job accepted, and can then run any spawn target with
+///   arguments of their choosing: nothing that `LD_PRELOAD` or `ptrace` would not give
+///   them already.
+/// * **In a secure-execution process** (`getauxval(AT_SECURE)`: a setuid or setgid program
+///   run by another user, or one with file capabilities) a job is never read: `init()`
+///   removes `SHMPROC_CHILD` and returns, and `main` runs as usual. Only `main` can run
+///   there. Spawning from such a process fails at [`Process::start`] (and a spawn `Pool`
+///   at creation) with [`Error::Spawn`]; the fork start method works.
+///
+/// The check reads `/proc/<ppid>/exe`, so a parent that made itself non-dumpable
+/// (`PR_SET_DUMPABLE` 0) cannot spawn: its children refuse their jobs, and `start()`
+/// returns [`Error::Spawn`].
+///
+/// # Spawned children inside `cargo test`
+///
+/// A spawned child re-runs the test binary, so the binary's `main` must call `init()`.
+/// The default libtest harness has no such hook: put spawn tests in an integration test
+/// with its own `main`:
+///
+/// ```toml
+/// [[test]]
+/// name = "my_spawn_tests"
+/// harness = false
+/// ```
+///
+/// ```no_run
+/// // tests/my_spawn_tests.rs
+/// fn work(n: u32) { assert_eq!(n, 7) }
+///
+/// fn main() {
+///     shmproc::init();
+///     use shmproc::{get_context, StartMethod};
+///     let mut p = get_context(StartMethod::Spawn).process(work, 7);
+///     p.start().unwrap();
+///     p.join().unwrap();
+///     assert_eq!(p.exitcode(), Some(0));
+/// }
+/// ```
+///
+/// Fork works under the normal harness, with one caveat: libtest captures `print!` per
+/// test in memory, so a forked child's `println!` goes to the child's copy of that buffer
+/// and is lost. Run with `--nocapture`, or use a `harness = false` test, to see it.
+///
+/// # What is safe in a forked child
+///
+/// Only the thread that called `fork` exists in the child (the seed's caution). Every
+/// lock that another thread held at that instant stays locked forever in the child, and
+/// the child blocks if it takes it. So, in a `Fork` child of a multi-threaded program:
+///
+/// * memory allocation is fine (glibc's `malloc` re-initialises its locks at fork), and
+///   so is starting threads (a [`Pool`](crate::Pool) inside a pool task works);
+/// * shmproc's own hand-off registry is locked across the fork, so it is consistent;
+/// * std's `stdout` and `stderr` are **not** locked across the fork (see below): if
+///   another thread of the parent held one of them at that instant (inside a
+///   `println!`, or a [`std::io::Stdout::lock`] it keeps), a `println!`/`eprintln!` in
+///   the child blocks for ever. A child that must print in such a program can write to
+///   fd 1 or 2 directly (`File::from(std::io::stdout().as_fd().try_clone_to_owned()?)`
+///   takes no lock), or use [`StartMethod::Spawn`];
+/// * any `Mutex` of your own, `std::env` (its lock), loggers, and runtimes whose worker
+///   threads are gone (tokio, rayon: do not use them in the child; start a new one) are
+///   not covered either;
+/// * a single-threaded parent, or one whose other threads only wait on channels and
+///   futexes, is safe.
+///
+/// When in doubt, use [`StartMethod::Spawn`]: the child starts from a fresh image.
+///
+/// ## What is held across fork
+///
+/// [`Process::start`] holds exactly one lock of its own across `fork`: shmproc's
+/// hand-off registry (with the lock under which shared handles are created), so that
+/// no child inherits a half-registered handle. It takes no lock of std's and none of
+/// yours, so it never waits for a lock that the caller or another thread holds: a
+/// thread that keeps `std::io::stdout().lock()` while it starts processes, builds a
+/// [`Pool`](crate::Pool) or waits for one (whose threads fork replacements), or joins a
+/// thread that starts one, does not hang. (std's stdout lock has no `try_lock`; holding
+/// it across fork, as shmproc once did, made exactly those cases wait for ever.) The
+/// price is the bullet above: a child forked while *another* thread held std's lock
+/// cannot print through std. The forking thread's own locks are its own in the child,
+/// as they are re-entrant: a `StdoutLock` of the forking thread still lets the child
+/// print.
+///
+/// A forked child ends with `_exit` after flushing what its code left in std's stdout
+/// buffer (a `print!` without a newline); the parent's `atexit` handlers and the
+/// destructors of the parent's stack frames never run in it. That flush never blocks for
+/// ever: an `alarm` armed before it ends the child (with its exit code) if stdout's lock
+/// has not come within a second, leaving that unflushed text unwritten (std's own exit
+/// gives up at once, with a `try_lock` it does not offer to others). So a child's SIGALRM
+/// handler and pending alarm are replaced once its code is done. std's stderr has no
+/// buffer. shmproc's own messages in a child (a failed hand-off) are written to fd 2
+/// directly.
+///
+/// # Exit codes
+///
+/// [`Process::exitcode`] follows Python: `None` while the child runs, `0` when the target
+/// returned, `1` when it panicked (the default panic hook prints the message on the
+/// child's stderr; with `panic = "abort"` the child dies of SIGABRT instead, `-6`), `n`
+/// after `std::process::exit(n)`, and `-N` when a signal `N` killed it
+/// ([`terminate`](Process::terminate): `-15`; [`kill`](Process::kill): `-9`). The child
+/// restores SIGTERM's default action, so it cannot catch it by accident of inheritance.
+///
+/// # Daemons, zombies and the end of the parent
+///
+/// A daemon child ([`Process::daemon`]) dies with its parent, even when the parent is
+/// killed with SIGKILL: right after the fork the child sets `PR_SET_PDEATHSIG(SIGKILL)`
+/// and then checks that its parent is still the process that forked it (it may have died
+/// before the signal was armed). Linux sends the death signal when the **thread** that
+/// forked the child exits, not the whole process: start daemons from a thread that lives
+/// as long as they should (the main thread, typically).
+///
+/// No zombie is ever left: [`join`](Process::join) reaps the child; dropping a started,
+/// unjoined `Process` kills and reaps a daemon, and lets a non-daemon run on, reaped by a
+/// small thread that waits for that one pid. shmproc waits only for the pids it forked,
+/// never for "any child", so children that the program created by other means are left
+/// to their owners. Unlike Python, a program that returns from `main` does not wait for
+/// non-daemon children it did not join.
 pub struct Process {
     job: Option<Box<dyn Job>>,
     method: StartMethod,
@@ -347,7 +350,7 @@ impl fmt::Debug for Process {
 impl Process {
     /// A process (not started yet) that will run `target(args)` with the default start
     /// method, [`StartMethod::Fork`] (fast, no `init()` needed; see the
-    /// [module docs](self) for when to choose `Spawn` with [`get_context`]).
+    /// [start methods](Process#start-methods) for when to choose `Spawn` with [`get_context`]).
     pub fn new<A, R>(target: fn(A) -> R, args: A) -> Process
     where
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -408,6 +411,23 @@ impl Process {
     /// spawned child exited or hung before it accepted its job (the target never ran;
     /// the child was reaped); [`Error::Io`] when `fork`, `execve` or a pipe fails. After
     /// an error the process can be started again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmproc::Process;
+    ///
+    /// fn work(n: u32) {
+    ///     assert_eq!(n, 7);
+    /// }
+    ///
+    /// let mut p = Process::new(work, 7);
+    /// p.start()?;
+    /// assert!(p.start().is_err()); // once only
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn start(&mut self) -> Result<()> {
         if !matches!(*self.state(), State::New) {
             return Err(Error::InvalidState("a process can be started only once"));
@@ -435,6 +455,19 @@ impl Process {
     ///
     /// [`Error::InvalidState`] before `start`; [`Error::Io`] when `waitpid` fails (for
     /// example another part of the program reaped the child with `waitpid(-1)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmproc::Process;
+    ///
+    /// let mut p = Process::fork(|| std::process::exit(3));
+    /// p.start()?;
+    /// p.join()?; // Ok whatever the child did: its outcome is in exitcode()
+    /// assert_eq!(p.exitcode(), Some(3));
+    /// assert!(!p.is_alive());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn join(&mut self) -> Result<()> {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         match *state {
@@ -491,6 +524,28 @@ impl Process {
     /// The child's exit code, Python's convention: `None` before start and while it
     /// runs, `0` when the target returned, `1` when it panicked, `n` after
     /// `std::process::exit(n)`, `-N` when signal `N` killed it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use shmproc::Process;
+    ///
+    /// let mut p = Process::fork(|| std::thread::sleep(Duration::from_secs(60)));
+    /// assert_eq!(p.exitcode(), None); // not started
+    /// p.start()?;
+    /// assert_eq!(p.exitcode(), None); // running
+    /// p.kill()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(-9)); // killed by SIGKILL
+    ///
+    /// let mut q = Process::fork(|| panic!("boom"));
+    /// q.start()?;
+    /// q.join()?;
+    /// assert_eq!(q.exitcode(), Some(1)); // panicked
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         let mut state = self.state();
         match *state {
@@ -640,7 +695,7 @@ pub(crate) fn exit_child(code: i32) -> ! {
 /// The job was already read and checked before `main`: a job that was not handed over by
 /// a parent process of this same executable ends the process with exit code 1 there. In
 /// a secure-execution process (setuid, setgid, file capabilities) the job is ignored and
-/// `init()` returns. See the [module docs](self#who-can-make-a-spawned-child-run-what-the-threat-model).
+/// `init()` returns. See [the threat model](Process#who-can-make-a-spawned-child-run-what-the-threat-model).
 pub fn init() {
     spawn::run_if_child();
 }

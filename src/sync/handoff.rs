@@ -114,12 +114,26 @@ pub(crate) fn record_drops<T>(payload: T) -> Vec<u64> {
 /// that never received it).
 static CREATION: RwLock<()> = RwLock::new(());
 
-/// Held while an object creates and registers its liveness descriptors.
-pub(crate) struct Creating(#[allow(dead_code)] RwLockReadGuard<'static, ()>);
+/// Held while an object creates and registers its liveness descriptors. Re-entrant: a
+/// thread that holds one already takes no second read lock (which would deadlock
+/// behind a waiting `fork`).
+pub(crate) struct Creating(#[allow(dead_code)] Option<RwLockReadGuard<'static, ()>>);
+
+thread_local! {
+    /// How many [`Creating`] guards this thread holds.
+    static CREATING_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// Call before creating descriptors that will be registered; keep it until they are.
 pub(crate) fn creating() -> Creating {
-    Creating(CREATION.read().unwrap_or_else(|e| e.into_inner()))
+    let depth = CREATING_DEPTH.with(|d| d.replace(d.get() + 1));
+    Creating((depth == 0).then(|| CREATION.read().unwrap_or_else(|e| e.into_inner())))
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        CREATING_DEPTH.with(|d| d.set(d.get() - 1));
+    }
 }
 
 /// Holds the registry locked across `fork`, so the child never finds it locked by a

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::atomic::Ordering;
 use super::cond::{self, Tickets};
+use super::deadline::Deadline;
 use super::raw::{me, Fail, Got, RawLock};
 use super::shared::{sync_handle_serde, Obj, What, Wire};
 use crate::error::{LockError, Result};
@@ -16,26 +17,19 @@ use crate::error::{LockError, Result};
 /// took it (the owner's tid is in the lock word).
 type NotSend = PhantomData<std::sync::MutexGuard<'static, ()>>;
 
-pub(crate) use crate::sys::deadline_after;
-
-/// How long a lock operation may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Mode {
-    Try,
-    Until(Option<Instant>),
-}
-
-/// Acquires `raw` and builds the caller's guard with `make`.
+/// Acquires `raw`, waiting as `wait` says, and builds the caller's guard with `make`:
+/// the one blocking core of `Lock`, `RLock`, `Condition`, `Value` and `Array`, whose
+/// `lock`, `try_lock` and `lock_timeout` are thin wrappers.
 #[inline]
 pub(crate) fn acquire<G>(
     raw: &RawLock,
-    mode: Mode,
+    wait: Deadline,
     make: impl FnOnce(Got) -> G,
 ) -> std::result::Result<G, LockError<G>> {
     let me = me();
-    let res = match mode {
-        Mode::Try => raw.try_lock(me),
-        Mode::Until(d) => raw.lock(me, d),
+    let res = match wait {
+        Deadline::Now => raw.try_lock(me),
+        Deadline::Until(d) => raw.lock(me, d),
     };
     match res {
         Ok(Got::Normal) => Ok(make(Got::Normal)),
@@ -43,6 +37,12 @@ pub(crate) fn acquire<G>(
         Err(Fail::WouldBlock) => Err(LockError::WouldBlock),
         Err(Fail::Timeout) => Err(LockError::Timeout),
     }
+}
+
+/// Takes the lock of `obj` (a `Lock`'s, or a `Condition`'s) under `wait`: the one body
+/// of their `lock`, `try_lock` and `lock_timeout`.
+fn take(obj: &Obj, wait: Deadline) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    acquire(&obj.block().lock, wait, |_| LockGuard::new(obj))
 }
 
 // ------------------------------------------------------------------------------ Lock
@@ -134,10 +134,31 @@ impl Lock {
     ///
     /// [`LockError::OwnerDied`] (with the guard: you hold the lock) when the previous
     /// holder died holding it.
+    ///
+    /// # Examples
+    ///
+    /// A child dies holding the lock; the next `lock()` gets it with `OwnerDied`:
+    ///
+    /// ```
+    /// use shmproc::{Lock, LockError, Process};
+    ///
+    /// let lock = Lock::new()?;
+    /// let theirs = lock.clone();
+    /// let mut child = Process::fork(move || {
+    ///     std::mem::forget(theirs.lock().unwrap()); // exits holding it
+    /// });
+    /// child.start()?;
+    /// child.join()?;
+    /// match lock.lock() {
+    ///     // We hold the lock now: repair what the dead holder may have left half-done.
+    ///     Err(LockError::OwnerDied(guard)) => drop(guard),
+    ///     other => panic!("expected OwnerDied, got {other:?}"),
+    /// }
+    /// assert!(lock.lock().is_ok()); // and it works normally after
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Until(None), |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        take(self.lock_obj(), Deadline::FOREVER)
     }
 
     /// Takes the lock if nobody (alive) holds it.
@@ -146,7 +167,7 @@ impl Lock {
     ///
     /// [`LockError::WouldBlock`] while it is held; [`LockError::OwnerDied`] as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Try, |_| LockGuard::new(self.lock_obj()))
+        take(self.lock_obj(), Deadline::Now)
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -158,9 +179,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Until(deadline_after(timeout)), |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        take(self.lock_obj(), Deadline::after(timeout))
     }
 
     /// Whether somebody holds the lock right now (a snapshot, like Python's `locked()`).
@@ -245,7 +264,7 @@ impl RLock {
 
     fn acquire(
         &self,
-        mode: Mode,
+        wait: Deadline,
     ) -> std::result::Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
         let b = self.obj.block();
         let guard = || RLockGuard {
@@ -258,7 +277,7 @@ impl RLock {
                 .store(depth.saturating_add(1).max(2), Ordering::Relaxed);
             return Ok(guard());
         }
-        acquire(&b.lock, mode, |_| {
+        acquire(&b.lock, wait, |_| {
             b.count.store(1, Ordering::Relaxed);
             guard()
         })
@@ -270,7 +289,7 @@ impl RLock {
     ///
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it.
     pub fn lock(&self) -> std::result::Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.acquire(Mode::Until(None))
+        self.acquire(Deadline::FOREVER)
     }
 
     /// Takes the lock if it is free or held by this thread.
@@ -279,7 +298,7 @@ impl RLock {
     ///
     /// [`LockError::WouldBlock`] while another thread holds it; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.acquire(Mode::Try)
+        self.acquire(Deadline::Now)
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -291,7 +310,7 @@ impl RLock {
         &self,
         timeout: Duration,
     ) -> std::result::Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.acquire(Mode::Until(deadline_after(timeout)))
+        self.acquire(Deadline::after(timeout))
     }
 }
 
@@ -359,8 +378,8 @@ sync_handle_serde!(RLock, What::RLock, |_| true);
 pub struct Condition {
     /// The waiter queue (data area, see [`cond`]) and the overflow words (control block).
     obj: Arc<Obj>,
-    /// Whose lock it uses: `obj` itself, or a [`Lock`]'s object (`with_lock`).
-    lock: Arc<Obj>,
+    /// Whose lock it uses: `obj`'s own, or a [`Lock`]'s (`with_lock`).
+    lock: Lock,
 }
 
 impl Condition {
@@ -372,7 +391,7 @@ impl Condition {
     pub fn new() -> Result<Condition> {
         let obj = Condition::create(cond::SLOTS)?;
         Ok(Condition {
-            lock: obj.clone(),
+            lock: Lock { obj: obj.clone() },
             obj,
         })
     }
@@ -387,7 +406,7 @@ impl Condition {
     pub fn with_lock(lock: &Lock) -> Result<Condition> {
         Ok(Condition {
             obj: Condition::create(cond::SLOTS)?,
-            lock: lock.obj.clone(),
+            lock: lock.clone(),
         })
     }
 
@@ -406,7 +425,7 @@ impl Condition {
     pub(crate) fn with_slots(slots: u32) -> Result<Condition> {
         let obj = Condition::create(slots)?;
         Ok(Condition {
-            lock: obj.clone(),
+            lock: Lock { obj: obj.clone() },
             obj,
         })
     }
@@ -427,45 +446,41 @@ impl Condition {
     }
 
     fn raw(&self) -> &RawLock {
-        &self.lock.block().lock
+        self.lock.raw()
     }
 
     fn lock_obj(&self) -> &Obj {
-        &self.lock
+        self.lock.lock_obj()
     }
 
-    /// Takes the condition's lock.
+    /// Takes the condition's lock: [`Lock::lock`].
     ///
     /// # Errors
     ///
-    /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it.
+    /// As [`Lock::lock`].
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Until(None), |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        self.lock.lock()
     }
 
-    /// Takes the condition's lock if it is free.
+    /// Takes the condition's lock if it is free: [`Lock::try_lock`].
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
+    /// As [`Lock::try_lock`].
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Try, |_| LockGuard::new(self.lock_obj()))
+        self.lock.try_lock()
     }
 
-    /// Takes the condition's lock, waiting at most `timeout`.
+    /// Takes the condition's lock, waiting at most `timeout`: [`Lock::lock_timeout`].
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`] when the time passed; `OwnerDied` as for `lock`.
+    /// As [`Lock::lock_timeout`].
     pub fn lock_timeout(
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(self.raw(), Mode::Until(deadline_after(timeout)), |_| {
-            LockGuard::new(self.lock_obj())
-        })
+        self.lock.lock_timeout(timeout)
     }
 
     /// Releases the lock, sleeps until notified, and retakes the lock.
@@ -499,7 +514,7 @@ impl Condition {
         guard: LockGuard<'a>,
         timeout: Duration,
     ) -> std::result::Result<(LockGuard<'a>, bool), LockError<LockGuard<'a>>> {
-        self.wait_deadline(guard, deadline_after(timeout))
+        self.wait_deadline(guard, Deadline::after(timeout).instant())
     }
 
     /// Waits until `predicate()` holds (checked with the lock held, first before any
@@ -519,7 +534,7 @@ impl Condition {
         mut predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> std::result::Result<(LockGuard<'a>, bool), LockError<LockGuard<'a>>> {
-        let deadline = timeout.and_then(deadline_after);
+        let deadline = Deadline::within(timeout).instant();
         loop {
             if predicate() {
                 return Ok((guard, true));
@@ -537,7 +552,7 @@ impl Condition {
         deadline: Option<Instant>,
     ) -> std::result::Result<(LockGuard<'a>, bool), LockError<LockGuard<'a>>> {
         assert!(
-            guard.obj.same_object(&self.lock),
+            guard.obj.same_object(self.lock_obj()),
             "Condition::wait with a guard of another lock"
         );
         // Retake the very lock (mapping) the caller's guard came from.
@@ -572,16 +587,11 @@ impl Condition {
             }
         };
         // Retaking the lock without a deadline ends in Ok or OwnerDied: we hold it.
-        let res = acquire(&lock_obj.block().lock, Mode::Until(None), |_| {
-            LockGuard::new(lock_obj)
-        });
+        let res = take(lock_obj, Deadline::FOREVER);
         if !notified {
             q.trim();
         }
-        match res {
-            Ok(g) => Ok((g, notified)),
-            Err(e) => Err(e),
-        }
+        res.map(|g| (g, notified))
     }
 
     /// A wait while the queue is full (more than [`cond::SLOTS`] waiters at once): the
@@ -619,12 +629,7 @@ impl Condition {
             }
         };
         b.sleepers.fetch_sub(1, Ordering::SeqCst);
-        match acquire(&lock_obj.block().lock, Mode::Until(None), |_| {
-            LockGuard::new(lock_obj)
-        }) {
-            Ok(g) => Ok((g, notified)),
-            Err(e) => Err(e),
-        }
+        take(lock_obj, Deadline::FOREVER).map(|g| (g, notified))
     }
 
     /// Wakes the longest-waiting waiter, if any. Call with the lock held (a thread that
@@ -683,11 +688,12 @@ impl serde::Serialize for Condition {
             .obj
             .to_wire()
             .map_err(|e| S::Error::custom(e.to_string()))?;
-        let lock = if Arc::ptr_eq(&self.obj, &self.lock) {
+        let lock = if Arc::ptr_eq(&self.obj, &self.lock.obj) {
             None
         } else {
             Some(
                 self.lock
+                    .obj
                     .to_wire()
                     .map_err(|e| S::Error::custom(e.to_string()))?,
             )
@@ -706,14 +712,17 @@ impl<'de> serde::Deserialize<'de> for Condition {
             None => obj.clone(),
             Some(w) => Obj::open(w, What::Lock, |_| true).map_err(err)?,
         };
-        Ok(Condition { obj, lock })
+        Ok(Condition {
+            obj,
+            lock: Lock { obj: lock },
+        })
     }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use crate::sync::atomic::AtomicU32;
 
     /// Starts one waiting thread per timeout; returns once all of them are queued.
     fn waiters(c: &Arc<Condition>, timeouts: &[Duration]) -> Vec<std::thread::JoinHandle<bool>> {

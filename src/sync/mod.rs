@@ -9,15 +9,21 @@
 
 pub(crate) mod atomic;
 mod cond;
+mod deadline;
 pub(crate) mod handoff;
 mod lock;
+#[cfg(feature = "tokio")]
+pub(crate) mod notify_fd;
+pub(crate) mod owner;
 pub(crate) mod poke;
+pub(crate) mod presence;
 pub(crate) mod raw;
 mod sem;
 pub(crate) mod shared;
 mod value;
 pub(crate) mod waiter;
 
+pub(crate) use deadline::Deadline;
 pub use lock::{Condition, Lock, LockGuard, RLock, RLockGuard};
 pub use sem::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, ArrayGuard, ArrayInit, Value, ValueGuard};

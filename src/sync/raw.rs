@@ -1,5 +1,6 @@
 //! The robust process-shared lock under [`Lock`](super::Lock), [`RLock`](super::RLock),
-//! [`Condition`](super::Condition), [`Value`](super::Value) and [`Array`](super::Array).
+//! [`Condition`](super::Condition), [`Value`](super::Value) and [`Array`](super::Array),
+//! and around each message of a pipe whose writer bias was revoked (`ring::spsc`).
 //!
 //! # Protocol
 //!
@@ -19,25 +20,31 @@
 //!
 //! # Owner death
 //!
-//! Because the owner's tid is *in* the word, a waiter always knows whom it waits for.
-//! Before each park, it asks the kernel whether that task still exists (`kill(tid, 0)`);
-//! once per park slice (at most [`SLICE`]; `try_lock` at once) it also reads
-//! `/proc/<tid>/stat`: a zombie (killed, not yet reaped) holds nothing, and a start time
-//! other than the one the owner recorded next to the word (`owner_tag`) means the tid
-//! was reused. A dead owner is replaced with one CAS `w → me | WAITERS`, which only one
-//! waiter can win; the winner gets `LockError::OwnerDied(guard)` and the lock works as
-//! before. This also covers a thread that exits while holding the lock, in any process.
-//! A word that cannot be a valid state (a tid over the kernel's limit, the reserved bit
-//! 30) is treated the same way: the lock is recovered, never trusted, never a panic.
+//! Because the owner's tid is *in* the word, a waiter always knows whom it waits for,
+//! and the owner's tag ([`Owner::tag`]) is recorded next to the word right after each
+//! acquisition. Whether that owner still runs is [`super::owner`]'s rule: before each
+//! park a waiter asks the cheap question ([`Owner::exists`]); once per park slice (at
+//! most [`SLICE`]), and at its last look (`try_lock`, or a deadline that has passed), the
+//! full one ([`Owner::is_alive`]: not a zombie, not a reused tid). A dead owner is
+//! replaced with one CAS `w → me | WAITERS`, which only one waiter can win; the winner
+//! gets `LockError::OwnerDied(guard)` and the lock works as before. This also covers a
+//! thread that exits while holding the lock, in any process. A word that cannot be a
+//! valid state (a tid over the kernel's limit, the reserved bit 30) is treated the same
+//! way: the lock is recovered, never trusted, never a panic.
 //!
-//! Limits: ids are meaningful only when every process shares one pid namespace; a tid
-//! reused after its owner died *before* recording its tag (a window of two instructions)
-//! is taken for alive.
+//! A waiter may also be given an `abort` check (the pipe's writers: "is the reader
+//! gone?"), asked before each park; [`RawLock::wake_waiters`] makes parked waiters ask it
+//! again at once.
+//!
+//! Limits: those of [`super::owner`]; and a tid reused after its owner died *before*
+//! recording its tag (a window of two instructions) is taken for alive.
 
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use super::owner::me;
+use super::owner::Owner;
+use super::waiter::Wait;
 
 /// Set while somebody may be parked on the word.
 pub(crate) const WAITERS: u32 = 1 << 31;
@@ -52,64 +59,6 @@ const MAX_TID: u32 = 1 << 22;
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
 const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
-
-/// Who is locking: a thread's tid and the low 32 bits of its start time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Me {
-    pub(crate) tid: u32,
-    pub(crate) start: u32,
-}
-
-impl Me {
-    fn tag(self) -> u64 {
-        (u64::from(self.tid) << 32) | u64::from(self.start)
-    }
-}
-
-#[cfg(not(loom))]
-thread_local! {
-    static ME: Cell<(u64, Me)> = const { Cell::new((u64::MAX, Me { tid: 0, start: 0 })) };
-}
-
-/// The calling thread's identity, cached per thread and recomputed after a fork.
-#[cfg(not(loom))]
-#[inline]
-pub(crate) fn me() -> Me {
-    let gen = crate::sys::fork_generation();
-    ME.with(|c| {
-        let (g, me) = c.get();
-        if g == gen {
-            me
-        } else {
-            let tid = crate::sys::gettid();
-            let start = crate::sys::task_state(tid).map_or(0, |(_, t)| t) as u32;
-            let me = Me { tid, start };
-            c.set((gen, me));
-            me
-        }
-    })
-}
-
-#[cfg(loom)]
-thread_local! {
-    static ME: Cell<(u64, Me)> = const { Cell::new((u64::MAX, Me { tid: 0, start: 0 })) };
-}
-
-/// Under loom: a distinct small id per loom thread.
-#[cfg(loom)]
-pub(crate) fn me() -> Me {
-    let id = loom::thread::current().id();
-    let n: u32 = format!("{id:?}")
-        .chars()
-        .filter(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap_or(0);
-    Me {
-        tid: n + 1,
-        start: 7,
-    }
-}
 
 /// What a successful acquisition found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,20 +78,43 @@ pub(crate) enum Fail {
     Timeout,
 }
 
+/// Why a waiting acquisition stopped, inside [`RawLock`].
+enum Stop {
+    WouldBlock,
+    Timeout,
+    Aborted,
+}
+
+impl From<Stop> for Fail {
+    fn from(s: Stop) -> Fail {
+        match s {
+            Stop::WouldBlock => Fail::WouldBlock,
+            // `lock` and `try_lock` pass an `abort` that never says to stop.
+            Stop::Timeout | Stop::Aborted => Fail::Timeout,
+        }
+    }
+}
+
 /// The lock's words in shared memory. All-zero is a free lock.
 #[repr(C)]
 pub(crate) struct RawLock {
     word: AtomicU32,
     _pad: u32,
-    /// The owner's `Me::tag()`, written right after acquiring: a hint for pid-reuse checks.
+    /// The owner's [`Owner::tag`], written right after acquiring: its start time, for the
+    /// pid-reuse check.
     owner_tag: AtomicU64,
     #[cfg(loom)]
     futex: LoomFutex,
 }
 
+impl Default for RawLock {
+    fn default() -> RawLock {
+        RawLock::new()
+    }
+}
+
 impl RawLock {
     /// A free lock on the heap (loom models and unit tests).
-    #[allow(dead_code)]
     pub(crate) fn new() -> RawLock {
         RawLock {
             word: AtomicU32::new(0),
@@ -155,28 +127,49 @@ impl RawLock {
 
     /// Takes the lock without waiting. `Err(WouldBlock)` when a live owner holds it.
     #[inline]
-    pub(crate) fn try_lock(&self, me: Me) -> Result<Got, Fail> {
+    pub(crate) fn try_lock(&self, me: Owner) -> Result<Got, Fail> {
         if self.fast(me) {
             return Ok(Got::Normal);
         }
-        self.lock_slow(me, Some(None))
+        self.lock_slow(me, Some(None), || false).map_err(Fail::from)
     }
 
     /// Takes the lock, waiting until `deadline` (forever when `None`).
     #[inline]
-    pub(crate) fn lock(&self, me: Me, deadline: Option<Instant>) -> Result<Got, Fail> {
+    pub(crate) fn lock(&self, me: Owner, deadline: Option<Instant>) -> Result<Got, Fail> {
         if self.fast(me) {
             return Ok(Got::Normal);
         }
-        self.lock_slow(me, deadline.map(Some))
+        self.lock_slow(me, deadline.map(Some), || false)
+            .map_err(Fail::from)
+    }
+
+    /// Takes the lock, waiting until `deadline` (forever when `None`) unless `abort()`
+    /// says to stop (asked before each park): `Err(Wait::TimedOut)` or
+    /// `Err(Wait::Aborted)`.
+    #[inline]
+    pub(crate) fn lock_or_abort(
+        &self,
+        me: Owner,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<Got, Wait> {
+        if self.fast(me) {
+            return Ok(Got::Normal);
+        }
+        self.lock_slow(me, deadline.map(Some), abort)
+            .map_err(|s| match s {
+                Stop::Aborted => Wait::Aborted,
+                Stop::WouldBlock | Stop::Timeout => Wait::TimedOut,
+            })
     }
 
     #[inline(always)]
-    fn fast(&self, me: Me) -> bool {
+    fn fast(&self, me: Owner) -> bool {
         // Acquire pairs with the Release swap in `unlock`: we see the previous holder's writes.
         if self
             .word
-            .compare_exchange(0, me.tid, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, me.tid(), Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
             self.owner_tag.store(me.tag(), Ordering::Relaxed);
@@ -189,13 +182,18 @@ impl RawLock {
     /// `mode`: `Some(None)` = try once (no waiting); `Some(Some(d))` = until `d`;
     /// `None` = forever. (Encoded so `lock` and `try_lock` share one path.)
     #[cold]
-    fn lock_slow(&self, me: Me, mode: Option<Option<Instant>>) -> Result<Got, Fail> {
+    fn lock_slow(
+        &self,
+        me: Owner,
+        mode: Option<Option<Instant>>,
+        mut abort: impl FnMut() -> bool,
+    ) -> Result<Got, Stop> {
         let try_only = matches!(mode, Some(None));
         let deadline = match mode {
             Some(Some(d)) => Some(d),
             _ => None,
         };
-        let my = me.tid & TID_MASK;
+        let my = me.tid() & TID_MASK;
         // Brief spinning: a short critical section in another process ends soon.
         if !try_only {
             for _ in 0..SPINS {
@@ -206,10 +204,11 @@ impl RawLock {
             }
         }
         let mut waited = false;
-        // `try_lock` reads /proc at once (it has no later chance to notice a zombie or a
-        // reused tid); a waiting locker first relies on the cheap check, and reads /proc
-        // once per slice of waiting, so a contended hand-off never touches /proc.
-        let mut full_check_at: Option<Instant> = if try_only { None } else { Some(Instant::now()) };
+        // A waiting locker first relies on the cheap check, and reads /proc once per
+        // slice of waiting, so a contended hand-off never touches /proc; its last look
+        // (`try_lock`, or a deadline that has passed) reads /proc at once, having no
+        // later chance to notice a zombie or a reused tid.
+        let mut full_check_at = Instant::now();
         loop {
             let w = self.word.load(Ordering::Relaxed);
             if w == 0 {
@@ -224,14 +223,10 @@ impl RawLock {
                 }
                 continue;
             }
-            // Is the owner gone (or the word garbage)? A full check (start time, for a
-            // reused tid) at most once per slice; a cheap existence check otherwise.
-            let full = match full_check_at {
-                None => true,
-                Some(t) => t.elapsed() >= SLICE,
-            };
+            let last = try_only || deadline.is_some_and(|d| Instant::now() >= d);
+            let full = last || full_check_at.elapsed() >= SLICE;
             if full {
-                full_check_at = Some(Instant::now());
+                full_check_at = Instant::now();
             }
             if self.owner_gone(w, full) {
                 // Keep WAITERS: others may be parked behind the dead owner.
@@ -246,10 +241,13 @@ impl RawLock {
                 continue;
             }
             if try_only {
-                return Err(Fail::WouldBlock);
+                return Err(Stop::WouldBlock);
+            }
+            if abort() {
+                return Err(Stop::Aborted);
             }
             let Some(slice) = super::waiter::slice_until(deadline, SLICE) else {
-                return Err(Fail::Timeout);
+                return Err(Stop::Timeout);
             };
             if w & WAITERS == 0
                 && self
@@ -264,38 +262,18 @@ impl RawLock {
         }
     }
 
-    /// Whether the owner recorded in `w` is certainly gone (or `w` is not a valid state).
+    /// Whether the owner recorded in `w` is certainly gone (or `w` is not a valid state):
+    /// the cheap check, or with `full` the whole rule of [`super::owner`].
     fn owner_gone(&self, w: u32, full: bool) -> bool {
         let tid = w & TID_MASK;
         if w & RESERVED != 0 || tid == 0 || tid > MAX_TID {
             return true; // corrupt: recover rather than trust it
         }
-        #[cfg(loom)]
-        {
-            let _ = full;
-            false
-        }
-        #[cfg(not(loom))]
-        {
-            if !crate::sys::pid_alive(tid) {
-                return true;
-            }
-            if full {
-                let Some((state, start)) = crate::sys::task_state(tid) else {
-                    return true; // vanished between the two checks
-                };
-                // A killed process stays a zombie until reaped: it holds nothing.
-                if crate::sys::exited(state) {
-                    return true;
-                }
-                let tag = self.owner_tag.load(Ordering::Relaxed);
-                // Only a tag written for this very tid says anything about its start
-                // time; a different start time means the tid was reused.
-                if (tag >> 32) as u32 == tid {
-                    return start as u32 != tag as u32;
-                }
-            }
-            false
+        let owner = Owner::recorded(tid, self.owner_tag.load(Ordering::Relaxed));
+        if full {
+            !owner.is_alive()
+        } else {
+            !owner.exists()
         }
     }
 
@@ -309,11 +287,19 @@ impl RawLock {
         }
     }
 
+    /// Wakes every parked locker, so that each asks its `abort` again (a waiter that was
+    /// about to park when this ran sleeps out its slice, at most [`SLICE`]).
+    pub(crate) fn wake_waiters(&self) {
+        if self.word.load(Ordering::Relaxed) & WAITERS != 0 {
+            self.futex_wake(u32::MAX);
+        }
+    }
+
     /// Whether the calling thread (`me`) holds the lock.
     #[inline]
-    pub(crate) fn held_by(&self, me: Me) -> bool {
+    pub(crate) fn held_by(&self, me: Owner) -> bool {
         // The tag too: a dead holder's tid may have been reused by this very thread.
-        self.word.load(Ordering::Relaxed) & TID_MASK == me.tid & TID_MASK
+        self.word.load(Ordering::Relaxed) & TID_MASK == me.tid() & TID_MASK
             && self.owner_tag.load(Ordering::Relaxed) == me.tag()
     }
 
@@ -384,151 +370,7 @@ impl LoomFutex {
 }
 
 #[cfg(all(test, loom))]
-mod loom_tests {
-    use super::*;
-    use loom::sync::atomic::AtomicUsize;
-    use loom::sync::Arc;
-
-    /// Two threads lock, check exclusion, unlock, twice each: mutual exclusion holds and
-    /// nobody sleeps through an unlock (a lost wake-up deadlocks the model).
-    #[test]
-    fn loom_lock_excludes_and_never_loses_a_wakeup() {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b.check(|| {
-            let l = Arc::new((RawLock::new(), AtomicUsize::new(0)));
-            let mut ts = Vec::new();
-            for _ in 0..2 {
-                let l = l.clone();
-                ts.push(loom::thread::spawn(move || {
-                    for _ in 0..2 {
-                        let me = me();
-                        assert_eq!(l.0.lock(me, None), Ok(Got::Normal));
-                        assert_eq!(l.1.fetch_add(1, Ordering::Relaxed), 0);
-                        l.1.fetch_sub(1, Ordering::Relaxed);
-                        l.0.unlock();
-                    }
-                }));
-            }
-            let me = me();
-            assert_eq!(l.0.lock(me, None), Ok(Got::Normal));
-            assert_eq!(l.1.fetch_add(1, Ordering::Relaxed), 0);
-            l.1.fetch_sub(1, Ordering::Relaxed);
-            l.0.unlock();
-            for t in ts {
-                t.join().unwrap();
-            }
-            assert!(!l.0.is_locked());
-        });
-    }
-
-    /// try_lock never succeeds while another thread holds the lock.
-    #[test]
-    fn loom_try_lock_respects_the_holder() {
-        loom::model(|| {
-            let l = Arc::new((RawLock::new(), AtomicUsize::new(0)));
-            let l2 = l.clone();
-            let t = loom::thread::spawn(move || {
-                let me = me();
-                if l2.0.try_lock(me) == Ok(Got::Normal) {
-                    assert_eq!(l2.1.fetch_add(1, Ordering::Relaxed), 0);
-                    l2.1.fetch_sub(1, Ordering::Relaxed);
-                    l2.0.unlock();
-                }
-            });
-            let me = me();
-            assert_eq!(l.0.lock(me, None), Ok(Got::Normal));
-            assert_eq!(l.1.fetch_add(1, Ordering::Relaxed), 0);
-            l.1.fetch_sub(1, Ordering::Relaxed);
-            l.0.unlock();
-            t.join().unwrap();
-        });
-    }
-}
+mod loom_tests;
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_thread_that_exits_holding_the_lock_is_a_dead_owner() {
-        let l = std::sync::Arc::new(RawLock::new());
-        let l2 = l.clone();
-        std::thread::spawn(move || assert_eq!(l2.lock(me(), None), Ok(Got::Normal)))
-            .join()
-            .unwrap();
-        assert!(l.is_locked());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        assert_eq!(l.lock(me(), Some(deadline)), Ok(Got::OwnerDied));
-        assert!(l.held_by(me()));
-        l.unlock();
-        assert_eq!(l.try_lock(me()), Ok(Got::Normal));
-        l.unlock();
-    }
-
-    #[test]
-    fn a_live_holder_blocks_try_lock_and_times_out_lock() {
-        let l = std::sync::Arc::new(RawLock::new());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let l2 = l.clone();
-        let t = std::thread::spawn(move || {
-            assert_eq!(l2.lock(me(), None), Ok(Got::Normal));
-            tx.send(()).unwrap();
-            done_rx.recv().unwrap();
-            l2.unlock();
-        });
-        rx.recv().unwrap();
-        assert_eq!(l.try_lock(me()), Err(Fail::WouldBlock));
-        let d = Instant::now() + Duration::from_millis(60);
-        assert_eq!(l.lock(me(), Some(d)), Err(Fail::Timeout));
-        assert!(Instant::now() >= d);
-        done_tx.send(()).unwrap();
-        let d = Instant::now() + Duration::from_secs(30);
-        assert_eq!(l.lock(me(), Some(d)), Ok(Got::Normal));
-        l.unlock();
-        t.join().unwrap();
-    }
-
-    #[test]
-    fn garbage_in_the_word_is_recovered_not_trusted() {
-        for garbage in [
-            RESERVED | 5,
-            MAX_TID + 1,
-            TID_MASK,
-            WAITERS | RESERVED,
-            u32::MAX,
-        ] {
-            let l = RawLock::new();
-            l.word.store(garbage, Ordering::Relaxed);
-            l.owner_tag.store(u64::MAX, Ordering::Relaxed);
-            assert_eq!(l.try_lock(me()), Ok(Got::OwnerDied), "word {garbage:#x}");
-            l.unlock();
-            assert_eq!(l.try_lock(me()), Ok(Got::Normal));
-            l.unlock();
-        }
-    }
-
-    #[test]
-    fn a_reused_tid_is_detected_by_its_start_time() {
-        // This thread "held" the lock in a previous life: same tid, other start time.
-        let l = RawLock::new();
-        let m = me();
-        l.word.store(m.tid, Ordering::Relaxed);
-        l.owner_tag.store(
-            (u64::from(m.tid) << 32) | u64::from(m.start.wrapping_add(1)),
-            Ordering::Relaxed,
-        );
-        assert_eq!(l.try_lock(m), Ok(Got::OwnerDied));
-        l.unlock();
-        // A waiting locker notices it within a park slice.
-        l.word.store(m.tid | WAITERS, Ordering::Relaxed);
-        l.owner_tag.store(
-            (u64::from(m.tid) << 32) | u64::from(m.start.wrapping_add(1)),
-            Ordering::Relaxed,
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        assert_eq!(l.lock(m, Some(deadline)), Ok(Got::OwnerDied));
-        l.unlock();
-    }
-}
+mod tests;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::atomic::Ordering;
-use super::lock::deadline_after;
+use super::deadline::Deadline;
 use super::shared::{sync_handle_serde, Block, Obj, What};
 use super::waiter::Wait;
 use crate::error::{BarrierError, Error, LockError, Result};
@@ -27,8 +27,20 @@ fn try_take(b: &Block) -> bool {
     false
 }
 
-fn take(b: &Block, deadline: Option<Instant>) -> bool {
-    try_take(b) || b.waiter.wait_until(deadline, || try_take(b), || false) == Wait::Ready
+/// Takes one unit of `b.count`, waiting as `wait` says: the one blocking core of both
+/// semaphores' `acquire`, `try_acquire` and `acquire_timeout`. Never `OwnerDied`: a
+/// semaphore has no owner.
+fn take(b: &Block, wait: Deadline) -> std::result::Result<(), LockError<()>> {
+    if try_take(b) {
+        return Ok(());
+    }
+    match wait {
+        Deadline::Now => Err(LockError::WouldBlock),
+        Deadline::Until(d) => match b.waiter.wait_until(d, || try_take(b), || false) {
+            Wait::Ready => Ok(()),
+            _ => Err(LockError::Timeout),
+        },
+    }
 }
 
 /// Adds one unit unless the count is at `max`; wakes parked acquirers.
@@ -57,7 +69,8 @@ fn give(b: &Block, max: u32) -> bool {
 ///
 /// `acquire` takes one unit, waiting while there is none; `release` gives one back.
 /// The acquire methods report in the lock's error style: `try_acquire` fails with
-/// [`LockError::WouldBlock`], `acquire_timeout` with [`LockError::Timeout`].
+/// [`LockError::WouldBlock`], `acquire_timeout` with [`LockError::Timeout`]; a semaphore
+/// has no owner, so [`LockError::OwnerDied`] cannot occur.
 /// The count lives in shared memory: clones and copies handed to child processes share it.
 ///
 /// # Examples
@@ -98,8 +111,7 @@ impl Semaphore {
     /// None today: the `Result` keeps the lock's error style (a semaphore has no owner,
     /// so there is no `OwnerDied`).
     pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
-        take(self.obj.block(), None);
-        Ok(())
+        take(self.obj.block(), Deadline::FOREVER)
     }
 
     /// Takes a unit if one is available now.
@@ -108,11 +120,7 @@ impl Semaphore {
     ///
     /// [`LockError::WouldBlock`] when the count is zero.
     pub fn try_acquire(&self) -> std::result::Result<(), LockError<()>> {
-        if try_take(self.obj.block()) {
-            Ok(())
-        } else {
-            Err(LockError::WouldBlock)
-        }
+        take(self.obj.block(), Deadline::Now)
     }
 
     /// Takes a unit, waiting at most `timeout`.
@@ -121,11 +129,7 @@ impl Semaphore {
     ///
     /// [`LockError::Timeout`] when the time passed first.
     pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), LockError<()>> {
-        if take(self.obj.block(), deadline_after(timeout)) {
-            Ok(())
-        } else {
-            Err(LockError::Timeout)
-        }
+        take(self.obj.block(), Deadline::after(timeout))
     }
 
     /// Gives a unit back, waking a waiter.
@@ -174,7 +178,8 @@ sync_handle_serde!(Semaphore, What::Semaphore, |_| true);
 /// ```
 #[derive(Clone)]
 pub struct BoundedSemaphore {
-    obj: Arc<Obj>,
+    /// The count, in a region of kind `BoundedSemaphore` whose shape holds the maximum.
+    sem: Semaphore,
 }
 
 impl BoundedSemaphore {
@@ -186,49 +191,41 @@ impl BoundedSemaphore {
     pub fn new(value: u32) -> Result<BoundedSemaphore> {
         let obj = Obj::create(What::BoundedSemaphore, 0, [u64::from(value), 0, 0])?;
         obj.block().count.store(value, Ordering::Relaxed);
-        Ok(BoundedSemaphore { obj })
+        Ok(BoundedSemaphore {
+            sem: Semaphore { obj },
+        })
     }
 
     fn max(&self) -> u32 {
         // Checked to fit when the handle was created or received.
-        self.obj.shape()[0] as u32
+        self.sem.obj.shape()[0] as u32
     }
 
-    /// Takes a unit, waiting as long as it takes.
+    /// Takes a unit, waiting as long as it takes: [`Semaphore::acquire`].
     ///
     /// # Errors
     ///
-    /// None today: the `Result` keeps the lock's error style (a semaphore has no owner,
-    /// so there is no `OwnerDied`).
+    /// As [`Semaphore::acquire`].
     pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
-        take(self.obj.block(), None);
-        Ok(())
+        self.sem.acquire()
     }
 
-    /// Takes a unit if one is available now.
+    /// Takes a unit if one is available now: [`Semaphore::try_acquire`].
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] when the count is zero.
+    /// As [`Semaphore::try_acquire`].
     pub fn try_acquire(&self) -> std::result::Result<(), LockError<()>> {
-        if try_take(self.obj.block()) {
-            Ok(())
-        } else {
-            Err(LockError::WouldBlock)
-        }
+        self.sem.try_acquire()
     }
 
-    /// Takes a unit, waiting at most `timeout`.
+    /// Takes a unit, waiting at most `timeout`: [`Semaphore::acquire_timeout`].
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`] when the time passed first.
+    /// As [`Semaphore::acquire_timeout`].
     pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), LockError<()>> {
-        if take(self.obj.block(), deadline_after(timeout)) {
-            Ok(())
-        } else {
-            Err(LockError::Timeout)
-        }
+        self.sem.acquire_timeout(timeout)
     }
 
     /// Gives a unit back, waking a waiter.
@@ -238,7 +235,7 @@ impl BoundedSemaphore {
     /// [`Error::InvalidState`] when that would raise the count above the initial value
     /// (Python's `ValueError`).
     pub fn release(&self) -> Result<()> {
-        if give(self.obj.block(), self.max()) {
+        if give(self.sem.obj.block(), self.max()) {
             Ok(())
         } else {
             Err(Error::InvalidState(
@@ -249,7 +246,7 @@ impl BoundedSemaphore {
 
     /// The current count (a snapshot).
     pub fn value(&self) -> u32 {
-        self.obj.block().count.load(Ordering::Relaxed)
+        self.sem.value()
     }
 }
 
@@ -262,9 +259,11 @@ impl fmt::Debug for BoundedSemaphore {
     }
 }
 
-sync_handle_serde!(BoundedSemaphore, What::BoundedSemaphore, |o: &Obj| o
-    .shape()[0]
-    <= u64::from(u32::MAX));
+sync_handle_serde!(
+    BoundedSemaphore { sem: Semaphore },
+    What::BoundedSemaphore,
+    |o: &Obj| o.shape()[0] <= u64::from(u32::MAX)
+);
 
 // ----------------------------------------------------------------------------- Event
 
@@ -325,7 +324,7 @@ impl Event {
         if self.is_set() {
             return true;
         }
-        let deadline = timeout.and_then(deadline_after);
+        let deadline = Deadline::within(timeout).instant();
         if timeout.is_some_and(|t| t.is_zero()) {
             return false;
         }
@@ -438,7 +437,7 @@ impl Barrier {
         let b = self.obj.block();
         let bar = &b.barrier;
         let parties = self.parties() as u64;
-        let deadline = timeout.and_then(deadline_after);
+        let deadline = Deadline::within(timeout).instant();
         // Arrive.
         let (gen, index) = loop {
             let w = bar.load(Ordering::Acquire);
@@ -596,27 +595,4 @@ sync_handle_serde!(Barrier, What::Barrier, |o: &Obj| (1..=COUNT)
     .contains(&o.shape()[0]));
 
 #[cfg(all(test, loom))]
-mod loom_tests {
-    use super::*;
-    use loom::sync::Arc;
-
-    /// Units given in one thread are all taken in another; no wake-up is lost.
-    #[test]
-    fn loom_semaphore_units_are_neither_lost_nor_duplicated() {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(2);
-        b.check(|| {
-            let blk = Arc::new(Block::new());
-            let b2 = blk.clone();
-            let t = loom::thread::spawn(move || {
-                assert!(give(&b2, u32::MAX));
-                assert!(give(&b2, u32::MAX));
-            });
-            assert!(take(&blk, None));
-            assert!(take(&blk, None));
-            t.join().unwrap();
-            assert_eq!(blk.count.load(Ordering::SeqCst), 0);
-            assert!(!try_take(&blk));
-        });
-    }
-}
+mod loom_tests;

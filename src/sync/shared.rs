@@ -205,15 +205,25 @@ pub(crate) struct Wire {
     what: u64,
 }
 
-/// `Serialize`/`Deserialize`/`Debug` for a non-generic handle `{ obj: Arc<Obj> }`.
+/// `Serialize`/`Deserialize` for a non-generic handle `{ obj: Arc<Obj> }` (or one that
+/// wraps such a handle).
 macro_rules! sync_handle_serde {
     ($ty:ident, $what:expr, $valid:expr) => {
+        $crate::sync::shared::sync_handle_serde!(@ $ty [obj] (|obj| $ty { obj }), $what, $valid);
+    };
+    // A handle that wraps another handle type: `$outer { $field: $inner { obj } }`.
+    ($outer:ident { $field:ident: $inner:ident }, $what:expr, $valid:expr) => {
+        $crate::sync::shared::sync_handle_serde!(
+            @ $outer [$field.obj] (|obj| $outer { $field: $inner { obj } }), $what, $valid
+        );
+    };
+    (@ $ty:ident [$($obj:tt)+] ($make:expr), $what:expr, $valid:expr) => {
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(
                 &self,
                 s: S,
             ) -> std::result::Result<S::Ok, S::Error> {
-                self.obj.serialize(s)
+                self.$($obj)+.serialize(s)
             }
         }
 
@@ -221,9 +231,8 @@ macro_rules! sync_handle_serde {
             fn deserialize<D: serde::Deserializer<'de>>(
                 d: D,
             ) -> std::result::Result<Self, D::Error> {
-                Ok($ty {
-                    obj: $crate::sync::shared::Obj::deserialize(d, $what, $valid)?,
-                })
+                let obj = $crate::sync::shared::Obj::deserialize(d, $what, $valid)?;
+                Ok(($make)(obj))
             }
         }
     };

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::lock::{acquire, deadline_after, LockGuard, Mode};
+use super::deadline::Deadline;
+use super::lock::{acquire, LockGuard};
 use super::shared::{Obj, What, DATA_OFFSET};
 use crate::error::{Error, LockError, Result, SizeLimit};
 
@@ -97,6 +98,15 @@ pub struct ValueGuard<'a, T> {
     _t: PhantomData<&'a mut T>,
 }
 
+/// The guard of a blocking `lock()`, taken over from a dead holder if need be (a
+/// blocking `lock()` fails only with `OwnerDied`, which carries the guard).
+fn taken<G>(res: std::result::Result<G, LockError<G>>) -> G {
+    res.unwrap_or_else(|e| {
+        e.into_guard()
+            .unwrap_or_else(|| unreachable!("lock() fails only with OwnerDied"))
+    })
+}
+
 impl<T: Pod> Value<T> {
     /// Creates a shared value holding `value`.
     ///
@@ -134,8 +144,32 @@ impl<T: Pod> Value<T> {
     ///
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding
     /// the lock (the value may be half-updated).
+    ///
+    /// # Examples
+    ///
+    /// A counter that a child and its parent both increment:
+    ///
+    /// ```
+    /// use shmproc::{Process, Value};
+    ///
+    /// let counter = Value::new(0u64)?;
+    /// let theirs = counter.clone();
+    /// let mut child = Process::fork(move || {
+    ///     for _ in 0..100 {
+    ///         *theirs.lock().unwrap() += 1;
+    ///     }
+    /// });
+    /// child.start()?;
+    /// for _ in 0..100 {
+    ///     *counter.lock().unwrap() += 1;
+    /// }
+    /// child.join()?;
+    /// assert_eq!(child.exitcode(), Some(0));
+    /// assert_eq!(counter.get(), 200);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        acquire(&self.obj.block().lock, Mode::Until(None), |_| self.guard())
+        acquire(&self.obj.block().lock, Deadline::FOREVER, |_| self.guard())
     }
 
     /// Takes the lock if it is free.
@@ -144,7 +178,7 @@ impl<T: Pod> Value<T> {
     ///
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        acquire(&self.obj.block().lock, Mode::Try, |_| self.guard())
+        acquire(&self.obj.block().lock, Deadline::Now, |_| self.guard())
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -156,34 +190,19 @@ impl<T: Pod> Value<T> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        acquire(
-            &self.obj.block().lock,
-            Mode::Until(deadline_after(timeout)),
-            |_| self.guard(),
-        )
+        acquire(&self.obj.block().lock, Deadline::after(timeout), |_| {
+            self.guard()
+        })
     }
 
     /// Reads the value under the lock (taking it over from a dead holder if need be).
     pub fn get(&self) -> T {
-        match self.lock() {
-            Ok(g) => *g,
-            Err(e) => match e.into_guard() {
-                Some(g) => *g,
-                None => unreachable!("lock() fails only with OwnerDied"),
-            },
-        }
+        *taken(self.lock())
     }
 
     /// Writes the value under the lock (taking it over from a dead holder if need be).
     pub fn set(&self, value: T) {
-        match self.lock() {
-            Ok(mut g) => *g = value,
-            Err(e) => {
-                if let Some(mut g) = e.into_guard() {
-                    *g = value;
-                }
-            }
-        }
+        *taken(self.lock()) = value;
     }
 }
 
@@ -391,7 +410,7 @@ impl<T: Pod> Array<T> {
     /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding
     /// the lock (the elements may be half-updated).
     pub fn lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        acquire(&self.obj.block().lock, Mode::Until(None), |_| self.guard())
+        acquire(&self.obj.block().lock, Deadline::FOREVER, |_| self.guard())
     }
 
     /// Takes the lock if it is free.
@@ -400,7 +419,7 @@ impl<T: Pod> Array<T> {
     ///
     /// [`LockError::WouldBlock`] while it is held; `OwnerDied` as for `lock`.
     pub fn try_lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        acquire(&self.obj.block().lock, Mode::Try, |_| self.guard())
+        acquire(&self.obj.block().lock, Deadline::Now, |_| self.guard())
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -412,20 +431,13 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        acquire(
-            &self.obj.block().lock,
-            Mode::Until(deadline_after(timeout)),
-            |_| self.guard(),
-        )
+        acquire(&self.obj.block().lock, Deadline::after(timeout), |_| {
+            self.guard()
+        })
     }
 
     fn locked(&self) -> ArrayGuard<'_, T> {
-        match self.lock() {
-            Ok(g) => g,
-            Err(e) => e
-                .into_guard()
-                .unwrap_or_else(|| unreachable!("lock() fails only with OwnerDied")),
-        }
+        taken(self.lock())
     }
 
     /// Number of elements.

@@ -34,13 +34,19 @@
 //!
 //! A futex cannot be polled, so `wait()` (Python's `connection.wait`, over many
 //! channels, queues, processes and listeners) sleeps in `poll` on descriptors instead.
-//! It counts itself in the word's second half, `pollers`, and arms `SLEEPERS` like a
+//! It counts itself in the word's second half, `external`, and arms `SLEEPERS` like a
 //! sleeper ([`Waiter::arm_poller`]), then issues the same barrier and re-checks. A waker
-//! that takes the slow path (it found `SLEEPERS`) and sees `pollers` not zero also
+//! that takes the slow path (it found `SLEEPERS`) and sees `external` not zero also
 //! *pokes*: it writes a byte to the descriptor its own process registered for this word
 //! ([`super::poke`]; for a pipe, the write end of the writer's presence pipe, whose read
 //! end the waiting side polls anyway for hang-up). So wakes stay edge-triggered: a
 //! writer pays nothing while nobody waits, one `write` per armed wait otherwise.
+//!
+//! Async waiters (the `tokio` feature, `sync::notify_fd`) count themselves in the same
+//! second word (one count of *external* waiters, pollers and async tasks alike) and arm
+//! the word the same way; the waker that clears `SLEEPERS` and finds the count not zero
+//! both pokes (for `wait()`) and signals the async eventfd, out of line. Each side keeps
+//! its own arming; a spurious poke or eventfd signal only costs its waiter a re-check.
 //!
 //! # Waiting for an operation in progress
 //!
@@ -76,26 +82,11 @@ const NAP_FIRST: Duration = Duration::from_micros(20);
 /// The longest nap of [`Waiter::wait_for_owner`].
 const NAP_MAX: Duration = Duration::from_millis(1);
 
-/// Whether this process may rely on `membarrier` (0 unknown, 1 yes, 2 no), and for
-/// which pid it registered (a forked child must register again).
-#[cfg(not(loom))]
-static MEMBARRIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Registers this process for expedited membarriers. Called whenever a shared object is
 /// created or received; cheap after the first call in a process.
 #[cfg(not(loom))]
 pub(crate) fn register_process() -> bool {
-    let pid = u64::from(crate::sys::getpid());
-    let state = MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed);
-    if state >> 2 == pid && state & 3 != 0 {
-        return state & 3 == 1;
-    }
-    let ok = crate::sys::membarrier_register();
-    MEMBARRIER.store(
-        (pid << 2) | if ok { 1 } else { 2 },
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    ok
+    crate::sys::membarrier_register_process()
 }
 
 #[cfg(loom)]
@@ -107,7 +98,7 @@ pub(crate) fn register_process() -> bool {
 fn waker_fence() {
     #[cfg(not(loom))]
     {
-        if MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) & 3 == 1 {
+        if crate::sys::membarrier_ready() {
             light_fence();
         } else {
             fence(Ordering::SeqCst);
@@ -127,7 +118,7 @@ fn waiter_fence() {
     #[cfg(not(loom))]
     {
         fence(Ordering::SeqCst);
-        if MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) & 3 == 1 {
+        if crate::sys::membarrier_ready() {
             crate::sys::membarrier_global();
         }
     }
@@ -165,10 +156,12 @@ pub(crate) enum Wait {
 pub(crate) struct Waiter {
     /// The futex word: a counter, with [`SLEEPERS`] in bit 0.
     seq: AtomicU32,
-    /// How many `wait()` calls (in any process) watch this word through a descriptor
-    /// (see [`super::poke`]): while it is not zero, a waker that finds a sleeper also
-    /// pokes the descriptor its process registered for this word.
-    pollers: AtomicU32,
+    /// How many external (non-futex) waiters, in any process, watch this word: `wait()`
+    /// pollers (see [`super::poke`]) and async tasks (`notify_fd`, the `tokio` feature)
+    /// share this one count. While it is not zero, a waker that clears [`SLEEPERS`] also
+    /// pokes the descriptor its process registered for this word and signals the async
+    /// wake-up descriptor.
+    pub(super) external: AtomicU32,
     /// Under loom (heap waiters only): set where a real waker pokes, for the model.
     #[cfg(loom)]
     loom_poked: AtomicU32,
@@ -180,7 +173,7 @@ impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
             seq: AtomicU32::new(0),
-            pollers: AtomicU32::new(0),
+            external: AtomicU32::new(0),
             #[cfg(loom)]
             loom_poked: AtomicU32::new(0),
         }
@@ -214,14 +207,16 @@ impl Waiter {
                     #[cfg(not(loom))]
                     {
                         crate::sys::futex_wake(&self.seq, u32::MAX);
-                        // Read after the CAS that took the armed word: a poller counts
-                        // itself before it arms (`arm_poller`), so it is seen here.
-                        if self.pollers.load(Ordering::Relaxed) != 0 {
+                        // Read after the CAS that took the armed word: a poller or an
+                        // async waiter counts itself before it arms, so it is seen here.
+                        if self.external.load(Ordering::Acquire) != 0 {
                             super::poke::poke(self);
+                            #[cfg(feature = "tokio")]
+                            super::notify_fd::wake_async(self);
                         }
                     }
                     #[cfg(loom)]
-                    if self.pollers.load(Ordering::Relaxed) != 0 {
+                    if self.external.load(Ordering::Relaxed) != 0 {
                         self.loom_poked.store(1, Ordering::SeqCst);
                     }
                     return;
@@ -236,7 +231,7 @@ impl Waiter {
     /// [`poller_fence`] after arming every word, then re-check the conditions before
     /// sleeping in `poll`; [`Waiter::disarm_poller`] after.
     pub(crate) fn arm_poller(&self) {
-        self.pollers.fetch_add(1, Ordering::SeqCst);
+        self.external.fetch_add(1, Ordering::SeqCst);
         let mut cur = self.seq.load(Ordering::SeqCst);
         while cur & SLEEPERS == 0 {
             match self
@@ -252,10 +247,10 @@ impl Waiter {
     /// Undoes one [`Waiter::arm_poller`]'s count (the word stays armed until a waker
     /// clears it, as for a sleeper that woke by itself).
     pub(crate) fn disarm_poller(&self) {
-        let mut cur = self.pollers.load(Ordering::SeqCst);
+        let mut cur = self.external.load(Ordering::SeqCst);
         while cur != 0 {
             match self
-                .pollers
+                .external
                 .compare_exchange(cur, cur - 1, Ordering::SeqCst, Ordering::SeqCst)
             {
                 Ok(_) => break,
@@ -309,6 +304,17 @@ impl Waiter {
                 return Wait::Ready;
             }
         }
+    }
+
+    /// Arms the word for a waiter that does not sleep on the futex (an async waiter,
+    /// `notify_fd`), as [`Waiter::wait_until`] does before it sleeps: sets
+    /// [`SLEEPERS`] with a read-modify-write (so that the waker who clears it next also
+    /// sees everything this thread did before, such as its registration), then the
+    /// waiter's full barrier. The caller re-checks its condition next.
+    #[cfg(feature = "tokio")]
+    pub(super) fn arm_for_async(&self) {
+        self.seq.fetch_or(SLEEPERS, Ordering::SeqCst);
+        waiter_fence();
     }
 
     /// Waits, like [`Waiter::wait_until`], for another process to finish an operation
@@ -371,7 +377,7 @@ impl Waiter {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
+    use crate::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
     #[test]

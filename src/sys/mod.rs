@@ -10,24 +10,46 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "tokio")]
+pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod proc;
 pub(crate) mod reloc;
 pub(crate) mod socket;
 
-fn cvt(res: libc::c_int) -> io::Result<libc::c_int> {
-    if res == -1 {
+/// The return types of system calls that report failure as `-1` and `errno`.
+trait MinusOne: Copy + PartialEq {
+    const MINUS_ONE: Self;
+}
+
+impl MinusOne for i32 {
+    const MINUS_ONE: Self = -1;
+}
+
+impl MinusOne for i64 {
+    const MINUS_ONE: Self = -1;
+}
+
+impl MinusOne for isize {
+    const MINUS_ONE: Self = -1;
+}
+
+/// `-1` → the `errno` error; anything else is the call's result (as std's `cvt`).
+fn cvt<T: MinusOne>(res: T) -> io::Result<T> {
+    if res == T::MINUS_ONE {
         Err(io::Error::last_os_error())
     } else {
         Ok(res)
     }
 }
 
-fn cvt_long(res: libc::c_long) -> io::Result<libc::c_long> {
-    if res == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(res)
+/// Calls `f` until it is not interrupted by a signal (`EINTR`), then [`cvt`]s its result.
+fn cvt_r<T: MinusOne>(mut f: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 
@@ -68,18 +90,14 @@ pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Resul
 pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     let len =
         libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    loop {
-        // SAFETY: plain syscall on a valid fd; no memory is passed.
-        let res = unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) };
-        match cvt(res) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                // Some filesystems lack fallocate: fall back to ftruncate (no reservation).
-                // SAFETY: plain syscall on a valid fd.
-                return cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop);
-            }
-            other => return other.map(drop),
+    // SAFETY: plain syscall on a valid fd; no memory is passed.
+    match cvt_r(|| unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) }) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            // Some filesystems lack fallocate: fall back to ftruncate (no reservation).
+            // SAFETY: plain syscall on a valid fd.
+            cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
         }
+        other => other.map(drop),
     }
 }
 
@@ -141,18 +159,10 @@ pub(crate) fn random_u128() -> io::Result<u128> {
     let mut buf = [0u8; 16];
     let mut filled = 0;
     while filled < buf.len() {
+        let tail = &mut buf[filled..];
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        match n {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            n => filled += n as usize,
-        }
+        filled +=
+            cvt_r(|| unsafe { libc::getrandom(tail.as_mut_ptr().cast(), tail.len(), 0) })? as usize;
     }
     Ok(u128::from_ne_bytes(buf))
 }
@@ -203,24 +213,19 @@ pub(crate) fn peer_state(fd: BorrowedFd<'_>) -> PeerState {
         events: 0,
         revents: 0,
     };
-    loop {
-        // SAFETY: one valid pollfd, zero timeout.
-        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if n == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        let gone = pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
-        return if gone {
-            PeerState::Gone
-        } else {
-            PeerState::Alive
-        };
+    // SAFETY: one valid pollfd, zero timeout. A failure leaves `revents` 0: alive.
+    let _ = cvt_r(|| unsafe { libc::poll(&mut pfd, 1, 0) });
+    if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        PeerState::Gone
+    } else {
+        PeerState::Alive
     }
 }
 
 /// `FUTEX_WAIT` (shared, not private: the word may live in memory mapped by several
 /// processes) on `word` while it holds `expected`, for at most `timeout`.
 /// Returns on wake-up, on a value mismatch, on timeout or on a signal; callers re-check.
+#[cfg_attr(loom, allow(dead_code))] // loom models the futex in `sync::waiter`
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts;
     let ts_ptr = match timeout {
@@ -247,6 +252,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// `FUTEX_WAKE` (shared) of up to `n` waiters on `word`.
+#[cfg_attr(loom, allow(dead_code))] // loom models the futex in `sync::waiter`
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     let n = n.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access memory.
@@ -274,16 +280,46 @@ pub(crate) fn membarrier_register() -> bool {
     res == 0
 }
 
+/// Whether this process may rely on `membarrier` (0 unknown, 1 yes, 2 no), and for
+/// which pid it registered (a forked child must register again).
+static MEMBARRIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// [`membarrier_register`] once per process (a forked child registers again); cheap
+/// after the first call. Returns whether this process may rely on `membarrier`.
+#[cfg_attr(loom, allow(dead_code))] // loom models the fences without membarrier
+pub(crate) fn membarrier_register_process() -> bool {
+    let pid = u64::from(getpid());
+    let state = MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed);
+    if state >> 2 == pid && state & 3 != 0 {
+        return state & 3 == 1;
+    }
+    let ok = membarrier_register();
+    MEMBARRIER.store(
+        (pid << 2) | if ok { 1 } else { 2 },
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    ok
+}
+
+/// Whether [`membarrier_register_process`] found membarrier working (in this process
+/// or, until the child registers, the one it was forked from).
+#[inline(always)]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn membarrier_ready() -> bool {
+    MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) & 3 == 1
+}
+
 /// Issues a full memory barrier on every CPU running a thread of a registered process:
 /// the slow side of an asymmetric Dekker handshake (the fast side then needs only a
 /// compiler fence). Returns false when the kernel refused.
 pub(crate) fn membarrier_global() -> bool {
     // SAFETY: membarrier takes only integer arguments.
     let res = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) };
-    cvt_long(res).is_ok()
+    cvt(res).is_ok()
 }
 
 /// The calling thread's kernel id.
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn gettid() -> u32 {
     // SAFETY: gettid has no arguments and cannot fail.
     unsafe { libc::gettid() as u32 }
@@ -295,8 +331,9 @@ pub(crate) fn getpid() -> u32 {
 }
 
 /// Whether a process (or thread) id names a live task. `kill(pid, 0)`: ESRCH means dead;
-/// EPERM means alive but not ours. A pid can be reused, so callers pair it with
-/// [`start_time`].
+/// EPERM means alive but not ours. A pid can be reused, so callers pair it with the
+/// start time of [`task_state`] (`sync::owner` holds the rule).
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn pid_alive(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
         return false;
@@ -304,26 +341,6 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 performs only the existence and permission checks.
     let res = unsafe { libc::kill(pid as libc::pid_t, 0) };
     res == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-/// Whether process `pid` exists and has not exited: [`pid_alive`], and not a zombie (a
-/// process killed but not yet reaped by its parent still answers `kill(pid, 0)`, yet it
-/// will never release what it held). Reads `/proc/<pid>/stat`: for slow paths only.
-pub(crate) fn pid_running(pid: u32) -> bool {
-    // An unreadable /proc entry (hidepid) proves nothing: only a state letter does.
-    pid_alive(pid) && !task_state(pid).is_some_and(|(state, _)| exited(state))
-}
-
-/// Whether a `/proc` state letter ([`task_state`]) is that of a task that has exited
-/// (`Z` zombie, `X`/`x` dead) but may still answer `kill(tid, 0)`.
-pub(crate) fn exited(state: u8) -> bool {
-    matches!(state, b'Z' | b'X' | b'x')
-}
-
-/// The start time of a task in clock ticks since boot (field 22 of `/proc/<pid>/stat`),
-/// which with the pid identifies a process across pid reuse. `None` when it is gone.
-pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    task_state(pid).map(|(_, start)| start)
 }
 
 /// Closes a raw fd number owned by the caller (used only on fds taken from an
@@ -346,6 +363,52 @@ pub(crate) fn borrow_raw_checked(fd: RawFd) -> io::Result<BorrowedFd<'static>> {
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
+/// An owned file descriptor that can be closed through a shared reference, once: the
+/// `OwnedFd` of a process-local object that a freshly forked child must close while
+/// other references to the object exist (see `sync::presence`). A process-local std
+/// atomic holding the number, `-1` once closed; never in shared memory.
+pub(crate) struct FdCell(std::sync::atomic::AtomicI32);
+
+impl FdCell {
+    pub(crate) fn new(fd: OwnedFd) -> FdCell {
+        FdCell(std::sync::atomic::AtomicI32::new(
+            std::os::fd::IntoRawFd::into_raw_fd(fd),
+        ))
+    }
+
+    /// The descriptor, or `None` once [`close`](Self::close)d.
+    pub(crate) fn get(&self) -> Option<BorrowedFd<'_>> {
+        let fd = self.0.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: the cell owns `fd` until `close`, whose contract is that no borrow
+        // from here is alive then; `&self` keeps the cell (and so the fd) alive.
+        (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    /// Closes the descriptor; later calls do nothing.
+    ///
+    /// # Safety
+    ///
+    /// No borrow from [`get`](Self::get) may be alive, in any thread: call it only
+    /// where nothing else uses the cell (in a freshly forked child, which has one
+    /// thread, or when the object owning the cell is being dropped).
+    pub(crate) unsafe fn close(&self) {
+        close_raw(self.0.swap(-1, std::sync::atomic::Ordering::AcqRel));
+    }
+}
+
+impl Drop for FdCell {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no borrow from `get` is alive.
+        unsafe { self.close() }
+    }
+}
+
+impl std::fmt::Debug for FdCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FdCell").field(&self.0).finish()
+    }
+}
+
 /// Takes ownership of a descriptor inherited across `execve`, marking it close-on-exec
 /// again so that our own later spawns do not leak it.
 pub(crate) fn own_inherited(fd: RawFd) -> io::Result<OwnedFd> {
@@ -362,6 +425,14 @@ extern "C" fn bump_fork_generation() {
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Registers `handler` to run in the child after every `fork` (`pthread_atfork`), in
+/// the thread that forked (the child's only thread). It must be async-signal-safe.
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` caches no identity under loom
+pub(crate) fn at_fork_child(handler: extern "C" fn()) {
+    // SAFETY: registers a handler the caller vouches for (async-signal-safe).
+    unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
 /// A number that changes in a child after every `fork` (through `pthread_atfork`), so
 /// per-thread caches of the pid and tid can tell they were inherited.
 #[inline]
@@ -376,6 +447,7 @@ pub(crate) fn fork_generation() -> u64 {
 /// The state letter (field 3 of `/proc/<tid>/stat`: `R`, `S`, `Z`, ...) and start time
 /// (field 22, clock ticks since boot) of a task. `None` when it is gone. A zombie (`Z`)
 /// or dead (`X`) task still answers `kill(tid, 0)`; this tells it apart.
+#[cfg_attr(loom, allow(dead_code))] // `sync::owner` models liveness under loom
 pub(crate) fn task_state(tid: u32) -> Option<(u8, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];

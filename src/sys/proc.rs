@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::cvt;
+use super::{cvt, cvt_r};
 
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -28,7 +28,7 @@ pub(crate) enum Forked {
 ///
 /// In the child only the calling thread exists: a lock that another thread held at the
 /// moment of the fork stays locked forever there. Callers keep the child's own work to
-/// what is safe in that state (see the `process` module docs), and end the child with
+/// what is safe in that state (see the `Process` docs), and end the child with
 /// [`exit_now`].
 pub(crate) fn fork() -> io::Result<Forked> {
     // SAFETY: fork has no memory-safety preconditions of its own. What makes it hazardous
@@ -147,14 +147,7 @@ pub(crate) fn wait_exitcode(pid: u32, block: bool) -> io::Result<Option<i32>> {
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: `status` is a valid out-pointer for the duration of the call.
-        let res = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) };
-        if res == -1 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let res = cvt_r(|| unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) })?;
         if res == 0 {
             return Ok(None);
         }
@@ -208,16 +201,11 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
         };
         // SAFETY: one valid pollfd; `ts_ptr` is null or points to `ts`, alive for the
         // call; a null signal mask leaves the mask unchanged.
-        let n = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
-        match n {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            0 => return Ok(false),
-            _ => return Ok(true),
+        match cvt(unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) }) {
+            // Interrupted: again, with the time that is left.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+            Ok(n) => return Ok(n > 0),
         }
     }
 }

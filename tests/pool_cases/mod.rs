@@ -5,6 +5,8 @@
 //! Every scenario checks at its end that no worker (and no zombie) is left: the caller
 //! holds a lock so that no other scenario runs meanwhile.
 #![allow(dead_code)]
+// Process-local flags between a test's threads, never in shared memory: std's atomics.
+#![allow(clippy::disallowed_types)]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,55 @@ fn describe(x: u32) -> String {
 
 fn add((a, b, c): (i64, i64, String)) -> String {
     format!("{c}{}", a + b)
+}
+
+fn halve(x: u8) -> u8 {
+    x / 2
+}
+
+fn negate(x: i128) -> i128 {
+    -x
+}
+
+fn root(x: f64) -> f64 {
+    x.sqrt()
+}
+
+fn low_half(x: u64) -> u32 {
+    x as u32
+}
+
+fn length(s: String) -> u64 {
+    s.len() as u64
+}
+
+fn sum_pair((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
+fn not(b: bool) -> bool {
+    !b
+}
+
+fn widens_or_panics_on_13(x: u32) -> u64 {
+    if x == 13 {
+        panic!("bad item {x}");
+    }
+    u64::from(x) << 32
+}
+
+/// A result that refuses to be encoded.
+#[derive(Debug, serde::Deserialize)]
+pub struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unencodable refuses"))
+    }
+}
+
+fn unencodable(_: u32) -> Unencodable {
+    Unencodable
 }
 
 fn pid_of(_: u32) -> u32 {
@@ -240,6 +291,97 @@ pub fn imap_unordered_gives_the_same_multiset(m: StartMethod) {
     assert_no_children();
 }
 
+/// Items and results of primitive number types travel as raw bytes, others through
+/// serde, in every mix; every chunk size, `imap` too, and a panic in a raw chunk.
+pub fn plain_and_serde_items_and_results_mix(m: StartMethod) {
+    let p = pool(m, 3);
+    let bytes: Vec<u8> = (0..=255).collect();
+    for chunksize in [1, 7, 256, 1000] {
+        assert_eq!(
+            p.map_chunked(halve, bytes.clone(), chunksize).unwrap(),
+            bytes.iter().map(|&b| halve(b)).collect::<Vec<_>>()
+        );
+    }
+    let wide: Vec<i128> = (0..1000).map(|i| (i as i128) << 100).collect();
+    assert_eq!(
+        p.map(negate, wide.clone()).unwrap(),
+        wide.iter().map(|&x| -x).collect::<Vec<_>>()
+    );
+    let floats: Vec<f64> = (0..1000).map(f64::from).collect();
+    assert_eq!(
+        p.map(root, floats.clone()).unwrap(),
+        floats.iter().map(|x| x.sqrt()).collect::<Vec<_>>()
+    );
+    let big: Vec<u64> = (0..10_000u64).map(|i| i * 0x1_0000_0001).collect();
+    assert_eq!(
+        p.map(low_half, big.clone()).unwrap(),
+        big.iter().map(|&x| x as u32).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        p.map(describe, 0..300u32).unwrap(),
+        (0..300).map(describe).collect::<Vec<_>>()
+    );
+    let words: Vec<String> = (0..300).map(|i| "x".repeat(i % 17)).collect();
+    assert_eq!(
+        p.map(length, words.clone()).unwrap(),
+        words.iter().map(|w| w.len() as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(p.map(sum_pair, [(1, 2), (3, 4)]).unwrap(), vec![3, 7]);
+    assert_eq!(p.map(not, [true, false]).unwrap(), vec![false, true]);
+    assert_eq!(p.map(halve, Vec::<u8>::new()).unwrap(), Vec::<u8>::new());
+    // Raw chunks of 800 KB and of 1.2 MB, more than the 1 MiB pipe holds.
+    let many: Vec<u64> = (0..300_000).collect();
+    for chunksize in [100_000, 150_000] {
+        assert_eq!(
+            p.map_chunked(square, many.clone(), chunksize).unwrap(),
+            many.iter().map(|&x| x * x).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(
+        p.imap_chunked(low_half, big.clone(), 333)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap(),
+        big.iter().map(|&x| x as u32).collect::<Vec<_>>()
+    );
+    let mut got: Vec<u8> = p
+        .imap_unordered_chunked(halve, bytes.clone(), 10)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    got.sort_unstable();
+    let mut expect: Vec<u8> = bytes.iter().map(|&b| halve(b)).collect();
+    expect.sort_unstable();
+    assert_eq!(got, expect);
+    // A panic in a chunk read as raw bytes with results of another type.
+    match p.map_chunked(widens_or_panics_on_13, 0..40u32, 5) {
+        Err(Error::TaskPanicked(msg)) => assert!(msg.contains("bad item 13"), "{msg}"),
+        other => panic!("expected TaskPanicked, got {other:?}"),
+    }
+    let results: Vec<_> = p
+        .imap_chunked(widens_or_panics_on_13, 0..20u32, 5)
+        .unwrap()
+        .collect();
+    assert_eq!(results.len(), 20);
+    assert!(results[10..15]
+        .iter()
+        .all(|r| matches!(r, Err(Error::TaskPanicked(_)))));
+    assert_eq!(*results[15].as_ref().unwrap(), 15u64 << 32);
+    assert_eq!(p.apply(low_half, 1 << 40 | 5).unwrap(), 5);
+    // Raw items, results that fail to encode: a codec error naming the step, and the
+    // pool goes on.
+    match p.map(unencodable, 0..10u32) {
+        Err(Error::Codec(msg)) => {
+            assert!(msg.contains("encoding the task's result"), "{msg}");
+            assert!(msg.contains("Unencodable refuses"), "{msg}");
+        }
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+    assert_eq!(p.map(halve, [4u8]).unwrap(), vec![2]);
+    drop(p);
+    assert_no_children();
+}
+
 pub fn starmap_takes_tuples(m: StartMethod) {
     let p = pool(m, 2);
     let got = p
@@ -351,6 +493,19 @@ pub fn a_worker_that_aborts_gives_worker_died_and_is_replaced(m: StartMethod) {
             assert_eq!((signal, code), (Some(9), None));
         }
         other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    // Item by item: only the item the worker died on is lost; the chunks sent ahead to
+    // it and never started run on another worker, each exactly once, in order.
+    for _ in 0..3 {
+        let results: Vec<_> = p.imap(aborts_on_7, 0..30).unwrap().collect();
+        assert_eq!(results.len(), 30);
+        for (i, r) in results.iter().enumerate() {
+            match (i, r) {
+                (7, Err(Error::WorkerDied { signal, .. })) => assert_eq!(*signal, Some(6)),
+                (7, other) => panic!("item 7: expected WorkerDied, got {other:?}"),
+                (i, r) => assert_eq!(*r.as_ref().unwrap(), i as u32),
+            }
+        }
     }
     // Two workers again, both able to work.
     let pids: HashSet<u32> = p
@@ -562,6 +717,10 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "imap_unordered_gives_the_same_multiset",
         imap_unordered_gives_the_same_multiset,
+    ),
+    (
+        "plain_and_serde_items_and_results_mix",
+        plain_and_serde_items_and_results_mix,
     ),
     ("starmap_takes_tuples", starmap_takes_tuples),
     (

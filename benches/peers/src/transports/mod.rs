@@ -10,6 +10,7 @@ pub mod ipc_chan;
 pub mod mutex_ring;
 pub mod python;
 pub mod shmproc_rows;
+pub mod shmproc_slice;
 pub mod spsc;
 pub mod stream;
 
@@ -65,6 +66,11 @@ pub fn all() -> Vec<Transport> {
             id: "shmproc-send-all",
             label: "shmproc pipe::<u64>() send_all, 1024/batch",
             run: shmproc_rows::pipe_batch,
+        },
+        Transport {
+            id: "shmproc-send-slice",
+            label: "shmproc pipe::<u64>() send_slice/recv_slice, 4096/slice",
+            run: shmproc_slice::run,
         },
         Transport {
             id: "os-pipe",

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmproc::process::{get_context, Process, StartMethod};
+use shmproc::{get_context, Process, StartMethod};
 use shmproc::{Connection, Receiver, Sender};
 
 use super::{Cfg, Msg, Seq};
@@ -68,7 +68,7 @@ fn duplex_reader((conn, ready, count): (Connection<Msg>, Sender<()>, u64)) {
 
 /// The reader's one-byte "ready" signal: a small ring (256 bytes), so its set-up and
 /// tear-down cost next to nothing.
-fn ready_pipe() -> Result<(Sender<()>, Receiver<()>), String> {
+pub(super) fn ready_pipe() -> Result<(Sender<()>, Receiver<()>), String> {
     shmproc::Pipe::builder()
         .capacity(256)
         .build::<()>()
@@ -78,7 +78,7 @@ fn ready_pipe() -> Result<(Sender<()>, Receiver<()>), String> {
 /// Starts `p`, waits for its ready signal, times `writer` plus `join()`. The writer
 /// borrows its end: dropping it (unmapping the region) is not timed, as for every other
 /// row of the table.
-fn run_reader(
+pub(super) fn run_reader(
     mut p: Process,
     ready: Receiver<()>,
     cfg: &Cfg,

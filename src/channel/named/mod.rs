@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,11 @@ use super::{Connection, Pipe};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::region::check_name;
+use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::sync::handoff::{self, Inherited};
 use crate::sync::poke::{self, Poke};
 use crate::sync::waiter::Waiter;
-use crate::sys::{self, deadline_after, socket};
+use crate::sys::{self, deadline_after, socket, FdCell};
 
 /// The longest name: what fits in a socket address (`sun_path`, 108 bytes) after the
 /// leading NUL, `shmproc/`, the largest uid and a `/`.
@@ -42,7 +42,7 @@ fn address(uid: u32, name: &str) -> Vec<u8> {
 
 // ------------------------------------------------------------------- per-end hooks
 
-/// What this module and `wait` add to each end of a pipe (`pipe::Shared`): the socket
+/// What this module and `wait` add to each end of a pipe (`pipe::End`): the socket
 /// of a connection made by name, and the poke registration of the ring the end writes
 /// (see `sync::poke`).
 pub(crate) struct EndHooks {
@@ -229,17 +229,14 @@ enum Allowed {
 /// [`crate::Process`] closes it unless the listener moved into the child's closure (a
 /// prefork server), so the name goes with the listening process, not with its
 /// longest-lived child.
-struct ListenFd(AtomicI32);
+struct ListenFd(FdCell);
 
 impl Inherited for ListenFd {
     fn release_in_child(&self) {
-        sys::close_raw(self.0.swap(-1, Ordering::AcqRel));
-    }
-}
-
-impl Drop for ListenFd {
-    fn drop(&mut self) {
-        self.release_in_child();
+        // SAFETY: the registry calls this in a freshly forked child, which has one
+        // thread and has run nothing else yet, or when the listener is being dropped
+        // (the registry's clone is never borrowed from): no borrow of the fd is alive.
+        unsafe { self.0.close() }
     }
 }
 
@@ -379,9 +376,7 @@ impl ListenerBuilder {
             }
             Err(e) => return Err(e.into()),
         }
-        let fd = Arc::new(ListenFd(AtomicI32::new(
-            std::os::fd::IntoRawFd::into_raw_fd(sock),
-        )));
+        let fd = Arc::new(ListenFd(FdCell::new(sock)));
         let reg_id = handoff::register(fd.clone());
         Ok(Listener {
             fd,
@@ -412,7 +407,7 @@ impl Listener {
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
-        self.fd.0.load(Ordering::Acquire)
+        self.fd.0.get().map_or(-1, |fd| fd.as_raw_fd())
     }
 
     /// Waits for a client and returns the connection to it.
@@ -699,130 +694,4 @@ impl<T> Connection<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn unique(tag: &str) -> String {
-        format!(
-            "t-{tag}-{}-{:x}",
-            std::process::id(),
-            sys::random_u128().unwrap() as u32
-        )
-    }
-
-    #[test]
-    fn names_are_checked() {
-        use crate::NameProblem;
-        for (n, p) in [
-            ("", NameProblem::Empty),
-            ("a/b", NameProblem::Slash),
-            ("a\0b", NameProblem::Nul),
-        ] {
-            match Listener::bind(n) {
-                Err(Error::InvalidName { problem, .. }) => assert_eq!(problem, p),
-                other => panic!("{other:?}"),
-            }
-        }
-        let long = "x".repeat(MAX_NAME_LEN + 1);
-        assert!(matches!(
-            Listener::bind(&long),
-            Err(Error::InvalidName { .. })
-        ));
-        let ok = "y".repeat(MAX_NAME_LEN);
-        drop(Listener::bind(&ok).unwrap());
-    }
-
-    #[test]
-    fn connect_accept_round_trip_and_errors() {
-        let name = unique("rt");
-        let l = Listener::bind(&name).unwrap();
-        assert!(matches!(Listener::bind(&name), Err(Error::NameInUse(_))));
-        let n2 = name.clone();
-        let t = std::thread::spawn(move || {
-            let c = connect::<u64>(&n2).unwrap();
-            assert!(c.is_named());
-            for i in 0..1000 {
-                c.send(&i).unwrap();
-            }
-            c.recv().unwrap()
-        });
-        let c = l.accept::<u64>().unwrap();
-        let sum: u64 = (0..1000).map(|_| c.recv().unwrap()).sum();
-        c.send(&sum).unwrap();
-        assert_eq!(t.join().unwrap(), 499500);
-        drop(c);
-        drop(l);
-        assert!(matches!(connect::<u64>(&name), Err(Error::NameNotFound(_))));
-        assert!(matches!(
-            Listener::bind(&name)
-                .unwrap()
-                .accept_timeout::<u64>(Duration::from_millis(20)),
-            Err(Error::Timeout)
-        ));
-    }
-
-    #[test]
-    fn garbage_on_the_socket_is_a_handshake_error_and_the_listener_goes_on() {
-        let name = unique("garbage");
-        let l = Listener::bind(&name).unwrap();
-        let s = socket::seqpacket(false).unwrap();
-        socket::connect_abstract(s.as_fd(), &address(sys::geteuid(), &name)).unwrap();
-        socket::send_packet(s.as_fd(), b"GET / HTTP/1.0", &[], false).unwrap();
-        match l.accept::<u8>() {
-            Err(Error::Handshake(_)) => {}
-            other => panic!("{other:?}"),
-        }
-        let mut buf = [0u8; 16];
-        let p = socket::recv_packet(s.as_fd(), &mut buf, false).unwrap();
-        assert_eq!(&buf[..p.len], b"SHMPRCR1\x02");
-        let n2 = name.clone();
-        let t = std::thread::spawn(move || connect::<u8>(&n2).unwrap().recv().unwrap());
-        l.accept::<u8>().unwrap().send(&7).unwrap();
-        assert_eq!(t.join().unwrap(), 7);
-    }
-
-    #[test]
-    fn a_connect_to_a_listener_that_never_accepts_times_out_even_past_the_backlog() {
-        let name = unique("backlog");
-        let l = Listener::bind(&name).unwrap();
-        let c = Connector::new(&name).timeout(Duration::from_millis(2));
-        for _ in 0..140 {
-            assert!(matches!(c.connect::<u8>(), Err(Error::Timeout)));
-        }
-        // The clients that gave up are gone: accepting them reports so, and the
-        // listener serves the next one.
-        let mut gone = 0;
-        while let Err(e) = l.accept_timeout::<u8>(Duration::from_millis(50)) {
-            match e {
-                Error::Disconnected => gone += 1,
-                Error::Timeout => break,
-                other => panic!("{other:?}"),
-            }
-        }
-        assert!(gone >= 128, "{gone}");
-        let n2 = name.clone();
-        let t = std::thread::spawn(move || connect::<u8>(&n2).unwrap().recv().unwrap());
-        l.accept_timeout::<u8>(Duration::from_secs(10))
-            .unwrap()
-            .send(&1)
-            .unwrap();
-        assert_eq!(t.join().unwrap(), 1);
-    }
-
-    #[test]
-    fn handles_travel_inside_messages() {
-        let name = unique("handles");
-        let l = Listener::bind(&name).unwrap();
-        let n2 = name.clone();
-        let t = std::thread::spawn(move || {
-            let c = connect::<(u32, crate::Sender<String>)>(&n2).unwrap();
-            let (tx, rx) = crate::pipe::<String>().unwrap();
-            c.send(&(5, tx)).unwrap();
-            rx.recv().unwrap()
-        });
-        let c = l.accept::<(u32, crate::Sender<String>)>().unwrap();
-        let (n, tx) = c.recv().unwrap();
-        tx.send(&format!("got {n}")).unwrap();
-        assert_eq!(t.join().unwrap(), "got 5");
-    }
-}
+mod tests;

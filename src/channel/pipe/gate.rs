@@ -1,0 +1,176 @@
+//! The writer's look at its reader: when a send asks the kernel whether the other side
+//! is gone, and how a side that knows it is gone stays so.
+//!
+//! # A writer notices a reader that is gone
+//!
+//! Before each send the writer compares the ring's reader-drop counter with the count it
+//! last saw (one cached load) and counts the send against a credit (a local counter).
+//! It asks the kernel when a reader end was dropped, when the ring is full (a `try_send`
+//! at most every 100 µs), and when [`SENDS_PER_CHECK`] sends have passed and the
+//! reader's `head` has not moved since the last such look (a reader that hands space
+//! back is alive, so a pipe whose reader keeps up makes no system call). A reader that
+//! dies without dropping its end (SIGKILL) is therefore noticed within
+//! [`DEAD_READER_SENDS`] (1024) sends, or as soon as the ring is full.
+//!
+//! Once an end knows the other side is gone (a send, a receive or a poll saw it), it
+//! stays so: every later send through it, and through its clones in this process, fails
+//! with `Disconnected` at once, and a receive reports it without asking the kernel again.
+
+use std::time::{Duration, Instant};
+
+use crate::ring::spsc::Spsc;
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::presence::Presence;
+
+/// Sends between two looks of a writer at its reader ([`SendGate::admit`]).
+const SENDS_PER_CHECK: u32 = 512;
+
+/// A reader that dies without dropping its end (SIGKILL) is noticed by a writer within
+/// this many sends: once the reader's process has exited, at most
+/// `DEAD_READER_SENDS - 1` sends through an end return `Ok` (a `send_all` batch counts as
+/// its length; each further thread sending through the same end at the same time may
+/// stretch this by up to half as many again), and every send after the first
+/// `Disconnected` fails too. A dropped reader end, and an end whose receive already saw
+/// the other side gone, are noticed at once; a full ring at once by a blocking send, and
+/// by a `try_send` 100 µs after the reader's death at the latest.
+pub const DEAD_READER_SENDS: u32 = 2 * SENDS_PER_CHECK;
+
+/// [`SendGate::seen_drops`] once the other side is known to be gone.
+const PEER_GONE: u64 = u64::MAX;
+
+/// How often a `try_send` that finds the ring full asks the kernel whether the reader
+/// is gone ([`SendGate::full_and_gone`]): a reader that died is reported by the first
+/// full `try_send` this long after its death, and by every one after that.
+const FULL_CHECK_EVERY: Duration = Duration::from_micros(100);
+
+/// [`SendGate::full_checked`] before the first look.
+const NEVER: u64 = u64::MAX;
+
+/// Nanoseconds on a monotonic clock (from the first call in this process tree; a
+/// forked child goes on with the parent's origin). A vDSO read, not a system call.
+fn clock_ns() -> u64 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// One end's memory of the other side, in this process: whether it is known to be
+/// gone, and the writer's bookkeeping of when to look next. Process-local (atomics
+/// because clones of an end send from several threads).
+pub(super) struct SendGate {
+    /// What the writer's per-send check compares the ring's reader-drop counter with:
+    /// the count seen at the last check, or [`PEER_GONE`] (never a count) once this
+    /// process knows the other side is gone. [`SendGate::peer_gone`] sets `PEER_GONE`;
+    /// anything else changes it only by compare-exchange from a count, so `PEER_GONE`
+    /// is never undone.
+    seen_drops: AtomicU64,
+    /// Writer: sends left before the next look at the reader ([`SENDS_PER_CHECK`]).
+    /// A load and a store, not an atomic decrement (which would cost a locked
+    /// instruction per send): threads sending through one end at the same time may
+    /// lose a decrement now and then, which only puts the next look off a little.
+    credit: AtomicU32,
+    /// Writer: the reader's `head` at the last look.
+    seen_head: AtomicU64,
+    /// Writer: when a full `try_send` last asked the kernel ([`clock_ns`]), or [`NEVER`].
+    full_checked: AtomicU64,
+}
+
+impl SendGate {
+    /// The gate of an end that writes `tx` (if any), as of now.
+    pub(super) fn new(tx: Option<&Spsc>) -> SendGate {
+        let seen = tx.map_or(0, |t| t.reader_drops());
+        let head = tx.map_or(0, |t| t.reader_head());
+        SendGate {
+            seen_drops: AtomicU64::new(u64::from(seen)),
+            credit: AtomicU32::new(SENDS_PER_CHECK),
+            seen_head: AtomicU64::new(head),
+            full_checked: AtomicU64::new(NEVER),
+        }
+    }
+
+    /// Whether this process already knows the other side is gone (no system call).
+    #[inline]
+    pub(super) fn known_gone(&self) -> bool {
+        self.seen_drops.load(Ordering::Relaxed) == PEER_GONE
+    }
+
+    /// Whether every end of the other side is gone: known already, or asked of the
+    /// kernel through `presence`. Sticky: once it has said so, it says so at once, and
+    /// every send through this end fails (see [`SendGate::admit`]).
+    pub(super) fn peer_gone(&self, presence: &Presence) -> bool {
+        if self.known_gone() {
+            return true;
+        }
+        let gone = presence.peer_gone();
+        if gone {
+            // No end of the other side exists in any process (the kernel closed its last
+            // token), so none can come back: this never needs undoing.
+            self.seen_drops.store(PEER_GONE, Ordering::Relaxed);
+        }
+        gone
+    }
+
+    /// The writer's check before `sends` messages: passes with three loads, a compare
+    /// and a decrement unless a reader end was dropped since the last look, the credit
+    /// of [`SENDS_PER_CHECK`] sends is used up, or the other side is known to be gone
+    /// ([`SendGate::admit_slow`]). `false`: the other side is gone.
+    #[inline(always)]
+    pub(super) fn admit(&self, tx: &Spsc, sends: u32, presence: &Presence) -> bool {
+        let credit = self.credit.load(Ordering::Relaxed);
+        if self.seen_drops.load(Ordering::Relaxed) == u64::from(tx.reader_drops()) {
+            if let Some(left) = credit.checked_sub(sends) {
+                self.credit.store(left, Ordering::Relaxed);
+                return true;
+            }
+        }
+        self.admit_slow(tx, sends, presence)
+    }
+
+    /// [`SendGate::admit`]'s look at the reader: `false` when the other side is known
+    /// to be gone; otherwise asks the kernel when a reader end was dropped since the
+    /// last look, or when the reader's `head` has not moved since then (a reader
+    /// handing space back is alive), and renews the credit.
+    #[cold]
+    #[inline(never)]
+    fn admit_slow(&self, tx: &Spsc, sends: u32, presence: &Presence) -> bool {
+        let gate = self.seen_drops.load(Ordering::Relaxed);
+        if gate == PEER_GONE {
+            return false;
+        }
+        let drops = u64::from(tx.reader_drops());
+        let head = tx.reader_head();
+        let idle = head == self.seen_head.load(Ordering::Relaxed);
+        self.seen_head.store(head, Ordering::Relaxed);
+        if (drops != gate || idle) && self.peer_gone(presence) {
+            return false;
+        }
+        // Fails when someone stored PEER_GONE meanwhile, or when another thread's look
+        // stored a newer count first.
+        if let Err(now) =
+            self.seen_drops
+                .compare_exchange(gate, drops, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            if now == PEER_GONE {
+                return false;
+            }
+        }
+        self.credit
+            .store(SENDS_PER_CHECK.saturating_sub(sends), Ordering::Relaxed);
+        true
+    }
+
+    /// A send that found the ring full: whether the reader side is gone instead (a full
+    /// ring whose reader died stays full for ever). The kernel is asked at most once
+    /// every [`FULL_CHECK_EVERY`] (a `try_send` spinning on a full ring makes no system
+    /// call per call); in between, only what this end already knows counts.
+    #[cold]
+    pub(super) fn full_and_gone(&self, presence: &Presence) -> bool {
+        let now = clock_ns();
+        let last = self.full_checked.load(Ordering::Relaxed);
+        if last == NEVER || now.wrapping_sub(last) >= FULL_CHECK_EVERY.as_nanos() as u64 {
+            self.full_checked.store(now, Ordering::Relaxed);
+            self.peer_gone(presence)
+        } else {
+            self.known_gone()
+        }
+    }
+}

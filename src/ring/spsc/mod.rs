@@ -1,0 +1,347 @@
+//! A lock-free single-producer single-consumer byte ring with variable-length framed
+//! records, living in shared memory.
+//!
+//! # Layout
+//!
+//! ```text
+//! [ writer line: tail, cached_head ][ reader line: head, read ]
+//! [ readable waiter ][ writable waiter ][ ownership: owner, in_send, reader_drops, dirty, lock ]
+//! [ data: capacity bytes (a power of two) ]
+//! ```
+//!
+//! `tail`, `read` and `head` are monotonic byte counters; a position in `data` is the
+//! counter modulo the capacity. `tail` is where the writer writes next, `read` where the
+//! reader reads next, and `head` the end of the space the reader has handed back (it
+//! lags `read` only inside a receive). The writer keeps a cached copy of `head` on its
+//! own line and reloads it only when the cache says full.
+//!
+//! # Publishing by header: the reader never polls `tail`
+//!
+//! A record is published by the Release store of its header word, and the reader finds
+//! the next one by an Acquire load of the word at `read`: zero means "nothing yet". The
+//! two processes then share only the data lines in steady state. (In the classic design,
+//! where the reader polls the writer's `tail`, the reader pulls `tail`'s line across for
+//! every message it finds; a minimal ring of one-word messages ran 3-6x faster this way
+//! on the development machine, BENCHMARKS.md.) The writer still stores `tail`, on its
+//! own line, for the writer who may come after it.
+//!
+//! This needs one invariant: **free space is zero**. The reader zeroes every record it
+//! consumes before it hands the space back (the lines are in its cache: it just read
+//! them); a writer that gives up on a record it started (an encoder that ran out of
+//! room, a `Serialize` that failed or panicked) zeroes what it wrote
+//! ([`RawSink`]'s drop); a writer that takes over from one that died inside a send zeroes
+//! the free space, in which the dead one may have left bytes. A reader that dies between
+//! zeroing and handing the space back leaves `head` behind `read`; the next receive
+//! zeroes from `head`, not from its record.
+//!
+//! A writer that dies after publishing a header but before storing `tail` leaves
+//! records beyond `tail`; a writer taking over walks past them
+//! ([`Spsc::repair_tail`]) so that it never overwrites what the reader may be reading.
+//!
+//! # Records
+//!
+//! A message of at most [`TINY_MAX`] bytes is a *tiny* record: one word, its payload in
+//! the low bytes, its length in byte 6, [`TINY_TAG`](record::TINY_TAG) in byte 7 — published, read and
+//! zeroed with one store each. Every other record starts with an 8-byte header
+//! `len: u32, tag: u32` and is padded to a multiple of 8 bytes; records never wrap.
+//! Kinds: `MSG` (a whole message), `BEGIN` (first piece of a message streamed in pieces:
+//! an 8-byte total length, then bytes), `CHUNK` (a further piece), `PAD` (skip to the end
+//! of the ring), `BATCH` (plain-data elements, see `batch`). A message larger than a quarter of the ring is streamed, so there is no
+//! size cap. The reader checks every header against the ring's bounds before it touches
+//! the bytes; a bad header is a [`ProtocolError`](crate::error::ProtocolError), never an out-of-bounds read.
+//!
+//! # One writer at a time
+//!
+//! The ring has one producer, but a `Sender` may be shared by threads and copied into
+//! processes. Writers are serialized by a *biased* lock: the first writer thread owns
+//! the ring and sends with two plain stores and two loads (`in_send = 1`, compiler
+//! fence, re-read `owner`). Another writer revokes the bias by switching `owner` to
+//! `SHARED`, issuing `membarrier` (a full fence on the owner's CPU), and waiting for
+//! `in_send == 0` — the asymmetric Dekker handshake. From then on every writer takes
+//! the robust lock of `sync` ([`RawLock`]) around each message. Owners are recorded by
+//! their [`Owner`](crate::sync::owner::Owner) tag (thread id and start time), so a dead one — the biased owner
+//! inside a send, or the lock's holder — is told by `sync::owner`'s rule (a zombie or a
+//! reused id is dead) and bypassed; whatever it had not published is simply not there.
+//!
+//! # Files
+//!
+//! `record` (the record format), `owner` (the writer role), `write` and `sink` (the
+//! writer's side), `read` (the reader's side), `batch` (records of plain-data
+//! elements, read across record boundaries), `inplace` (messages written and read where
+//! they lie), `image` (rings in a region or on the heap, and the fuzzable decoder of a
+//! ring image).
+
+use std::ptr::NonNull;
+
+use crate::sync::atomic::{AtomicU32, AtomicU64, CachePadded, Ordering};
+use crate::sync::raw::RawLock;
+use crate::sync::waiter::Waiter;
+
+mod batch;
+mod image;
+mod inplace;
+mod owner;
+mod read;
+mod record;
+mod sink;
+mod write;
+
+pub(crate) use batch::BATCH_HDR;
+#[cfg(test)]
+pub(crate) use image::HeapRing;
+pub(crate) use image::{decode_image, ring_in_region};
+pub(crate) use owner::WriteGuard;
+pub(crate) use record::{record_size, RecKind, MIN_WINDOW, REC_HDR, TINY_MAX};
+pub(crate) use sink::{write_varint, RawSink};
+
+#[repr(C)]
+#[derive(Default)]
+struct WriterLine {
+    tail: AtomicU64,
+    cached_head: AtomicU64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ReaderLine {
+    /// The end of the space handed back to the writer (zeroed).
+    head: AtomicU64,
+    /// Where the reader reads next; ahead of `head` only inside a receive (or after a
+    /// reader died inside one).
+    read: AtomicU64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Ownership {
+    /// 0: free; an owner's tag ([`Owner::tag`](crate::sync::owner::Owner::tag)): biased to that thread; `SHARED`: use `lock`.
+    owner: AtomicU64,
+    /// 1 while the biased owner is inside a send. On this line, which only the writer
+    /// touches in steady state, and not on `tail`'s, which the reader polls: two more
+    /// stores per send to a line the reader keeps pulling back would cost two more
+    /// cache-line transfers per message.
+    in_send: AtomicU32,
+    /// Bumped whenever a reader end is dropped; writers re-check reader liveness when
+    /// it moves (a read-mostly line, so the per-send check costs one cached load).
+    reader_drops: AtomicU32,
+    /// 1 after a writer died inside a send: the next writer zeroes the free space.
+    dirty: AtomicU32,
+    _pad: u32,
+    /// Shared mode: the lock every writer takes around each message.
+    lock: RawLock,
+}
+
+/// `owner` once the bias is revoked (no tag has this bit: task ids are below 2^22).
+const SHARED: u64 = 1 << 63;
+
+/// The ring's control block, at the start of its memory. Zeroed memory is a valid,
+/// empty ring.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct SpscHeader {
+    w: CachePadded<WriterLine>,
+    r: CachePadded<ReaderLine>,
+    readable: CachePadded<Waiter>,
+    writable: CachePadded<Waiter>,
+    own: CachePadded<Ownership>,
+}
+
+/// Size of the control block; the data follows it.
+pub(crate) const CONTROL_SIZE: usize = std::mem::size_of::<SpscHeader>();
+const _: () = assert!(CONTROL_SIZE % 128 == 0);
+
+/// Handle to a ring in memory that outlives it (a mapped region, or the heap in tests).
+pub(crate) struct Spsc {
+    hdr: NonNull<SpscHeader>,
+    data: NonNull<u8>,
+    cap: u64,
+    /// Under loom, the data words that are accessed atomically (headers) live in a side
+    /// table of loom atomics, one per 8 data bytes, so that their publication is
+    /// model-checked; payload bytes stay in `data`.
+    #[cfg(loom)]
+    words: Box<[AtomicU64]>,
+}
+
+// SAFETY: the ring is designed for concurrent use from many threads and processes: all
+// shared state is atomics, and data bytes are accessed only inside the ranges the
+// protocol gives each side exclusively.
+unsafe impl Send for Spsc {}
+// SAFETY: as above.
+unsafe impl Sync for Spsc {}
+
+impl Spsc {
+    /// Bytes needed for a ring of `cap` data bytes.
+    pub(crate) const fn memory_size(cap: u64) -> usize {
+        CONTROL_SIZE + cap as usize
+    }
+
+    /// Whether `cap` is a usable capacity.
+    pub(crate) fn valid_capacity(cap: u64) -> bool {
+        cap.is_power_of_two() && (64..=1 << 40).contains(&cap)
+    }
+
+    /// # Safety
+    ///
+    /// `base` must be 128-byte aligned and point to [`Spsc::memory_size`]`(cap)` bytes
+    /// that stay mapped for the life of the returned value, holding either zeroes or a
+    /// ring of the same capacity; `cap` must satisfy [`Spsc::valid_capacity`].
+    pub(crate) unsafe fn from_raw(base: NonNull<u8>, cap: u64) -> Spsc {
+        debug_assert!(Self::valid_capacity(cap));
+        debug_assert_eq!(base.as_ptr() as usize % 128, 0);
+        // SAFETY: the caller guarantees CONTROL_SIZE + cap bytes at `base`.
+        let data = unsafe { base.add(CONTROL_SIZE) };
+        Spsc {
+            hdr: base.cast(),
+            data,
+            cap,
+            #[cfg(loom)]
+            words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The data word at `off` (8-aligned, below `cap`): a record's header (or a whole
+    /// tiny record), zero, or payload. Header words are only ever written and read
+    /// through it, atomically; payload bytes are copied through raw pointers, never
+    /// while the other side may touch the same bytes (the Release/Acquire pairs on
+    /// header words and on `head` hand ranges over).
+    #[inline(always)]
+    fn word(&self, off: u64) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off < self.cap);
+        #[cfg(loom)]
+        {
+            &self.words[(off / 8) as usize]
+        }
+        #[cfg(not(loom))]
+        // SAFETY: every caller passes an 8-aligned offset below `cap` (a position masked
+        // with `cap - 8`, or a checked record offset), and the data area is 128-aligned,
+        // so this is an aligned u64 inside the mapping, which outlives `self`. Accesses
+        // to a header word that may be concurrent are all atomic: the reader reads only
+        // the word at `read` (published or zero) through here, and the writer writes
+        // payload non-atomically only in free space, where the reader does not look.
+        unsafe {
+            AtomicU64::from_ptr(self.data.as_ptr().add(off as usize).cast::<u64>())
+        }
+    }
+
+    /// Zeroes data bytes `[from, to)` (8-aligned positions, at most a ring's worth),
+    /// both sides of the wrap. The range must belong to the caller (consumed by the
+    /// reader, or free for the writer), so nothing else accesses it meanwhile.
+    fn zero_range(&self, from: u64, to: u64) {
+        let mut pos = from;
+        while pos != to {
+            let off = pos & (self.cap - 8);
+            let n = (self.cap - off).min(to.wrapping_sub(pos));
+            // Under loom the header words live in the side table: zero them there.
+            #[cfg(loom)]
+            for w in (off..off + n).step_by(8) {
+                self.word(w).store(0, Ordering::Relaxed);
+            }
+            // SAFETY: [off, off + n) lies inside the data area (n <= cap - off); the
+            // caller owns the range, so no other thread or process accesses it now.
+            unsafe { std::ptr::write_bytes(self.data.as_ptr().add(off as usize), 0, n as usize) };
+            pos = pos.wrapping_add(n);
+        }
+    }
+
+    #[inline(always)]
+    fn hdr(&self) -> &SpscHeader {
+        // SAFETY: `from_raw`'s contract: the control block is mapped for our lifetime and
+        // consists of atomics only, so shared references to it are sound even while
+        // other processes modify it.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    /// Data capacity in bytes.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    /// Largest record (header included) written whole; larger messages are streamed.
+    #[inline(always)]
+    pub(crate) fn max_record(&self) -> u64 {
+        self.cap / 4
+    }
+
+    /// The in-place limit: the largest payload of a whole message written or read in
+    /// place (`send_with`, `recv_with`), a quarter of the capacity. Its record (one
+    /// header more) is at most half the ring, so it always fits once the ring drains.
+    #[inline(always)]
+    pub(crate) fn max_in_place(&self) -> u64 {
+        self.cap / 4
+    }
+
+    /// Bytes free for the writer right now (reloads the reader's counter).
+    pub(crate) fn free_bytes(&self) -> u64 {
+        let tail = self.hdr().w.tail.load(Ordering::Acquire);
+        let head = self.hdr().r.head.load(Ordering::Acquire);
+        self.cap.saturating_sub(tail.wrapping_sub(head))
+    }
+
+    /// The waiter the reader parks on (async readers register on it too, and `wait()`
+    /// arms it): the writer wakes it on publish.
+    pub(crate) fn readable_waiter(&self) -> &Waiter {
+        &self.hdr().readable
+    }
+
+    /// The waiter writers park on for room (async writers register on it too).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn writable_waiter(&self) -> &Waiter {
+        &self.hdr().writable
+    }
+
+    /// Wakes the reader unconditionally (when the writer side goes away).
+    pub(crate) fn wake_reader(&self) {
+        crate::sync::atomic::fence(Ordering::SeqCst);
+        self.hdr().readable.wake_all();
+    }
+
+    /// Wakes the writers waiting for room or for the writer role, so that they look at
+    /// their `abort` again (when the reader side goes away).
+    pub(crate) fn wake_writer(&self) {
+        crate::sync::atomic::fence(Ordering::SeqCst);
+        self.hdr().writable.wake_all();
+        self.hdr().own.lock.wake_waiters();
+    }
+}
+
+/// Copies `n` bytes from `src` to `dst` (non-overlapping). Small copies — a message of
+/// the seed's experiment is 2 bytes — are done inline with at most two loads and two
+/// stores (overlapping when `n` is not a power of two) instead of a call to `memmove`,
+/// which dominated the per-message cost.
+///
+/// # Safety
+/// `src` is valid for reads and `dst` for writes of `n` bytes; the ranges do not overlap.
+#[inline(always)]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
+    // SAFETY: in every arm, each access lies inside [src, src + n) or [dst, dst + n),
+    // which the caller guarantees; unaligned accesses use read/write_unaligned.
+    unsafe {
+        match n {
+            0 => {}
+            1..=3 => {
+                *dst = *src;
+                *dst.add(n / 2) = *src.add(n / 2);
+                *dst.add(n - 1) = *src.add(n - 1);
+            }
+            4..=7 => {
+                let a = src.cast::<u32>().read_unaligned();
+                let b = src.add(n - 4).cast::<u32>().read_unaligned();
+                dst.cast::<u32>().write_unaligned(a);
+                dst.add(n - 4).cast::<u32>().write_unaligned(b);
+            }
+            8..=16 => {
+                let a = src.cast::<u64>().read_unaligned();
+                let b = src.add(n - 8).cast::<u64>().read_unaligned();
+                dst.cast::<u64>().write_unaligned(a);
+                dst.add(n - 8).cast::<u64>().write_unaligned(b);
+            }
+            _ => std::ptr::copy_nonoverlapping(src, dst, n),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

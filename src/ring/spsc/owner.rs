@@ -1,0 +1,226 @@
+//! The writer role: the biased owner, the shared-mode lock, and the repairs after a
+//! writer that died inside a send (see the module docs of `spsc`).
+
+use std::time::Instant;
+
+use super::record::{parse_header, record_size, tiny_len, RecKind, REC_HDR};
+use super::{Spsc, SHARED};
+use crate::sync::atomic::{light_fence, Ordering};
+use crate::sync::owner::{me, Owner};
+use crate::sync::raw::Got;
+use crate::sync::waiter::Wait;
+
+/// Which writer path a [`WriteGuard`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Biased,
+    Shared,
+}
+
+/// Proof that this thread is the ring's one writer until dropped.
+pub(crate) struct WriteGuard<'a> {
+    ring: &'a Spsc,
+    mode: Mode,
+}
+
+impl Drop for WriteGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let own = &self.ring.hdr().own;
+        match self.mode {
+            // Pairs with the revoker's Acquire load of `in_send`.
+            Mode::Biased => own.in_send.store(0, Ordering::Release),
+            Mode::Shared => own.lock.unlock(),
+        }
+    }
+}
+
+impl Spsc {
+    /// Becomes the ring's writer: the biased fast path, else the slow path (revoking a
+    /// bias, or taking the shared lock). `abort` is consulted while waiting.
+    #[inline]
+    pub(crate) fn acquire_writer(
+        &self,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<WriteGuard<'_>, Wait> {
+        let me = me();
+        if self.hdr().own.owner.load(Ordering::Relaxed) == me.tag() {
+            if let Some(g) = self.enter_biased(me.tag()) {
+                return Ok(g);
+            }
+        }
+        self.acquire_writer_slow(me, deadline, abort)
+    }
+
+    /// The writer's slow path: takes the role, then repairs what a writer that died
+    /// inside a send may have left: records it published but did not count in `tail`
+    /// ([`Spsc::repair_tail`]), and bytes it wrote into free space
+    /// ([`Spsc::zero_free_space`], only after such a death).
+    #[cold]
+    fn acquire_writer_slow(
+        &self,
+        me: Owner,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<WriteGuard<'_>, Wait> {
+        let g = self.take_writer_role(me, deadline, abort)?;
+        self.repair_tail(&g);
+        let own = &self.hdr().own;
+        if own.dirty.load(Ordering::Acquire) != 0 {
+            self.zero_free_space(&g);
+            own.dirty.store(0, Ordering::Release);
+        }
+        Ok(g)
+    }
+
+    fn take_writer_role(
+        &self,
+        me: Owner,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<WriteGuard<'_>, Wait> {
+        let own = &self.hdr().own;
+        let tag = me.tag();
+        loop {
+            let o = own.owner.load(Ordering::Acquire);
+            if o == 0 {
+                if own
+                    .owner
+                    .compare_exchange(0, tag, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    if let Some(g) = self.enter_biased(tag) {
+                        return Ok(g);
+                    }
+                }
+                continue;
+            }
+            if o == tag {
+                if let Some(g) = self.enter_biased(tag) {
+                    return Ok(g);
+                }
+                continue;
+            }
+            if o & SHARED == 0 {
+                // Biased to another thread: revoke, then wait for its send in flight.
+                if own
+                    .owner
+                    .compare_exchange(o, SHARED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    crate::sys::membarrier_global();
+                    crate::sync::atomic::fence(Ordering::SeqCst);
+                    let holder = Owner::from_tag(o);
+                    let mut spins = 0u32;
+                    // Pairs with the Release store of `in_send = 0` in WriteGuard::drop.
+                    while own.in_send.load(Ordering::Acquire) != 0 {
+                        if !holder.is_alive() {
+                            // It died inside a send: whoever writes next cleans up.
+                            own.dirty.store(1, Ordering::Release);
+                            own.in_send.store(0, Ordering::Release);
+                            break;
+                        }
+                        spins += 1;
+                        if spins < 100 {
+                            std::thread::yield_now();
+                        } else {
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                        }
+                    }
+                }
+                continue;
+            }
+            // Shared mode: the robust lock, which tells a dead holder by its tag.
+            let got = own.lock.lock_or_abort(me, deadline, abort)?;
+            if got == Got::OwnerDied {
+                // The lock is held only inside a send: clean up after it.
+                own.dirty.store(1, Ordering::Release);
+            }
+            return Ok(WriteGuard {
+                ring: self,
+                mode: Mode::Shared,
+            });
+        }
+    }
+
+    /// The biased path once `owner` holds `tag`: announces the send (`in_send`), then
+    /// checks that the bias was not revoked meanwhile.
+    #[inline(always)]
+    fn enter_biased(&self, tag: u64) -> Option<WriteGuard<'_>> {
+        let own = &self.hdr().own;
+        own.in_send.store(1, Ordering::Relaxed);
+        // Fast side of the asymmetric barrier; the revoker issues membarrier.
+        light_fence();
+        if own.owner.load(Ordering::Acquire) == tag {
+            return Some(WriteGuard {
+                ring: self,
+                mode: Mode::Biased,
+            });
+        }
+        own.in_send.store(0, Ordering::Release);
+        None
+    }
+
+    /// Walks `tail` past records a writer published but died before counting in `tail`
+    /// (it stores the header first), so that the writer taking over does not overwrite
+    /// what the reader may be reading. One load when there is nothing to repair.
+    fn repair_tail(&self, _g: &WriteGuard<'_>) {
+        let w = &self.hdr().w;
+        let start = w.tail.load(Ordering::Acquire);
+        let mut tail = start;
+        let head = self.hdr().r.head.load(Ordering::Acquire);
+        // Stop at zero (free space) or at anything that is not a well-formed record (a
+        // scribbling peer's doing, which the reader reports); at most a ring's worth.
+        while tail.wrapping_sub(head) < self.cap {
+            let off = tail & (self.cap - 8);
+            let word = self.word(off).load(Ordering::Acquire);
+            let size = match parse_header(word) {
+                Some((RecKind::Pad, _)) => self.cap - off,
+                Some(_) if tiny_len(word).is_some() => REC_HDR,
+                Some((_, len)) if record_size(len) <= self.cap - off => record_size(len),
+                _ => break,
+            };
+            tail = tail.wrapping_add(size);
+        }
+        if tail != start {
+            w.tail.store(tail, Ordering::Release);
+        }
+    }
+
+    /// Zeroes the free space after a writer died inside a send (it may have written
+    /// payload it never published), restoring the invariant the reader relies on. The
+    /// word at `tail` itself is left alone: the reader may be polling it, and no writer
+    /// writes it before publishing.
+    fn zero_free_space(&self, _g: &WriteGuard<'_>) {
+        let tail = self.hdr().w.tail.load(Ordering::Acquire);
+        let head = self.hdr().r.head.load(Ordering::Acquire);
+        let used = tail.wrapping_sub(head);
+        if used % 8 != 0 || used >= self.cap - 8 {
+            return; // full, or garbage counters (a scribbling peer): nothing safe to do
+        }
+        let from = (tail & !7).wrapping_add(8);
+        let to = head.wrapping_add(self.cap) & !7;
+        // zero_range zeroes whole words from `from`; skip a stray word at the wrap.
+        if from != to {
+            self.zero_range(from, to);
+        }
+    }
+
+    /// Counts a dropped reader end (see `reader_drops`).
+    pub(crate) fn note_reader_drop(&self) {
+        self.hdr().own.reader_drops.fetch_add(1, Ordering::Release);
+    }
+
+    /// The reader-drop counter.
+    #[inline(always)]
+    pub(crate) fn reader_drops(&self) -> u32 {
+        self.hdr().own.reader_drops.load(Ordering::Relaxed)
+    }
+
+    /// The reader's `head` as it stands (only readers store it): a writer that sees it
+    /// move knows a reader was alive since it last looked.
+    pub(crate) fn reader_head(&self) -> u64 {
+        self.hdr().r.head.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,388 @@
+use std::time::Instant;
+
+use super::record::header_word;
+use super::*;
+use crate::error::ProtocolError;
+use crate::sync::owner::Owner;
+use crate::sync::waiter::Wait;
+
+#[repr(C, align(128))]
+struct Mem([u8; CONTROL_SIZE + 1024]);
+
+fn ring() -> (Box<Mem>, Spsc) {
+    let mut m = Box::new(Mem([0; CONTROL_SIZE + 1024]));
+    let base = NonNull::new(m.0.as_mut_ptr()).unwrap();
+    // SAFETY: the boxed memory is aligned, zeroed, large enough and outlives the ring
+    // (returned together; the test drops the ring first).
+    let r = unsafe { Spsc::from_raw(base, 1024) };
+    (m, r)
+}
+
+fn recv_all(r: &Spsc) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(rec) = r.peek().unwrap() {
+        let mut v = Vec::new();
+        r.read_into(&rec, 0, rec.len, &mut v);
+        r.consume(&rec);
+        out.push(v);
+    }
+    out
+}
+
+#[test]
+fn records_round_trip_across_the_wrap() {
+    let (_m, r) = ring();
+    let mut expect = Vec::new();
+    for round in 0..200u32 {
+        let msg: Vec<u8> = (0..(round % 61) as u8).collect();
+        let g = r.acquire_writer(None, || false).unwrap();
+        r.write_record(&g, RecKind::Msg, &[&msg], None, || false)
+            .unwrap();
+        drop(g);
+        expect.push(msg);
+        if round % 3 == 0 {
+            assert_eq!(recv_all(&r), std::mem::take(&mut expect));
+        }
+    }
+    assert_eq!(recv_all(&r), expect);
+}
+
+#[test]
+fn full_ring_refuses_without_losing() {
+    let (_m, r) = ring();
+    let g = r.acquire_writer(None, || false).unwrap();
+    let msg = [7u8; 100];
+    let mut sent = 0;
+    while r.reserve(&g, record_size(100)).is_some() {
+        r.write_record(&g, RecKind::Msg, &[&msg], None, || false)
+            .unwrap();
+        sent += 1;
+    }
+    let err = r.write_record(&g, RecKind::Msg, &[&msg], Some(Instant::now()), || false);
+    assert_eq!(err, Err(Wait::TimedOut));
+    drop(g);
+    let got = recv_all(&r);
+    assert_eq!(got.len(), sent);
+    assert!(got.iter().all(|m| m == &msg));
+}
+
+#[test]
+fn corrupt_header_is_a_protocol_error() {
+    let (mut m, r) = ring();
+    let g = r.acquire_writer(None, || false).unwrap();
+    r.write_record(&g, RecKind::Msg, &[b"hello, world"], None, || false)
+        .unwrap();
+    drop(g);
+    // A hostile peer claims a huge length.
+    m.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
+    assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
+    // ... or a bad tag.
+    m.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&5u32.to_ne_bytes());
+    m.0[CONTROL_SIZE + 4] = 0x99;
+    assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
+}
+
+/// Whether every data byte is zero.
+fn data_is_zero(m: &Mem) -> bool {
+    m.0[CONTROL_SIZE..].iter().all(|&b| b == 0)
+}
+
+#[test]
+fn free_space_stays_zero_through_laps_of_every_record_kind() {
+    let (m, r) = ring();
+    let mut small = [0u8; 64];
+    for round in 0..300u32 {
+        let g = r.acquire_writer(None, || false).unwrap();
+        // Tiny (0..=6), whole (7..), and pieces of a stream; ~3 laps of 1 KiB.
+        let len = (round * 7) % 90;
+        let msg: Vec<u8> = (0..len).map(|i| (i as u8) ^ 0x5a | 1).collect();
+        let kind = if round % 11 == 0 {
+            RecKind::Chunk
+        } else {
+            RecKind::Msg
+        };
+        if round % 5 == 0 && len <= 6 {
+            assert!(r.try_write_tiny(
+                &g,
+                u64::from_le_bytes({
+                    let mut w = [0u8; 8];
+                    w[..msg.len()].copy_from_slice(&msg);
+                    w
+                }),
+                len as u64
+            ));
+        } else if round % 3 == 0 && kind == RecKind::Msg && len <= 64 {
+            assert!(r.try_write_small(&g, &msg));
+        } else {
+            r.write_record(&g, kind, &[&msg], None, || false).unwrap();
+        }
+        drop(g);
+        let got = if round % 2 == 0 {
+            r.take_small(&mut small).map(|n| small[..n].to_vec())
+        } else {
+            None
+        };
+        let got = got.unwrap_or_else(|| {
+            let rec = r.peek().unwrap().unwrap();
+            let mut v = Vec::new();
+            r.read_into(&rec, 0, rec.len, &mut v);
+            r.consume(&rec);
+            v
+        });
+        assert_eq!(got, msg, "round {round}");
+        // Consumed space is handed back (zeroed) a block at a time, the rest when the
+        // reader finds the ring empty.
+        assert_eq!(r.peek().unwrap().map(|rec| rec.len), None);
+        assert!(data_is_zero(&m), "round {round}: consumed space not zeroed");
+    }
+}
+
+#[test]
+fn space_a_reader_keeps_back_never_blocks_a_writer() {
+    // The reader hands space back a block at a time and keeps back the rest of the
+    // block it is in until it finds the ring empty. A writer must still find room
+    // for the largest record whenever everything written has been read, even if the
+    // reader never looked at an empty ring.
+    let (_m, r) = ring();
+    let mut out = [0u8; 64];
+    for round in 0..2000u64 {
+        let len = (round * 37) % (r.max_record() - REC_HDR + 1);
+        let msg = vec![(round % 251) as u8 + 1; len as usize];
+        let g = r.acquire_writer(None, || false).unwrap();
+        r.write_record(&g, RecKind::Msg, &[&msg], Some(Instant::now()), || false)
+            .unwrap_or_else(|e| panic!("round {round}, {len} bytes: {e:?}"));
+        drop(g);
+        match r.take_small(&mut out) {
+            Some(n) => assert_eq!(&out[..n], &msg[..]),
+            None => {
+                let rec = r.peek().unwrap().unwrap();
+                let mut v = Vec::new();
+                r.read_into(&rec, 0, rec.len, &mut v);
+                r.consume(&rec);
+                assert_eq!(v, msg);
+            }
+        }
+    }
+}
+
+#[test]
+fn an_abandoned_encode_leaves_free_space_zero() {
+    let (m, r) = ring();
+    let g = r.acquire_writer(None, || false).unwrap();
+    let (off, window) = r.reserve(&g, 64).unwrap();
+    {
+        let mut sink = r.sink(&g, off, window - REC_HDR);
+        assert!(sink.extend(&[0xEE; 40]));
+        assert!(sink.varint(u64::MAX));
+        assert!(!data_is_zero(&m));
+        // Dropped without commit_sink: the encoder gave up (or a Serialize panicked).
+    }
+    assert!(data_is_zero(&m));
+    // A committed sink's bytes stay, and come out whole.
+    let (off, window) = r.reserve(&g, 64).unwrap();
+    let mut sink = r.sink(&g, off, window - REC_HDR);
+    assert!(sink.extend(b"kept bytes"));
+    r.commit_sink(&g, off, RecKind::Msg, sink);
+    drop(g);
+    assert_eq!(recv_all(&r), vec![b"kept bytes".to_vec()]);
+    assert!(data_is_zero(&m));
+}
+
+#[test]
+fn a_reader_that_died_inside_a_receive_is_finished_by_the_next() {
+    let (m, r) = ring();
+    let g = r.acquire_writer(None, || false).unwrap();
+    for msg in [&b"first message"[..], b"second message", b"third"] {
+        r.write_record(&g, RecKind::Msg, &[msg], None, || false)
+            .unwrap();
+    }
+    drop(g);
+    // A reader takes the first record, moves `read` past it and dies before zeroing
+    // it and handing it back.
+    let rec = r.peek().unwrap().unwrap();
+    r.hdr()
+        .r
+        .read
+        .store(rec.pos + rec.size(), Ordering::Relaxed);
+    // The next reader goes on from `read`, and zeroes the dead one's record too.
+    assert_eq!(
+        recv_all(&r),
+        vec![b"second message".to_vec(), b"third".to_vec()]
+    );
+    assert!(data_is_zero(&m));
+    let h = r.hdr().r.head.load(Ordering::Relaxed);
+    assert_eq!(h, r.hdr().r.read.load(Ordering::Relaxed));
+}
+
+#[test]
+fn a_writer_taking_over_from_a_dead_one_repairs_tail_and_free_space() {
+    let (m, r) = ring();
+    let g = r.acquire_writer(None, || false).unwrap();
+    r.write_record(&g, RecKind::Msg, &[b"counted"], None, || false)
+        .unwrap();
+    let tail = r.hdr().w.tail.load(Ordering::Relaxed);
+    // Published, but the writer died before counting it in `tail`...
+    r.write_record(&g, RecKind::Msg, &[b"not counted"], None, || false)
+        .unwrap();
+    r.hdr().w.tail.store(tail, Ordering::Relaxed);
+    let end = tail + record_size(11);
+    // ... and after writing half of a third record it never published.
+    let garbage = CONTROL_SIZE + (end + REC_HDR) as usize;
+    let mut m = m;
+    m.0[garbage..garbage + 100].fill(0xA7);
+    // The next writer finds the flag the death left.
+    r.hdr().own.dirty.store(1, Ordering::Relaxed);
+    drop(g);
+    r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
+    let g = r.acquire_writer(None, || false).unwrap();
+    assert_eq!(
+        r.hdr().w.tail.load(Ordering::Relaxed),
+        end,
+        "tail walked past it"
+    );
+    assert_eq!(r.hdr().own.dirty.load(Ordering::Relaxed), 0);
+    assert!(m.0[garbage..garbage + 100].iter().all(|&b| b == 0));
+    r.write_record(&g, RecKind::Msg, &[b"after"], None, || false)
+        .unwrap();
+    drop(g);
+    assert_eq!(
+        recv_all(&r),
+        vec![
+            b"counted".to_vec(),
+            b"not counted".to_vec(),
+            b"after".to_vec()
+        ]
+    );
+    assert!(data_is_zero(&m));
+}
+
+#[test]
+fn a_pad_at_offset_zero_is_a_protocol_error_not_an_endless_loop() {
+    // Found by the property tests: with a garbage `head` the reader cannot zero what
+    // it skips, and a pad spanning the whole ring was found again on every turn.
+    let (mut m, r) = ring();
+    m.0[CONTROL_SIZE..CONTROL_SIZE + 8]
+        .copy_from_slice(&header_word(RecKind::Pad, 1024 - REC_HDR).to_ne_bytes());
+    r.hdr().r.head.store(1 << 40, Ordering::Relaxed);
+    assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
+}
+
+#[test]
+fn take_small_takes_only_whole_small_messages_and_leaves_the_rest_to_peek() {
+    let (_m, r) = ring();
+    let mut out = [0u8; 16];
+    assert_eq!(r.take_small(&mut out), None, "empty ring");
+    let g = r.acquire_writer(None, || false).unwrap();
+    // 0..=16 bytes are small; 17 bytes and stream pieces are not.
+    for n in 0..=17u8 {
+        let msg: Vec<u8> = (0..n).map(|i| i ^ n).collect();
+        r.write_record(&g, RecKind::Msg, &[&msg], None, || false)
+            .unwrap();
+    }
+    r.write_record(
+        &g,
+        RecKind::Begin,
+        &[&3u64.to_ne_bytes(), b"abc"],
+        None,
+        || false,
+    )
+    .unwrap();
+    drop(g);
+    for n in 0..=16u8 {
+        let len = r.take_small(&mut out).expect("a small message");
+        let want: Vec<u8> = (0..n).map(|i| i ^ n).collect();
+        assert_eq!(&out[..len], &want[..]);
+    }
+    assert_eq!(r.take_small(&mut out), None, "17 bytes: the general path");
+    let rec = r.peek().unwrap().unwrap();
+    assert_eq!((rec.kind, rec.len), (RecKind::Msg, 17));
+    r.consume(&rec);
+    assert_eq!(r.take_small(&mut out), None, "a stream's first piece");
+    assert_eq!(r.peek().unwrap().unwrap().kind, RecKind::Begin);
+
+    // A corrupt header is not taken (peek reports it).
+    let (mut m2, r2) = ring();
+    let g = r2.acquire_writer(None, || false).unwrap();
+    r2.write_record(&g, RecKind::Msg, &[b"hi there"], None, || false)
+        .unwrap();
+    drop(g);
+    m2.0[CONTROL_SIZE..CONTROL_SIZE + 4].copy_from_slice(&1000u32.to_ne_bytes());
+    assert_eq!(r2.take_small(&mut [0u8; 2048]), None);
+    assert_eq!(r2.peek().unwrap_err(), ProtocolError::BadRecord);
+}
+
+/// Fills the free space after the tail with garbage, as a writer that died inside a
+/// send may have left it; returns the garbage's byte range in `m`.
+fn scribble_free_space(m: &mut Mem, r: &Spsc) -> std::ops::Range<usize> {
+    let tail = r.hdr().w.tail.load(Ordering::Relaxed);
+    let from = CONTROL_SIZE + (tail + REC_HDR) as usize;
+    m.0[from..from + 100].fill(0xA7);
+    from..from + 100
+}
+
+#[test]
+fn a_biased_writer_whose_id_was_reused_is_dead_inside_its_send() {
+    // The pid-reuse case: the owner's thread id names a live task (this very thread),
+    // but another start time: it is not the writer that announced the send.
+    let (mut m, r) = ring();
+    let me = crate::sync::owner::me();
+    let previous = Owner::new(me.tid(), me.start() ^ 1);
+    r.hdr().own.owner.store(previous.tag(), Ordering::Relaxed);
+    r.hdr().own.in_send.store(1, Ordering::Relaxed);
+    let garbage = scribble_free_space(&mut m, &r);
+    let deadline = Some(Instant::now() + std::time::Duration::from_secs(30));
+    let g = r.acquire_writer(deadline, || false).expect("the role");
+    assert_eq!(r.hdr().own.owner.load(Ordering::Relaxed), SHARED);
+    assert_eq!(r.hdr().own.in_send.load(Ordering::Relaxed), 0);
+    assert_eq!(r.hdr().own.dirty.load(Ordering::Relaxed), 0, "cleaned up");
+    assert!(m.0[garbage].iter().all(|&b| b == 0));
+    r.write_record(&g, RecKind::Msg, &[b"after"], None, || false)
+        .unwrap();
+    drop(g);
+    assert_eq!(recv_all(&r), vec![b"after".to_vec()]);
+}
+
+#[test]
+fn a_shared_mode_lock_holder_whose_id_was_reused_is_a_dead_writer() {
+    let (mut m, r) = ring();
+    let me = crate::sync::owner::me();
+    r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
+    let previous = Owner::new(me.tid(), me.start() ^ 1);
+    assert!(r.hdr().own.lock.try_lock(previous).is_ok());
+    let garbage = scribble_free_space(&mut m, &r);
+    let deadline = Some(Instant::now() + std::time::Duration::from_secs(30));
+    let g = r.acquire_writer(deadline, || false).expect("the role");
+    assert_eq!(r.hdr().own.dirty.load(Ordering::Relaxed), 0, "cleaned up");
+    assert!(m.0[garbage].iter().all(|&b| b == 0));
+    r.write_record(&g, RecKind::Msg, &[b"after"], None, || false)
+        .unwrap();
+    drop(g);
+    assert!(!r.hdr().own.lock.is_locked());
+    assert_eq!(recv_all(&r), vec![b"after".to_vec()]);
+}
+
+#[test]
+fn a_live_shared_mode_holder_makes_writers_time_out_or_abort() {
+    let (_m, r) = ring();
+    r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
+    // Another live process holds the lock: our parent, with its true start time.
+    let ppid = std::os::unix::process::parent_id();
+    let (_, start) = crate::sys::task_state(ppid).expect("the parent runs");
+    assert!(r
+        .hdr()
+        .own
+        .lock
+        .try_lock(Owner::new(ppid, start as u32))
+        .is_ok());
+    assert!(matches!(
+        r.acquire_writer(Some(Instant::now()), || false),
+        Err(Wait::TimedOut)
+    ));
+    let later = Some(Instant::now() + std::time::Duration::from_secs(30));
+    assert!(matches!(
+        r.acquire_writer(later, || true),
+        Err(Wait::Aborted)
+    ));
+    r.hdr().own.lock.unlock();
+    assert!(r.acquire_writer(Some(Instant::now()), || false).is_ok());
+}

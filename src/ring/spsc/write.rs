@@ -1,0 +1,320 @@
+//! The writer's side: reserving room, publishing records (whole, tiny, small, or in a
+//! batch), waiting for room.
+
+use std::time::Instant;
+
+use super::copy_bytes;
+use super::owner::WriteGuard;
+use super::record::{header_word, record_size, tiny_word, RecKind, REC_HDR, TINY_MAX};
+use super::Spsc;
+use crate::sync::atomic::Ordering;
+use crate::sync::waiter::Wait;
+
+impl Spsc {
+    /// Contiguous free bytes at the tail (padding over the end of the ring first when
+    /// `need` does not fit before it), or `None` when fewer than `need` are free now.
+    /// `need` is a multiple of 8 and at most a record of [`Spsc::max_in_place`] bytes.
+    #[inline]
+    pub(crate) fn reserve(&self, g: &WriteGuard<'_>, need: u64) -> Option<(u64, u64)> {
+        let w = &self.hdr().w;
+        let before = w.tail.load(Ordering::Relaxed);
+        let mut tail = before;
+        let slot = self.reserve_at(g, &mut tail, need);
+        if tail != before {
+            // Publish the pad; pairs with the reader's Acquire load of `tail`.
+            w.tail.store(tail, Ordering::Release);
+        }
+        slot
+    }
+
+    /// [`Spsc::reserve`] for a batch: `tail` is the writer's copy of the tail (from
+    /// [`Spsc::batch_tail`]), stored by [`Spsc::commit_at`] and [`Spsc::publish`].
+    /// Records (and padding) are visible to the reader as soon as their headers are.
+    #[inline(always)]
+    pub(crate) fn reserve_at(
+        &self,
+        _g: &WriteGuard<'_>,
+        tail: &mut u64,
+        need: u64,
+    ) -> Option<(u64, u64)> {
+        debug_assert!(need % 8 == 0 && need <= record_size(self.max_in_place()));
+        let w = &self.hdr().w;
+        let mut head = w.cached_head.load(Ordering::Relaxed);
+        // Masked to a word: `tail` is shared memory, and a scribbling peer must not make
+        // the writer form a misaligned header word (the reader reports the garbage
+        // counter, `Spsc::counters_sane`).
+        let mut off = *tail & (self.cap - 8);
+        let mut to_end = self.cap - off;
+        let total = if need <= to_end { need } else { to_end + need };
+        if tail.wrapping_add(total).wrapping_sub(head) > self.cap {
+            // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
+            head = self.hdr().r.head.load(Ordering::Acquire);
+            w.cached_head.store(head, Ordering::Relaxed);
+            if tail.wrapping_add(total).wrapping_sub(head) > self.cap {
+                return None;
+            }
+        }
+        if need > to_end {
+            // [off, cap) is free (checked above). Pairs with the reader's Acquire load.
+            self.word(off).store(
+                header_word(RecKind::Pad, to_end - REC_HDR),
+                Ordering::Release,
+            );
+            *tail = tail.wrapping_add(to_end);
+            off = 0;
+            to_end = self.cap;
+        }
+        let free = self.cap - tail.wrapping_sub(head);
+        Some((off, free.min(to_end)))
+    }
+
+    /// The published tail, where a batch starts.
+    #[inline(always)]
+    pub(crate) fn batch_tail(&self, _g: &WriteGuard<'_>) -> u64 {
+        self.hdr().w.tail.load(Ordering::Relaxed)
+    }
+
+    /// Publishes a batched record whose payload is already at `off + REC_HDR` (within a
+    /// window from [`Spsc::reserve_at`]) and advances `tail` past it, the private copy
+    /// and the shared one (a store to the writer's own line: the reader never reads it
+    /// on its fast path, but checks on an empty ring that it is within a ring of its
+    /// position, `Spsc::counters_sane`). The wake-up waits for [`Spsc::publish`].
+    #[inline(always)]
+    pub(crate) fn commit_at(
+        &self,
+        _g: &WriteGuard<'_>,
+        tail: &mut u64,
+        off: u64,
+        kind: RecKind,
+        len: u64,
+    ) {
+        *tail = tail.wrapping_add(self.publish_record(off, kind, len));
+        self.hdr().w.tail.store(*tail, Ordering::Release);
+    }
+
+    /// [`Spsc::commit_at`] for a tiny record: the low `len <= TINY_MAX` bytes of
+    /// `bytes` (whose other bytes are zero), written with one store at `off`, which
+    /// [`Spsc::reserve_at`] returned.
+    #[inline(always)]
+    pub(crate) fn commit_tiny_at(
+        &self,
+        _g: &WriteGuard<'_>,
+        tail: &mut u64,
+        off: u64,
+        bytes: u64,
+        len: u64,
+    ) {
+        // Pairs with the reader's Acquire load of the word at `read`.
+        self.word(off)
+            .store(tiny_word(bytes, len), Ordering::Release);
+        *tail = tail.wrapping_add(REC_HDR);
+        self.hdr().w.tail.store(*tail, Ordering::Release);
+    }
+
+    /// Ends a batch: stores its `tail` if padding moved it, and wakes the reader if it
+    /// sleeps.
+    #[inline]
+    pub(crate) fn publish(&self, _g: &WriteGuard<'_>, tail: u64) {
+        let w = &self.hdr().w;
+        if w.tail.load(Ordering::Relaxed) != tail {
+            w.tail.store(tail, Ordering::Release);
+        }
+        self.hdr().readable.wake_all();
+    }
+
+    /// Waits until `need` bytes can be reserved at the private `tail` of a batch (the
+    /// caller published everything before it first, or the reader could not free room).
+    pub(crate) fn wait_writable_at(
+        &self,
+        g: &WriteGuard<'_>,
+        tail: &mut u64,
+        need: u64,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<(u64, u64), Wait> {
+        let mut slot = None;
+        let mut t = *tail;
+        let r = self.hdr().writable.wait_until(
+            deadline,
+            || {
+                t = *tail;
+                slot = self.reserve_at(g, &mut t, need);
+                slot.is_some()
+            },
+            abort,
+        );
+        match (r, slot) {
+            (Wait::Ready, Some(s)) => {
+                *tail = t;
+                Ok(s)
+            }
+            (Wait::Ready, None) => Err(Wait::Aborted),
+            (r, _) => Err(r),
+        }
+    }
+
+    /// Raw pointer to data offset `off`, for an encoder writing a record's payload at
+    /// `off + REC_HDR` within a window returned by [`Spsc::reserve`].
+    #[inline(always)]
+    pub(crate) fn data_ptr(&self, _g: &WriteGuard<'_>, off: u64) -> *mut u8 {
+        debug_assert!(off <= self.cap);
+        // SAFETY: off <= cap, so the pointer is within (or one past) the data area.
+        unsafe { self.data.as_ptr().add(off as usize) }
+    }
+
+    /// Publishes the record of `kind` whose payload (`len` bytes) is written at
+    /// `off + REC_HDR`, within a reserved window: a whole message of at most
+    /// [`TINY_MAX`] bytes becomes a tiny record (its payload moves into the header word,
+    /// and the word it was written to is zeroed again), anything else gets its header.
+    /// The Release store pairs with the reader's Acquire load of the word at `read`.
+    /// Returns the space the record occupies.
+    #[inline(always)]
+    fn publish_record(&self, off: u64, kind: RecKind, len: u64) -> u64 {
+        if kind == RecKind::Msg && len <= TINY_MAX {
+            // SAFETY: the window holds at least MIN_WINDOW >= 16 bytes from `off`, all
+            // the writer's; `off + 8` is 8-aligned (the data area is 128-aligned).
+            let payload = unsafe {
+                let p = self
+                    .data
+                    .as_ptr()
+                    .add((off + REC_HDR) as usize)
+                    .cast::<u64>();
+                let v = p.read();
+                p.write(0);
+                v
+            };
+            // Masked: the bytes past the message are free space, zero unless a peer
+            // scribbled there.
+            let payload = payload & ((1 << (8 * len)) - 1);
+            self.word(off)
+                .store(tiny_word(payload, len), Ordering::Release);
+            REC_HDR
+        } else {
+            self.word(off)
+                .store(header_word(kind, len), Ordering::Release);
+            record_size(len)
+        }
+    }
+
+    /// Publishes a record whose payload (`len` bytes) was already written at
+    /// `off + REC_HDR`, within a window from [`Spsc::reserve`], stores `tail` past it and
+    /// wakes the reader if it sleeps.
+    #[inline(always)]
+    pub(crate) fn commit(&self, _g: &WriteGuard<'_>, off: u64, kind: RecKind, len: u64) {
+        let size = self.publish_record(off, kind, len);
+        self.advance_tail(size);
+    }
+
+    /// Writes a whole message of at most [`TINY_MAX`] bytes, the low `len` bytes of
+    /// `bytes` (whose other bytes are zero), as a tiny record if there is room now (one
+    /// store). False (nothing written) when the ring has no room.
+    #[inline(always)]
+    pub(crate) fn try_write_tiny(&self, g: &WriteGuard<'_>, bytes: u64, len: u64) -> bool {
+        let Some((off, _)) = self.reserve(g, REC_HDR) else {
+            return false;
+        };
+        // Pairs with the reader's Acquire load of the word at `read`.
+        self.word(off)
+            .store(tiny_word(bytes, len), Ordering::Release);
+        self.advance_tail(REC_HDR);
+        true
+    }
+
+    /// After publishing a record of `size` bytes at `tail`: stores `tail` past it (for
+    /// the writer who may come next; the reader does not need it) and wakes the reader
+    /// if it sleeps.
+    #[inline(always)]
+    fn advance_tail(&self, size: u64) {
+        let w = &self.hdr().w;
+        // `tail` is where the record was reserved unless another process scribbled over
+        // it meanwhile (the hostile-peer tests do); not asserted: input from another
+        // process must never panic the library, not even in a debug build.
+        let tail = w.tail.load(Ordering::Relaxed);
+        w.tail.store(tail.wrapping_add(size), Ordering::Release);
+        self.hdr().readable.wake_all();
+    }
+
+    /// Writes a whole message of at most 64 bytes, already encoded, if there is room
+    /// now: one store of a tiny record, or a copy and its header. False (nothing
+    /// written) when the ring has no room; the caller then waits on the general path.
+    #[inline(always)]
+    pub(crate) fn try_write_small(&self, g: &WriteGuard<'_>, bytes: &[u8]) -> bool {
+        let len = bytes.len() as u64;
+        debug_assert!(len <= 64);
+        if len <= TINY_MAX {
+            let mut w = [0u8; 8];
+            w[..bytes.len()].copy_from_slice(bytes);
+            return self.try_write_tiny(g, u64::from_le_bytes(w), len);
+        }
+        let size = record_size(len);
+        let Some((off, _)) = self.reserve(g, size) else {
+            return false;
+        };
+        // SAFETY: `reserve` gave at least `size` free bytes at `off`, so the payload
+        // [off + 8, off + 8 + len) is the writer's; the source is a caller's slice, not
+        // shared memory.
+        unsafe {
+            copy_bytes(
+                bytes.as_ptr(),
+                self.data.as_ptr().add((off + REC_HDR) as usize),
+                bytes.len(),
+            )
+        };
+        // Pairs with the reader's Acquire load of the word at `read`.
+        self.word(off)
+            .store(header_word(RecKind::Msg, len), Ordering::Release);
+        self.advance_tail(size);
+        true
+    }
+
+    /// [`Spsc::reserve`], waiting for room until `deadline` (or `abort`).
+    pub(crate) fn reserve_wait(
+        &self,
+        g: &WriteGuard<'_>,
+        need: u64,
+        deadline: Option<Instant>,
+        abort: impl FnMut() -> bool,
+    ) -> Result<(u64, u64), Wait> {
+        let mut slot = self.reserve(g, need);
+        if slot.is_none() {
+            let r = self.hdr().writable.wait_until(
+                deadline,
+                || {
+                    slot = self.reserve(g, need);
+                    slot.is_some()
+                },
+                abort,
+            );
+            if r != Wait::Ready {
+                return Err(r);
+            }
+        }
+        Ok(slot.expect("reserved"))
+    }
+
+    /// Copies `parts` (concatenated, `len` bytes in all) as one record of `kind`,
+    /// waiting for room until `deadline`. `len + REC_HDR` fits in a max record.
+    pub(crate) fn write_record(
+        &self,
+        g: &WriteGuard<'_>,
+        kind: RecKind,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+        mut abort: impl FnMut() -> bool,
+    ) -> Result<(), Wait> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let need = record_size(len);
+        let (off, _) = self.reserve_wait(g, need, deadline, &mut abort)?;
+        let mut p = self.data_ptr(g, off + REC_HDR);
+        for part in parts {
+            // SAFETY: the reserved window holds `need >= REC_HDR + len` bytes from `off`;
+            // the source is a local slice that cannot overlap shared memory we own.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), p, part.len());
+                p = p.add(part.len());
+            }
+        }
+        self.commit(g, off, kind, len);
+        Ok(())
+    }
+}
