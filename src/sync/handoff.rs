@@ -45,6 +45,33 @@ pub(crate) trait Inherited: Send + Sync {
     fn release_in_child(&self);
 }
 
+/// One descriptor that a forked child closes unless it was handed the object holding it
+/// (a listening socket, say): the [`Inherited`] for a single fd, owned in a
+/// [`FdCell`](crate::sys::FdCell).
+pub(crate) struct InheritedFd(crate::sys::FdCell);
+
+impl InheritedFd {
+    /// Takes ownership of `fd`.
+    pub(crate) fn new(fd: OwnedFd) -> InheritedFd {
+        InheritedFd(crate::sys::FdCell::new(fd))
+    }
+
+    /// The descriptor, or `None` once released.
+    pub(crate) fn get(&self) -> Option<BorrowedFd<'_>> {
+        self.0.get()
+    }
+}
+
+impl Inherited for InheritedFd {
+    fn release_in_child(&self) {
+        // SAFETY: the registry calls this in a freshly forked child, which has one
+        // thread and has run nothing else yet, or when the object is unregistered on
+        // drop (the registry's clone is never borrowed from): no borrow of the fd is
+        // alive.
+        unsafe { self.0.close() }
+    }
+}
+
 struct Registry {
     next: u64,
     objects: BTreeMap<u64, Arc<dyn Inherited>>,

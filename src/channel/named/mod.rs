@@ -14,10 +14,10 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::region::check_name;
 use crate::sync::atomic::{AtomicU32, Ordering};
-use crate::sync::handoff::{self, Inherited};
+use crate::sync::handoff::{self, InheritedFd};
 use crate::sync::poke::{self, Poke};
 use crate::sync::waiter::Waiter;
-use crate::sys::{self, deadline_after, socket, FdCell};
+use crate::sys::{self, deadline_after, socket};
 
 /// The longest name: what fits in a socket address (`sun_path`, 108 bytes) after the
 /// leading NUL, `shmproc/`, the largest uid and a `/`.
@@ -225,21 +225,6 @@ enum Allowed {
     Anyone,
 }
 
-/// The listening socket, registered for fork hygiene: a child forked by
-/// [`crate::Process`] closes it unless the listener moved into the child's closure (a
-/// prefork server), so the name goes with the listening process, not with its
-/// longest-lived child.
-struct ListenFd(FdCell);
-
-impl Inherited for ListenFd {
-    fn release_in_child(&self) {
-        // SAFETY: the registry calls this in a freshly forked child, which has one
-        // thread and has run nothing else yet, or when the listener is being dropped
-        // (the registry's clone is never borrowed from): no borrow of the fd is alive.
-        unsafe { self.0.close() }
-    }
-}
-
 /// A name that unrelated processes [`connect`] to: Python's
 /// `multiprocessing.connection.Listener`.
 ///
@@ -321,7 +306,11 @@ impl Inherited for ListenFd {
 /// stays with the process that connected or accepted.
 ///
 pub struct Listener {
-    fd: Arc<ListenFd>,
+    /// The listening socket, registered for fork hygiene: a child forked by
+    /// [`crate::Process`] closes it unless the listener moved into the child's closure (a
+    /// prefork server), so the name goes with the listening process, not with its
+    /// longest-lived child.
+    fd: Arc<InheritedFd>,
     reg_id: u64,
     name: String,
     allowed: Allowed,
@@ -376,7 +365,7 @@ impl ListenerBuilder {
             }
             Err(e) => return Err(e.into()),
         }
-        let fd = Arc::new(ListenFd(FdCell::new(sock)));
+        let fd = Arc::new(InheritedFd::new(sock));
         let reg_id = handoff::register(fd.clone());
         Ok(Listener {
             fd,
@@ -407,7 +396,7 @@ impl Listener {
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
-        self.fd.0.get().map_or(-1, |fd| fd.as_raw_fd())
+        self.fd.get().map_or(-1, |fd| fd.as_raw_fd())
     }
 
     /// Waits for a client and returns the connection to it.
