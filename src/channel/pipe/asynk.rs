@@ -21,11 +21,13 @@ use std::time::Instant;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::end::End;
+use super::recv::RecvFail;
 use super::{Connection, Receiver, Sender};
 use crate::codec;
-use crate::error::{Error, RecvError, Result, SendError, TryRecvError, TrySendError};
+use crate::error::{Error, RecvError, Result, SendError, TrySendError};
 use crate::ring::spsc::Spsc;
 use crate::sync::notify_fd::{self, park_until, AsyncPark, NotifyFd, Registration, Step};
+use crate::sync::Deadline;
 
 /// How many times a task looks at an empty ring (a load each) before it registers and
 /// parks: a message that is a few hundred nanoseconds away costs no system call.
@@ -113,16 +115,10 @@ impl End {
 impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// A receive that does not wait: `None` when no whole message is there yet.
     fn recv_ready(&self) -> Option<std::result::Result<T, RecvError>> {
-        match self.try_recv() {
+        match self.recv_core::<RecvFail>(Deadline::Now) {
             Ok(v) => Some(Ok(v)),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(Err(RecvError::Disconnected)),
-            Err(TryRecvError::Protocol(p)) => Some(Err(RecvError::Protocol(p))),
-            Err(TryRecvError::Codec(e)) => Some(Err(RecvError::Codec(e))),
-            Err(TryRecvError::Batch) => Some(Err(RecvError::Batch)),
-            Err(TryRecvError::WrongElement { size, expected }) => {
-                Some(Err(RecvError::WrongElement { size, expected }))
-            }
+            Err(RecvFail::Empty) => None,
+            Err(f) => Some(Err(f.into())),
         }
     }
 

@@ -358,7 +358,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// The one core of `recv`, `try_recv` and `recv_timeout`: a small whole message at
     /// the head of the ring inline, everything else through [`recv_general`].
     #[inline(always)]
-    fn recv_core<E: From<RecvFail>>(&self, wait: Deadline) -> std::result::Result<T, E> {
+    pub(super) fn recv_core<E: From<RecvFail>>(&self, wait: Deadline) -> std::result::Result<T, E> {
         let mut st = self.state.borrow_mut();
         let mut small = [0u8; SMALL];
         if let Some(n) = self.end.take_small(&mut st, &mut small) {
