@@ -363,6 +363,16 @@ pub(crate) fn borrow_raw_checked(fd: RawFd) -> io::Result<BorrowedFd<'static>> {
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
+/// The time left until `deadline` as a `timespec` for `ppoll` (zero once it has passed;
+/// capped far beyond any real wait, so the conversion cannot overflow).
+fn timespec_left(deadline: Instant) -> libc::timespec {
+    let left = deadline.saturating_duration_since(Instant::now());
+    libc::timespec {
+        tv_sec: left.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
+        tv_nsec: left.subsec_nanos() as libc::c_long,
+    }
+}
+
 /// An owned file descriptor that can be closed through a shared reference, once: the
 /// `OwnedFd` of a process-local object that a freshly forked child must close while
 /// other references to the object exist (see `sync::presence`). A process-local std

@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{cvt, cvt_r};
 
@@ -187,18 +187,10 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
             events: libc::POLLIN,
             revents: 0,
         };
-        let ts;
-        let ts_ptr = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                ts = libc::timespec {
-                    tv_sec: left.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
-                    tv_nsec: left.subsec_nanos() as libc::c_long,
-                };
-                &ts as *const libc::timespec
-            }
-            None => std::ptr::null(),
-        };
+        let ts = deadline.map(super::timespec_left);
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: one valid pollfd; `ts_ptr` is null or points to `ts`, alive for the
         // call; a null signal mask leaves the mask unchanged.
         match cvt(unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) }) {

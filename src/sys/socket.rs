@@ -304,18 +304,10 @@ pub(crate) fn poll(fds: &mut [PollFd], deadline: Option<Instant>) -> io::Result<
         })
         .collect();
     loop {
-        let ts;
-        let ts_ptr = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                ts = libc::timespec {
-                    tv_sec: left.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
-                    tv_nsec: left.subsec_nanos() as libc::c_long,
-                };
-                &ts as *const libc::timespec
-            }
-            None => std::ptr::null(),
-        };
+        let ts = deadline.map(super::timespec_left);
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `raw` holds `raw.len()` valid pollfds; `ts_ptr` is null or points to
         // `ts`, alive for the call; a null signal mask leaves the mask unchanged.
         let n = unsafe {
