@@ -125,10 +125,29 @@ fn exited(state: u8) -> bool {
 
 #[cfg(not(loom))]
 thread_local! {
-    /// This thread's identity once computed; `Owner(0)` (no thread's tag) before, and
-    /// again in a forked child (a forked child's thread has another id and start time:
-    /// [`forget_me`] clears it there).
-    static ME: Cell<Owner> = const { Cell::new(Owner(0)) };
+    /// This thread's identity once computed; [`UNKNOWN`] (no thread's tag, nor the
+    /// empty owner word 0, nor `SHARED`) before, and again in a forked child (a forked
+    /// child's thread has another id and start time: [`forget_me`] clears it there).
+    static ME: Cell<Owner> = const { Cell::new(UNKNOWN) };
+}
+
+/// [`ME`] before it is computed: all ones, which no tag is (a thread id is below 2^22).
+#[cfg(not(loom))]
+const UNKNOWN: Owner = Owner(u64::MAX);
+
+/// The calling thread's tag as cached, or a value that is no thread's tag (nor 0) when
+/// not computed yet: a fast path compares an owner word with it and, on a mismatch,
+/// takes its slow path, which calls [`me`]. One thread-local load, no branch.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn cached_tag() -> u64 {
+    ME.get().0
+}
+
+/// Under loom: [`me`]'s tag.
+#[cfg(loom)]
+pub(crate) fn cached_tag() -> u64 {
+    me().tag()
 }
 
 /// The calling thread, cached per thread: one thread-local load on every call but the
@@ -137,7 +156,7 @@ thread_local! {
 #[inline]
 pub(crate) fn me() -> Owner {
     let me = ME.get();
-    if me.0 != 0 {
+    if me != UNKNOWN {
         return me;
     }
     compute_me()
@@ -149,7 +168,7 @@ pub(crate) fn me() -> Owner {
 /// async-signal-safe.
 #[cfg(not(loom))]
 extern "C" fn forget_me() {
-    let _ = ME.try_with(|c| c.set(Owner(0)));
+    let _ = ME.try_with(|c| c.set(UNKNOWN));
 }
 
 #[cfg(not(loom))]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::gate::SendGate;
 use crate::error::{Error, RegionError, Result};
 use crate::region::{Kind, Region};
-use crate::ring::spsc::{ring_in_region, Spsc};
+use crate::ring::spsc::{ring_in_region, Spsc, TINY_MAX};
 use crate::sync::handoff::{self, Inherited};
 use crate::sync::poke::Poke;
 use crate::sync::presence::Presence;
@@ -30,6 +30,9 @@ pub(in crate::channel) struct End {
     /// The ring this side reads, if it receives.
     pub(super) rx: Option<Spsc>,
     pub(super) max_message: u64,
+    /// The longest message sent or received as a tiny record: [`TINY_MAX`], or
+    /// `max_message` when that is less.
+    pub(super) tiny_max: u64,
     /// This process's presence descriptors (owned by the hand-off registry too).
     presence: Arc<Presence>,
     pub(super) gate: SendGate,
@@ -99,6 +102,7 @@ impl End {
             tx,
             rx,
             max_message,
+            tiny_max: TINY_MAX.min(max_message),
             presence,
             gate,
             reg_id: OnceLock::new(),

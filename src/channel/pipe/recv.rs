@@ -2,7 +2,7 @@
 //! which takes a small whole message off the ring's head inline and assembles the
 //! rest (large records, streams) out of line.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell, RefMut};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -340,6 +340,12 @@ impl End {
 pub struct Receiver<T> {
     pub(super) end: Arc<End>,
     pub(super) state: RefCell<RecvState>,
+    /// Whether `state` needs nothing done when a whole message is received: no stream
+    /// half assembled or being skipped, no count of empty polls. The tiny fast path of
+    /// [`Receiver::recv_core`] runs only then, without borrowing `state`; every other
+    /// use of `state` goes through [`Receiver::state_mut`], which clears it, and the
+    /// general path of `recv_core` sets it again.
+    fast: Cell<bool>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -349,6 +355,7 @@ impl<T> Receiver<T> {
         Receiver {
             end,
             state: RefCell::default(),
+            fast: Cell::new(true),
             _t: PhantomData,
         }
     }
@@ -359,7 +366,48 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// the head of the ring inline, everything else through [`recv_general`].
     #[inline(always)]
     pub(super) fn recv_core<E: From<RecvFail>>(&self, wait: Deadline) -> std::result::Result<T, E> {
-        let mut st = self.state.borrow_mut();
+        // Fastest path, the seed's message: a tiny record, its payload in one word.
+        if self.fast.get() {
+            if let Some(rx) = &self.end.rx {
+                if let Some((word, n)) = rx.take_tiny(self.end.tiny_max) {
+                    let bytes = word.to_le_bytes();
+                    return match codec::decode(&bytes[..n]) {
+                        Ok(v) => Ok(v),
+                        Err(e) => self
+                            .end
+                            .decode_failed(&bytes[..n], e)
+                            .map_err(|e| RecvFail::Codec(e).into()),
+                    };
+                }
+            }
+        }
+        self.recv_rest(wait)
+    }
+
+    /// [`Receiver::recv_core`] past its tiny fast path.
+    #[inline(never)]
+    fn recv_rest<E: From<RecvFail>>(&self, wait: Deadline) -> std::result::Result<T, E> {
+        let mut st = self.state_mut();
+        let r = self.recv_small_or_general(&mut st, wait);
+        self.fast
+            .set(st.partial.is_none() && !st.skipping && st.empty_polls == 0);
+        r
+    }
+
+    /// The receiver's state, for anything but the tiny fast path (which then waits for
+    /// the next general receive to find the state clean again).
+    pub(super) fn state_mut(&self) -> RefMut<'_, RecvState> {
+        self.fast.set(false);
+        self.state.borrow_mut()
+    }
+
+    #[inline(always)]
+    fn recv_small_or_general<E: From<RecvFail>>(
+        &self,
+        st: &mut RecvState,
+        wait: Deadline,
+    ) -> std::result::Result<T, E> {
+        let mut st = st;
         let mut small = [0u8; SMALL];
         if let Some(n) = self.end.take_small(&mut st, &mut small) {
             return match codec::decode(&small[..n]) {

@@ -129,6 +129,26 @@ impl End {
         msg: &T,
         wait: Deadline,
     ) -> std::result::Result<(), SendFail> {
+        // Fastest path, the seed's message: at most 6 bytes of encoding, held in a
+        // register, sent by this thread's biased writer role with one store
+        // (`Spsc::try_send_tiny`). Anything else (an encoding error included, which the
+        // next path reports) goes on below.
+        if let Ok(Some((bytes, n))) = codec::encode_word(msg) {
+            let tx = self.tx();
+            if n as u64 <= self.tiny_max && self.admit(tx, 1) && tx.try_send_tiny(bytes, n as u64) {
+                return Ok(());
+            }
+        }
+        self.send_value_rest(msg, wait)
+    }
+
+    /// [`End::send_value`] past its tiny fast path.
+    #[inline(never)]
+    fn send_value_rest<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+        wait: Deadline,
+    ) -> std::result::Result<(), SendFail> {
         let tx = self.tx();
         let deadline = wait.instant();
         if !self.admit(tx, 1) {
@@ -140,7 +160,7 @@ impl End {
         // Fastest path: a message of at most 6 bytes, encoded in a register and written
         // with one store (a tiny record).
         match codec::encode_word(msg) {
-            Ok(Some((bytes, n))) if n as u64 <= TINY_MAX && n as u64 <= self.max_message => {
+            Ok(Some((bytes, n))) if n as u64 <= self.tiny_max => {
                 if tx.try_write_tiny(&g, bytes, n as u64) {
                     return Ok(());
                 }

@@ -230,7 +230,7 @@ impl<T: Pod + Serialize + DeserializeOwned> Receiver<T> {
     /// holds another element type (nothing consumed). An error met after some elements
     /// were filled is reported by the next call instead.
     pub fn recv_slice(&self, buf: &mut [T]) -> Result<usize, RecvError> {
-        let mut st = self.state.borrow_mut();
+        let mut st = self.state_mut();
         self.end
             .recv_slice(&mut st, buf, Deadline::FOREVER)
             .map_err(From::from)
@@ -241,7 +241,7 @@ impl<T: Pod + Serialize + DeserializeOwned> Receiver<T> {
     /// # Errors
     /// `Empty` when no element is ready, or as [`recv_slice`](Self::recv_slice).
     pub fn try_recv_slice(&self, buf: &mut [T]) -> Result<usize, TryRecvError> {
-        let mut st = self.state.borrow_mut();
+        let mut st = self.state_mut();
         self.end
             .recv_slice(&mut st, buf, Deadline::Now)
             .map_err(From::from)

@@ -110,6 +110,40 @@ impl Spsc {
         Some(len as usize)
     }
 
+    /// The reader's fast path for the seed's message: a tiny record at the head. Takes
+    /// it (its word zeroed and handed back at once when nothing before it is kept back,
+    /// as [`Spsc::take_small`] does) and returns its payload word (the bytes above the
+    /// payload zero) and length. `None` when the ring is empty or the head holds
+    /// anything else (a tiny record longer than `max` too), which the general path
+    /// handles or reports.
+    #[inline(always)]
+    pub(crate) fn take_tiny(&self, max: u64) -> Option<(u64, usize)> {
+        let r = &self.hdr().r;
+        let pos = r.read.load(Ordering::Relaxed);
+        // Masked, as in `head_word`, whatever a peer stored in `read`.
+        let off = pos & (self.cap - 8);
+        // Pairs with the writer's Release store of the record's word.
+        let word = self.word(off).load(Ordering::Acquire);
+        // Byte 7 the tiny tag and byte 6 a length of at most `max` (<= TINY_MAX), in one
+        // compare (an empty word fails it too).
+        debug_assert!(max <= TINY_MAX);
+        let top = (word >> 48).wrapping_sub(TINY_TAG << 8);
+        if top > max {
+            return None;
+        }
+        let end = pos.wrapping_add(REC_HDR);
+        if r.head.load(Ordering::Relaxed) == pos {
+            r.read.store(end, Ordering::Relaxed);
+            self.word(off).store(0, Ordering::Relaxed);
+            // Pairs with the writer's Acquire load of `head` when its cache says full.
+            r.head.store(end, Ordering::Release);
+            self.hdr().writable.wake_all();
+        } else {
+            self.release(end & !7);
+        }
+        Some((word & 0xFFFF_FFFF_FFFF, top as usize))
+    }
+
     /// The word at the reader's position, `None` when it is zero (nothing published
     /// there yet). Shared by [`Spsc::peek`] and [`Spsc::take_small`].
     #[inline(always)]

@@ -7,7 +7,8 @@ use super::copy_bytes;
 use super::owner::WriteGuard;
 use super::record::{header_word, record_size, tiny_word, RecKind, REC_HDR, TINY_MAX};
 use super::Spsc;
-use crate::sync::atomic::Ordering;
+use crate::sync::atomic::{light_fence, Ordering};
+use crate::sync::owner::cached_tag;
 use crate::sync::waiter::Wait;
 
 impl Spsc {
@@ -218,6 +219,72 @@ impl Spsc {
             .store(tiny_word(bytes, len), Ordering::Release);
         self.advance_tail(REC_HDR);
         true
+    }
+
+    /// The whole send of a tiny message, when this thread holds the biased writer role
+    /// and the ring has room: takes the role ([`Spsc::acquire_writer`]'s biased path),
+    /// publishes the low `len <= TINY_MAX` bytes of `payload` (whose other bytes are
+    /// zero) as a tiny record with one store, counts it in `tail`, gives the role back,
+    /// and wakes the reader if it sleeps. `false`, with nothing written, when another
+    /// thread or process holds the role or the bias is revoked or unknown yet, or when
+    /// the ring is full: the caller then takes the general path, which waits, takes the
+    /// role the slow way and repairs what a dead writer left.
+    ///
+    /// This is the seed's message (a few bytes of serde output) end to end, so it is
+    /// written out once here rather than assembled from the general pieces: the owner
+    /// compare uses the thread's cached tag without a branch for "not computed yet", a
+    /// tiny record always fits before the end of the ring (no padding), and the role
+    /// and `tail` are touched once each.
+    #[inline(always)]
+    pub(crate) fn try_send_tiny(&self, payload: u64, len: u64) -> bool {
+        let h = self.hdr();
+        let own = &h.own;
+        let tag = cached_tag();
+        if own.owner.load(Ordering::Relaxed) != tag {
+            return false;
+        }
+        // The biased entry, as `enter_biased`: announce, then re-check the owner.
+        own.in_send.store(1, Ordering::Relaxed);
+        light_fence();
+        let sent = own.owner.load(Ordering::Acquire) == tag && self.put_tiny(payload, len);
+        // Pairs with the revoker's Acquire load of `in_send`.
+        own.in_send.store(0, Ordering::Release);
+        if sent {
+            h.readable.wake_all();
+        }
+        sent
+    }
+
+    /// [`Spsc::try_send_tiny`] once the role is held: the record and `tail`.
+    #[inline(always)]
+    fn put_tiny(&self, payload: u64, len: u64) -> bool {
+        let w = &self.hdr().w;
+        let tail = w.tail.load(Ordering::Relaxed);
+        let end = tail.wrapping_add(REC_HDR);
+        if end.wrapping_sub(w.cached_head.load(Ordering::Relaxed)) > self.cap
+            && !self.room_after_reload(end)
+        {
+            return false;
+        }
+        // Masked to a word, as in `reserve_at`; 8 bytes at an 8-aligned offset below
+        // `cap` always fit before the end.
+        let off = tail & (self.cap - 8);
+        // Pairs with the reader's Acquire load of the word at `read`.
+        self.word(off)
+            .store(tiny_word(payload, len), Ordering::Release);
+        w.tail.store(end, Ordering::Release);
+        true
+    }
+
+    /// The cached `head` says the ring is full up to `end`: reloads the reader's `head`
+    /// (caching it) and says whether there is room after all.
+    #[cold]
+    #[inline(never)]
+    fn room_after_reload(&self, end: u64) -> bool {
+        // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
+        let head = self.hdr().r.head.load(Ordering::Acquire);
+        self.hdr().w.cached_head.store(head, Ordering::Relaxed);
+        end.wrapping_sub(head) <= self.cap
     }
 
     /// After publishing a record of `size` bytes at `tail`: stores `tail` past it (for
