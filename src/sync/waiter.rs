@@ -94,6 +94,19 @@ pub(crate) fn register_process() -> bool {
     true
 }
 
+/// Whether this process may rely on `membarrier` for the fast side of the wake-up
+/// handshake (see [`Waiter::wake_all_with`]).
+#[cfg(not(loom))]
+pub(crate) fn membarrier_ready() -> bool {
+    crate::sys::membarrier_ready()
+}
+
+/// Under loom: the handshake is modelled with full fences on both sides.
+#[cfg(loom)]
+pub(crate) fn membarrier_ready() -> bool {
+    true
+}
+
 #[inline(always)]
 fn waker_fence() {
     #[cfg(not(loom))]
@@ -184,6 +197,33 @@ impl Waiter {
     #[inline(always)]
     pub(crate) fn wake_all(&self) {
         waker_fence();
+        self.wake_if_sleepers();
+    }
+
+    /// [`Waiter::wake_all`] with the fence chosen by the caller, who looked up once
+    /// whether this process may rely on `membarrier` ([`membarrier_ready`]) and keeps
+    /// the answer next to the shared object: a byte test instead of a load of the
+    /// process-wide state on every wake.
+    #[inline(always)]
+    pub(crate) fn wake_all_with(&self, light: bool) {
+        #[cfg(not(loom))]
+        {
+            if light {
+                light_fence();
+            } else {
+                fence(Ordering::SeqCst);
+            }
+        }
+        #[cfg(loom)]
+        {
+            let _ = light;
+            light_fence();
+        }
+        self.wake_if_sleepers();
+    }
+
+    #[inline(always)]
+    fn wake_if_sleepers(&self) {
         // Pairs with the SLEEPERS CAS + barrier in `wait_until`.
         if self.seq.load(Ordering::Relaxed) & SLEEPERS != 0 {
             self.wake_slow();

@@ -155,6 +155,10 @@ pub(crate) struct Spsc {
     hdr: NonNull<SpscHeader>,
     data: NonNull<u8>,
     cap: u64,
+    /// Whether this process could rely on `membarrier` when the handle was made: the
+    /// wake-ups after a publish then need only a compiler fence
+    /// ([`Waiter::wake_all_with`]).
+    light: bool,
     /// Under loom, the data words that are accessed atomically (headers) live in a side
     /// table of loom atomics, one per 8 data bytes, so that their publication is
     /// model-checked; payload bytes stay in `data`.
@@ -194,6 +198,7 @@ impl Spsc {
             hdr: base.cast(),
             data,
             cap,
+            light: crate::sync::waiter::membarrier_ready(),
             #[cfg(loom)]
             words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -292,14 +297,14 @@ impl Spsc {
     /// Wakes the reader unconditionally (when the writer side goes away).
     pub(crate) fn wake_reader(&self) {
         crate::sync::atomic::fence(Ordering::SeqCst);
-        self.hdr().readable.wake_all();
+        self.hdr().readable.wake_all_with(self.light);
     }
 
     /// Wakes the writers waiting for room or for the writer role, so that they look at
     /// their `abort` again (when the reader side goes away).
     pub(crate) fn wake_writer(&self) {
         crate::sync::atomic::fence(Ordering::SeqCst);
-        self.hdr().writable.wake_all();
+        self.hdr().writable.wake_all_with(self.light);
         self.hdr().own.lock.wake_waiters();
     }
 }

@@ -137,7 +137,7 @@ impl Spsc {
             self.word(off).store(0, Ordering::Relaxed);
             // Pairs with the writer's Acquire load of `head` when its cache says full.
             r.head.store(end, Ordering::Release);
-            self.hdr().writable.wake_all();
+            self.hdr().writable.wake_all_with(self.light);
         } else {
             self.release(end & !7);
         }
@@ -204,7 +204,7 @@ impl Spsc {
         self.word(off).store(0, Ordering::Relaxed);
         // Pairs with the writer's Acquire load of `head` in `reserve`.
         r.head.store(end, Ordering::Release);
-        self.hdr().writable.wake_all();
+        self.hdr().writable.wake_all_with(self.light);
     }
 
     /// Zeroes `[head, to)` and hands it back to the writer, waking it if it waits.
@@ -220,7 +220,7 @@ impl Spsc {
         // Pairs with the writer's Acquire load of `head` in `reserve`: the space, zeroed,
         // is the writer's again.
         self.hdr().r.head.store(to, Ordering::Release);
-        self.hdr().writable.wake_all();
+        self.hdr().writable.wake_all_with(self.light);
     }
 
     /// Hands back everything the reader has consumed (the part of a line it had kept),

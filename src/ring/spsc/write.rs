@@ -120,7 +120,7 @@ impl Spsc {
         if w.tail.load(Ordering::Relaxed) != tail {
             w.tail.store(tail, Ordering::Release);
         }
-        self.hdr().readable.wake_all();
+        self.hdr().readable.wake_all_with(self.light);
     }
 
     /// Waits until `need` bytes can be reserved at the private `tail` of a batch (the
@@ -250,7 +250,7 @@ impl Spsc {
         // Pairs with the revoker's Acquire load of `in_send`.
         own.in_send.store(0, Ordering::Release);
         if sent {
-            h.readable.wake_all();
+            h.readable.wake_all_with(self.light);
         }
         sent
     }
@@ -298,7 +298,7 @@ impl Spsc {
         // process must never panic the library, not even in a debug build.
         let tail = w.tail.load(Ordering::Relaxed);
         w.tail.store(tail.wrapping_add(size), Ordering::Release);
-        self.hdr().readable.wake_all();
+        self.hdr().readable.wake_all_with(self.light);
     }
 
     /// Writes a whole message of at most 64 bytes, already encoded, if there is room
