@@ -89,7 +89,8 @@ impl End {
             _ => (Some(ring_at(1)), Some(ring_at(0))),
         };
         let (tx, rx) = (tx.transpose()?, rx.transpose()?);
-        let gate = SendGate::new(tx.as_ref());
+        let tiny_max = TINY_MAX.min(max_message);
+        let gate = SendGate::new(tx.as_ref(), tiny_max);
         let presence = Arc::new(presence);
         let hooks = super::super::named::EndHooks::new(tx.as_ref().map(|t| {
             let poke: Arc<dyn Poke> = presence.clone();
@@ -102,7 +103,7 @@ impl End {
             tx,
             rx,
             max_message,
-            tiny_max: TINY_MAX.min(max_message),
+            tiny_max,
             presence,
             gate,
             reg_id: OnceLock::new(),

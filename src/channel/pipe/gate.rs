@@ -72,11 +72,15 @@ pub(super) struct SendGate {
     seen_head: AtomicU64,
     /// Writer: when a full `try_send` last asked the kernel ([`clock_ns`]), or [`NEVER`].
     full_checked: AtomicU64,
+    /// Writer: one more than the longest message the tiny fast path may send
+    /// ([`SendGate::admit_tiny`]); 0 once the other side is known to be gone (stored
+    /// with `PEER_GONE`, never raised again), so that path is closed for good then.
+    tiny_lim: AtomicU64,
 }
 
 impl SendGate {
     /// The gate of an end that writes `tx` (if any), as of now.
-    pub(super) fn new(tx: Option<&Spsc>) -> SendGate {
+    pub(super) fn new(tx: Option<&Spsc>, tiny_max: u64) -> SendGate {
         let seen = tx.map_or(0, |t| t.reader_drops());
         let head = tx.map_or(0, |t| t.reader_head());
         SendGate {
@@ -84,6 +88,7 @@ impl SendGate {
             credit: AtomicU32::new(SENDS_PER_CHECK),
             seen_head: AtomicU64::new(head),
             full_checked: AtomicU64::new(NEVER),
+            tiny_lim: AtomicU64::new(tiny_max + 1),
         }
     }
 
@@ -105,6 +110,7 @@ impl SendGate {
             // No end of the other side exists in any process (the kernel closed its last
             // token), so none can come back: this never needs undoing.
             self.seen_drops.store(PEER_GONE, Ordering::Relaxed);
+            self.tiny_lim.store(0, Ordering::Relaxed);
         }
         gone
     }
@@ -123,6 +129,27 @@ impl SendGate {
             }
         }
         self.admit_slow(tx, sends, presence)
+    }
+
+    /// The writer's check before a tiny message of `len` bytes, on the fast path
+    /// ([`Spsc::try_send_tiny`]): a compare and a decrement. `false` sends the message
+    /// down the general path, whose [`SendGate::admit`] looks at the reader: when the
+    /// message is not tiny, when the credit is used up, or when the other side is known
+    /// to be gone (`tiny_lim` is 0 then). A reader end dropped since the last look is
+    /// not compared here: the drop poisons the writer's cached `head`
+    /// ([`Spsc::note_reader_drop`]), so the fast path finds the ring "full" and goes
+    /// the general way.
+    #[inline(always)]
+    pub(super) fn admit_tiny(&self, len: u64) -> bool {
+        if len >= self.tiny_lim.load(Ordering::Relaxed) {
+            return false;
+        }
+        let credit = self.credit.load(Ordering::Relaxed);
+        if credit == 0 {
+            return false;
+        }
+        self.credit.store(credit - 1, Ordering::Relaxed);
+        true
     }
 
     /// [`SendGate::admit`]'s look at the reader: `false` when the other side is known

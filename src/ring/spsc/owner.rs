@@ -10,6 +10,11 @@ use crate::sync::owner::{me, Owner};
 use crate::sync::raw::Got;
 use crate::sync::waiter::Wait;
 
+/// Added to `head` to poison the writer's cached copy ([`Spsc::note_reader_drop`]): far
+/// ahead of any `tail` (which is at most a ring ahead of `head`), so that `tail` minus
+/// it is negative as an `i64`.
+pub(super) const POISONED_HEAD: u64 = 1 << 62;
+
 /// Which writer path a [`WriteGuard`] took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -207,9 +212,19 @@ impl Spsc {
         }
     }
 
-    /// Counts a dropped reader end (see `reader_drops`).
+    /// Counts a dropped reader end (see `reader_drops`), and poisons the writer's cached
+    /// `head` (a value ahead of any `tail`), so that a writer on the tiny fast path
+    /// ([`Spsc::try_send_tiny`], which does not compare the drop counter) finds the ring
+    /// "full" and takes the general path, whose send gate looks at the reader. The
+    /// writer's next reload of `head` clears the poison; a reload racing with this store
+    /// may clear it first, and the drop is then noticed by the gate's periodic look.
     pub(crate) fn note_reader_drop(&self) {
         self.hdr().own.reader_drops.fetch_add(1, Ordering::Release);
+        let head = self.hdr().r.head.load(Ordering::Relaxed);
+        self.hdr()
+            .w
+            .cached_head
+            .store(head.wrapping_add(POISONED_HEAD), Ordering::Relaxed);
     }
 
     /// The reader-drop counter.

@@ -281,10 +281,14 @@ impl Spsc {
     #[cold]
     #[inline(never)]
     fn room_after_reload(&self, end: u64) -> bool {
+        let w = &self.hdr().w;
+        // A poisoned cache (a reader end was dropped, `Spsc::note_reader_drop`) says
+        // "take the general path" this once, whose send gate looks at the reader.
+        let poisoned = (end.wrapping_sub(w.cached_head.load(Ordering::Relaxed)) as i64) < 0;
         // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
         let head = self.hdr().r.head.load(Ordering::Acquire);
-        self.hdr().w.cached_head.store(head, Ordering::Relaxed);
-        end.wrapping_sub(head) <= self.cap
+        w.cached_head.store(head, Ordering::Relaxed);
+        !poisoned && end.wrapping_sub(head) <= self.cap
     }
 
     /// After publishing a record of `size` bytes at `tail`: stores `tail` past it (for
