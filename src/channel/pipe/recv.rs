@@ -401,15 +401,16 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
         self.state.borrow_mut()
     }
 
+    /// A small whole message at the head inline, everything else through
+    /// [`recv_general`].
     #[inline(always)]
     fn recv_small_or_general<E: From<RecvFail>>(
         &self,
         st: &mut RecvState,
         wait: Deadline,
     ) -> std::result::Result<T, E> {
-        let mut st = st;
         let mut small = [0u8; SMALL];
-        if let Some(n) = self.end.take_small(&mut st, &mut small) {
+        if let Some(n) = self.end.take_small(st, &mut small) {
             return match codec::decode(&small[..n]) {
                 Ok(v) => Ok(v),
                 Err(e) => self
@@ -418,7 +419,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
                     .map_err(|e| RecvFail::Codec(e).into()),
             };
         }
-        recv_general(&self.end, &mut st, wait).map_err(E::from)
+        recv_general(&self.end, st, wait).map_err(E::from)
     }
 
     /// Receives a message, blocking until one arrives.
