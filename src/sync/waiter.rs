@@ -207,18 +207,12 @@ impl Waiter {
     #[inline(always)]
     pub(crate) fn wake_all_with(&self, light: bool) {
         #[cfg(not(loom))]
-        {
-            if light {
-                light_fence();
-            } else {
-                fence(Ordering::SeqCst);
-            }
+        if !light {
+            fence(Ordering::SeqCst);
         }
         #[cfg(loom)]
-        {
-            let _ = light;
-            light_fence();
-        }
+        let _ = light;
+        light_fence();
         self.wake_if_sleepers();
     }
 

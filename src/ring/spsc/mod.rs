@@ -155,6 +155,8 @@ pub(crate) struct Spsc {
     hdr: NonNull<SpscHeader>,
     data: NonNull<u8>,
     cap: u64,
+    /// `cap - 8`: masks a position to the offset of its word.
+    mask: u64,
     /// Whether this process could rely on `membarrier` when the handle was made: the
     /// wake-ups after a publish then need only a compiler fence
     /// ([`Waiter::wake_all_with`]).
@@ -198,6 +200,7 @@ impl Spsc {
             hdr: base.cast(),
             data,
             cap,
+            mask: cap - 8,
             light: crate::sync::waiter::membarrier_ready(),
             #[cfg(loom)]
             words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
@@ -234,7 +237,7 @@ impl Spsc {
     fn zero_range(&self, from: u64, to: u64) {
         let mut pos = from;
         while pos != to {
-            let off = pos & (self.cap - 8);
+            let off = pos & self.mask;
             let n = (self.cap - off).min(to.wrapping_sub(pos));
             // Under loom the header words live in the side table: zero them there.
             #[cfg(loom)]

@@ -178,7 +178,7 @@ impl Spsc {
         // Stop at zero (free space) or at anything that is not a well-formed record (a
         // scribbling peer's doing, which the reader reports); at most a ring's worth.
         while tail.wrapping_sub(head) < self.cap {
-            let off = tail & (self.cap - 8);
+            let off = tail & self.mask;
             let word = self.word(off).load(Ordering::Acquire);
             let size = match parse_header(word) {
                 Some((RecKind::Pad, _)) => self.cap - off,

@@ -121,7 +121,7 @@ impl Spsc {
         let r = &self.hdr().r;
         let pos = r.read.load(Ordering::Relaxed);
         // Masked, as in `head_word`, whatever a peer stored in `read`.
-        let off = pos & (self.cap - 8);
+        let off = pos & self.mask;
         // Pairs with the writer's Release store of the record's word.
         let word = self.word(off).load(Ordering::Acquire);
         // Byte 7 the tiny tag and byte 6 a length of at most `max` (<= TINY_MAX), in one
@@ -151,7 +151,7 @@ impl Spsc {
         let pos = self.hdr().r.read.load(Ordering::Relaxed);
         // Masking keeps the offset 8-aligned and in bounds whatever `read` holds (a peer
         // may scribble over it; garbage then fails the callers' checks).
-        let off = pos & (self.cap - 8);
+        let off = pos & self.mask;
         // Pairs with the writer's Release store of the record's header.
         let word = self.word(off).load(Ordering::Acquire);
         if word == 0 {

@@ -44,7 +44,7 @@ impl Spsc {
         // Masked to a word: `tail` is shared memory, and a scribbling peer must not make
         // the writer form a misaligned header word (the reader reports the garbage
         // counter, `Spsc::counters_sane`).
-        let mut off = *tail & (self.cap - 8);
+        let mut off = *tail & self.mask;
         let mut to_end = self.cap - off;
         let total = if need <= to_end { need } else { to_end + need };
         if tail.wrapping_add(total).wrapping_sub(head) > self.cap {
@@ -268,7 +268,7 @@ impl Spsc {
         }
         // Masked to a word, as in `reserve_at`; 8 bytes at an 8-aligned offset below
         // `cap` always fit before the end.
-        let off = tail & (self.cap - 8);
+        let off = tail & self.mask;
         // Pairs with the reader's Acquire load of the word at `read`.
         self.word(off)
             .store(tiny_word(payload, len), Ordering::Release);
