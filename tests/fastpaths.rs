@@ -250,11 +250,9 @@ fn a_panic_in_fill_publishes_nothing_and_the_ring_works_on() {
                 })
             }));
             assert!(r.is_err(), "the panic propagates");
-            tx.send_with(len, |b| {
-                assert!(b.iter().all(|&x| x == 0), "the aborted fill was zeroed");
-                b.fill(round as u8);
-            })
-            .unwrap();
+            // The space the aborted fill wrote is lent again (not cleared: `fill` writes
+            // every byte it sends); the reader sees only this message.
+            tx.send_with(len, |b| b.fill(round as u8)).unwrap();
             tx.send(&(round as u64)).unwrap();
         }
         0

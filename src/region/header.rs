@@ -5,8 +5,10 @@ use crate::error::RegionError;
 
 /// "SHMPROC\x01" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
-/// Layout version of this build.
-pub(crate) const VERSION: u32 = 4;
+/// Layout version of this build. 5: the ring's writer zeroes the word after each record
+/// it publishes and the reader clears nothing (`ring::spsc`), so a version-4 peer would
+/// misread free space.
+pub(crate) const VERSION: u32 = 5;
 /// Bytes reserved for the header; the payload starts here (keeps it cache-line aligned).
 pub(crate) const HEADER_LEN: usize = 128;
 

@@ -57,7 +57,7 @@ impl End {
         let (off, _) = tx
             .reserve_wait(&g, record_size(len), None, abort)
             .map_err(|w| SendError::from(self.wait_fail(w, wait)))?;
-        // A panic in `fill` zeroes the space and unwinds through here: nothing published.
+        // A panic in `fill` unwinds through here: nothing published.
         let r = tx.fill_in_place(&g, off, len, fill);
         tx.commit(&g, off, RecKind::Msg, len);
         Ok(r)
@@ -97,14 +97,16 @@ impl End {
 
 impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// Writes a bytes message of `len` bytes in place: `fill` gets the message's space
-    /// in the ring (zeroed) and writes it where the reader will read it; the message is
+    /// in the ring and writes it where the reader will read it (the space is not
+    /// cleared first: it holds bytes of earlier messages of this channel, so `fill`
+    /// writes every byte it means to send); the message is
     /// published when `fill` returns, and `fill`'s value returned. Read it with
     /// [`Receiver::recv_with`] or `recv_bytes`. Blocks while the ring has no room, as
     /// [`send`](Self::send). See the in-place contract in the module doc of `inplace`:
     /// the space is lent under the assumption that every peer follows the protocol.
     ///
-    /// A panic in `fill` publishes nothing: the space is zeroed, given back, and the
-    /// panic goes on to the caller; the channel works as before.
+    /// A panic in `fill` publishes nothing: the space stays free, and the panic goes on
+    /// to the caller; the channel works as before.
     ///
     /// ```
     /// let (tx, rx) = shmproc::pipe::<()>()?;

@@ -12,7 +12,7 @@
 //! record is the reader's from the moment it is published until it is handed back, so
 //! the cursor is in the reader's own space, and a reader that dies after taking some
 //! elements leaves the count for the next one: no element is delivered twice). The
-//! record is consumed (zeroed and handed back) once every element is taken.
+//! record is consumed (handed back) once every element is taken.
 
 use super::owner::WriteGuard;
 use super::record::{RecKind, Record, REC_HDR};

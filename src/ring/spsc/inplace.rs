@@ -15,27 +15,13 @@ use super::owner::WriteGuard;
 use super::record::{tiny_len, RecKind, Record, REC_HDR};
 use super::Spsc;
 
-/// Zeroes a lent window on unwind: a `fill` that panicked leaves no bytes in what is
-/// free space again (the free-space-is-zero invariant, as `RawSink`'s drop).
-struct ZeroOnUnwind {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Drop for ZeroOnUnwind {
-    fn drop(&mut self) {
-        // SAFETY: [ptr, ptr + len) is the window lent to `fill`, free space that the
-        // writer guard (still held by the caller of `fill_in_place`) gives this thread
-        // alone; it was never published.
-        unsafe { std::ptr::write_bytes(self.ptr, 0, self.len) };
-    }
-}
-
 impl Spsc {
     /// Lends the payload space `[off + REC_HDR, + len)` of a window from
     /// [`Spsc::reserve`] (or [`Spsc::reserve_wait`]) holding `record_size(len)` bytes to
-    /// `fill`, which finds it zeroed; the caller publishes it with [`Spsc::commit`]
-    /// after. If `fill` panics, the space is zeroed again and the panic goes on.
+    /// `fill`; the caller publishes it with [`Spsc::commit`] after. The space holds
+    /// whatever earlier records left there (free space is not cleared: see
+    /// `Spsc::publish_at`). If `fill` panics, nothing is published and the space simply
+    /// stays free.
     pub(crate) fn fill_in_place<R>(
         &self,
         g: &WriteGuard<'_>,
@@ -45,19 +31,14 @@ impl Spsc {
     ) -> R {
         debug_assert!(len <= self.max_in_place() && off + REC_HDR + len <= self.cap);
         let ptr = self.data_ptr(g, off + REC_HDR);
-        let guard = ZeroOnUnwind {
-            ptr,
-            len: len as usize,
-        };
         // SAFETY: the window is free space inside the data area that the writer guard
         // gives this thread alone, and the reader does not look at it before the header
         // is published; under the in-place contract (module doc) no other process writes
-        // it either, so a unique reference for the duration of `fill` is sound. The
-        // mapping outlives `self`, which outlives the borrow.
+        // it either, so a unique reference for the duration of `fill` is sound. Its
+        // bytes are initialized (the mapping is zero-filled when created and only ever
+        // holds bytes since). The mapping outlives `self`, which outlives the borrow.
         let slice = unsafe { std::slice::from_raw_parts_mut(ptr, len as usize) };
-        let r = fill(slice);
-        std::mem::forget(guard);
-        r
+        fill(slice)
     }
 
     /// Lends the payload of a whole message `rec` from [`Spsc::peek`] to `read`; the

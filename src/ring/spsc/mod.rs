@@ -4,35 +4,38 @@
 //! # Layout
 //!
 //! ```text
-//! [ writer line: tail, cached_head ][ reader line: head, read ]
-//! [ readable waiter ][ writable waiter ][ ownership: owner, in_send, reader_drops, dirty, lock ]
+//! [ writer line: tail, cached_head ][ reader line: head ]
+//! [ readable waiter ][ writable waiter ][ ownership: owner, in_send, reader_drops, lock ]
 //! [ data: capacity bytes (a power of two) ]
 //! ```
 //!
-//! `tail`, `read` and `head` are monotonic byte counters; a position in `data` is the
-//! counter modulo the capacity. `tail` is where the writer writes next, `read` where the
-//! reader reads next, and `head` the end of the space the reader has handed back (it
-//! lags `read` only inside a receive). The writer keeps a cached copy of `head` on its
-//! own line and reloads it only when the cache says full.
+//! `tail` and `head` are monotonic byte counters; a position in `data` is the counter
+//! modulo the capacity. `tail` is where the writer writes next, `head` where the reader
+//! reads next (everything before it is handed back to the writer). The writer keeps a
+//! cached copy of `head` on its own line and reloads it only when the cache says full.
 //!
 //! # Publishing by header: the reader never polls `tail`
 //!
 //! A record is published by the Release store of its header word, and the reader finds
-//! the next one by an Acquire load of the word at `read`: zero means "nothing yet". The
+//! the next one by an Acquire load of the word at `head`: zero means "nothing yet". The
 //! two processes then share only the data lines in steady state. (In the classic design,
 //! where the reader polls the writer's `tail`, the reader pulls `tail`'s line across for
 //! every message it finds; a minimal ring of one-word messages ran 3-6x faster this way
 //! on the development machine, BENCHMARKS.md.) The writer still stores `tail`, on its
 //! own line, for the writer who may come after it.
 //!
-//! This needs one invariant: **free space is zero**. The reader zeroes every record it
-//! consumes before it hands the space back (the lines are in its cache: it just read
-//! them); a writer that gives up on a record it started (an encoder that ran out of
-//! room, a `Serialize` that failed or panicked) zeroes what it wrote
-//! ([`RawSink`]'s drop); a writer that takes over from one that died inside a send zeroes
-//! the free space, in which the dead one may have left bytes. A reader that dies between
-//! zeroing and handing the space back leaves `head` behind `read`; the next receive
-//! zeroes from `head`, not from its record.
+//! This needs one invariant: **the word at the writer's position is zero** until the
+//! next record is published there. The writer keeps it: it reserves one word more than
+//! each record, and zeroes the word right after the record before it stores the
+//! record's header (`Spsc::publish_at`), so the Release store of a header also
+//! publishes the zero where the reader will look next. Nothing else in free space
+//! matters: the reader follows record sizes from header to header and never looks
+//! past the zero. So nobody clears consumed space — the reader writes only its own
+//! line (a reader zeroing what it consumed had both cores write the same data lines in
+//! turn, which cost every lap of the ring), and a writer that gives up on a record it
+//! started (an encoder out of room, a `Serialize` that failed or panicked, a `fill`
+//! that panicked) or that died inside a send leaves bytes in free space that nobody
+//! will read.
 //!
 //! A writer that dies after publishing a header but before storing `tail` leaves
 //! records beyond `tail`; a writer taking over walks past them
@@ -41,8 +44,9 @@
 //! # Records
 //!
 //! A message of at most [`TINY_MAX`] bytes is a *tiny* record: one word, its payload in
-//! the low bytes, its length in byte 6, [`TINY_TAG`](record::TINY_TAG) in byte 7 — published, read and
-//! zeroed with one store each. Every other record starts with an 8-byte header
+//! the low bytes, its length in byte 6, [`TINY_TAG`](record::TINY_TAG) in byte 7 —
+//! published with one store (and the zeroing of the word after it) and read with one
+//! load. Every other record starts with an 8-byte header
 //! `len: u32, tag: u32` and is padded to a multiple of 8 bytes; records never wrap.
 //! Kinds: `MSG` (a whole message), `BEGIN` (first piece of a message streamed in pieces:
 //! an 8-byte total length, then bytes), `CHUNK` (a further piece), `PAD` (skip to the end
@@ -104,11 +108,8 @@ struct WriterLine {
 #[repr(C)]
 #[derive(Default)]
 struct ReaderLine {
-    /// The end of the space handed back to the writer (zeroed).
+    /// Where the reader reads next; everything before it is handed back to the writer.
     head: AtomicU64,
-    /// Where the reader reads next; ahead of `head` only inside a receive (or after a
-    /// reader died inside one).
-    read: AtomicU64,
 }
 
 #[repr(C)]
@@ -124,9 +125,7 @@ struct Ownership {
     /// Bumped whenever a reader end is dropped; writers re-check reader liveness when
     /// it moves (a read-mostly line, so the per-send check costs one cached load).
     reader_drops: AtomicU32,
-    /// 1 after a writer died inside a send: the next writer zeroes the free space.
-    dirty: AtomicU32,
-    _pad: u32,
+    _pad: [u32; 2],
     /// Shared mode: the lock every writer takes around each message.
     lock: RawLock,
 }
@@ -224,30 +223,10 @@ impl Spsc {
         // with `cap - 8`, or a checked record offset), and the data area is 128-aligned,
         // so this is an aligned u64 inside the mapping, which outlives `self`. Accesses
         // to a header word that may be concurrent are all atomic: the reader reads only
-        // the word at `read` (published or zero) through here, and the writer writes
+        // the word at `head` (published or zero) through here, and the writer writes
         // payload non-atomically only in free space, where the reader does not look.
         unsafe {
             AtomicU64::from_ptr(self.data.as_ptr().add(off as usize).cast::<u64>())
-        }
-    }
-
-    /// Zeroes data bytes `[from, to)` (8-aligned positions, at most a ring's worth),
-    /// both sides of the wrap. The range must belong to the caller (consumed by the
-    /// reader, or free for the writer), so nothing else accesses it meanwhile.
-    fn zero_range(&self, from: u64, to: u64) {
-        let mut pos = from;
-        while pos != to {
-            let off = pos & self.mask;
-            let n = (self.cap - off).min(to.wrapping_sub(pos));
-            // Under loom the header words live in the side table: zero them there.
-            #[cfg(loom)]
-            for w in (off..off + n).step_by(8) {
-                self.word(w).store(0, Ordering::Relaxed);
-            }
-            // SAFETY: [off, off + n) lies inside the data area (n <= cap - off); the
-            // caller owns the range, so no other thread or process accesses it now.
-            unsafe { std::ptr::write_bytes(self.data.as_ptr().add(off as usize), 0, n as usize) };
-            pos = pos.wrapping_add(n);
         }
     }
 

@@ -60,8 +60,9 @@ impl Spsc {
 
     /// The writer's slow path: takes the role, then repairs what a writer that died
     /// inside a send may have left: records it published but did not count in `tail`
-    /// ([`Spsc::repair_tail`]), and bytes it wrote into free space
-    /// ([`Spsc::zero_free_space`], only after such a death).
+    /// ([`Spsc::repair_tail`]). Bytes it wrote into free space and never published need
+    /// nothing: nobody reads free space, and the word at `tail` is zero (the record
+    /// before it zeroed it when it was published, `Spsc::publish_at`).
     #[cold]
     fn acquire_writer_slow(
         &self,
@@ -71,11 +72,6 @@ impl Spsc {
     ) -> Result<WriteGuard<'_>, Wait> {
         let g = self.take_writer_role(me, deadline, abort)?;
         self.repair_tail(&g);
-        let own = &self.hdr().own;
-        if own.dirty.load(Ordering::Acquire) != 0 {
-            self.zero_free_space(&g);
-            own.dirty.store(0, Ordering::Release);
-        }
         Ok(g)
     }
 
@@ -121,8 +117,7 @@ impl Spsc {
                     // Pairs with the Release store of `in_send = 0` in WriteGuard::drop.
                     while own.in_send.load(Ordering::Acquire) != 0 {
                         if !holder.is_alive() {
-                            // It died inside a send: whoever writes next cleans up.
-                            own.dirty.store(1, Ordering::Release);
+                            // It died inside a send: `repair_tail` below does the rest.
                             own.in_send.store(0, Ordering::Release);
                             break;
                         }
@@ -137,11 +132,9 @@ impl Spsc {
                 continue;
             }
             // Shared mode: the robust lock, which tells a dead holder by its tag.
-            let got = own.lock.lock_or_abort(me, deadline, abort)?;
-            if got == Got::OwnerDied {
-                // The lock is held only inside a send: clean up after it.
-                own.dirty.store(1, Ordering::Release);
-            }
+            // A holder that died is bypassed (`Got::OwnerDied`): the lock is held only
+            // inside a send, and `repair_tail` below does the rest.
+            let _: Got = own.lock.lock_or_abort(me, deadline, abort)?;
             return Ok(WriteGuard {
                 ring: self,
                 mode: Mode::Shared,
@@ -169,14 +162,23 @@ impl Spsc {
 
     /// Walks `tail` past records a writer published but died before counting in `tail`
     /// (it stores the header first), so that the writer taking over does not overwrite
-    /// what the reader may be reading. One load when there is nothing to repair.
+    /// what the reader may be reading. If the reader already consumed some of them
+    /// (`head` is ahead of `tail`), the walk starts at `head`: consumed records are not
+    /// cleared, so only what lies from the reader's position on counts. Two loads when
+    /// there is nothing to repair.
     fn repair_tail(&self, _g: &WriteGuard<'_>) {
         let w = &self.hdr().w;
         let start = w.tail.load(Ordering::Acquire);
-        let mut tail = start;
         let head = self.hdr().r.head.load(Ordering::Acquire);
-        // Stop at zero (free space) or at anything that is not a well-formed record (a
-        // scribbling peer's doing, which the reader reports); at most a ring's worth.
+        let ahead = head.wrapping_sub(start);
+        let mut tail = if ahead != 0 && ahead <= self.cap {
+            head
+        } else {
+            start
+        };
+        // Stop at zero (the word after the last record published) or at anything that
+        // is not a well-formed record (a scribbling peer's doing, which the reader
+        // reports); at most a ring's worth.
         while tail.wrapping_sub(head) < self.cap {
             let off = tail & self.mask;
             let word = self.word(off).load(Ordering::Acquire);
@@ -190,25 +192,6 @@ impl Spsc {
         }
         if tail != start {
             w.tail.store(tail, Ordering::Release);
-        }
-    }
-
-    /// Zeroes the free space after a writer died inside a send (it may have written
-    /// payload it never published), restoring the invariant the reader relies on. The
-    /// word at `tail` itself is left alone: the reader may be polling it, and no writer
-    /// writes it before publishing.
-    fn zero_free_space(&self, _g: &WriteGuard<'_>) {
-        let tail = self.hdr().w.tail.load(Ordering::Acquire);
-        let head = self.hdr().r.head.load(Ordering::Acquire);
-        let used = tail.wrapping_sub(head);
-        if used % 8 != 0 || used >= self.cap - 8 {
-            return; // full, or garbage counters (a scribbling peer): nothing safe to do
-        }
-        let from = (tail & !7).wrapping_add(8);
-        let to = head.wrapping_add(self.cap) & !7;
-        // zero_range zeroes whole words from `from`; skip a stray word at the wrap.
-        if from != to {
-            self.zero_range(from, to);
         }
     }
 

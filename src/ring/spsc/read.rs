@@ -1,5 +1,5 @@
 //! The reader's side: finding the next record by its header word, copying it out,
-//! zeroing and handing space back, waiting for data.
+//! handing space back, waiting for data.
 
 use std::time::Instant;
 
@@ -16,13 +16,6 @@ use crate::sync::waiter::Wait;
 /// writer's heels waits before it looks at the head again (see [`Spsc::wait_readable`]).
 const HEELS_PAUSE: u32 = if cfg!(loom) { 0 } else { 8 };
 
-/// The reader hands space back in blocks of this many bytes (or a quarter of the ring,
-/// if that is less), zeroing each once it has left it behind (see `Spsc::release`).
-/// Zeroing each 64-byte line as soon as the reader left it made 48-256 byte messages up
-/// to 1.5x slower than zeroing 128 or 256 bytes behind (the adjacent-line prefetcher
-/// works on 128-byte pairs, and the writer is writing just ahead).
-const RELEASE_BLOCK: u64 = 256;
-
 /// The next record's word as the reader finds it (see [`Spsc::head_word`]).
 #[derive(Clone, Copy)]
 struct Head {
@@ -33,14 +26,12 @@ struct Head {
 }
 
 impl Spsc {
-    /// The next record, skipping padding; `Ok(None)` when the ring is empty (having
-    /// handed back everything consumed, [`Spsc::flush_released`]). The header is
-    /// validated against the ring's bounds.
+    /// The next record, skipping padding; `Ok(None)` when the ring is empty. The header
+    /// is validated against the ring's bounds.
     #[inline]
     pub(crate) fn peek(&self) -> Result<Option<Record>, ProtocolError> {
         loop {
             let Some(Head { pos, off, word }) = self.head_word() else {
-                self.flush_released();
                 return Ok(None);
             };
             let (kind, len) = parse_header(word).ok_or(ProtocolError::BadRecord)?;
@@ -86,7 +77,7 @@ impl Spsc {
                 return None; // a bad header: `peek` reports it
             }
             out[..8].copy_from_slice(&word.to_le_bytes());
-            self.release_tiny(pos, off);
+            self.release(pos.wrapping_add(REC_HDR));
             return Some(len as usize);
         }
         let len = word & 0xFFFF_FFFF;
@@ -111,16 +102,14 @@ impl Spsc {
     }
 
     /// The reader's fast path for the seed's message: a tiny record at the head. Takes
-    /// it (its word zeroed and handed back at once when nothing before it is kept back,
-    /// as [`Spsc::take_small`] does) and returns its payload word (the bytes above the
-    /// payload zero) and length. `None` when the ring is empty or the head holds
+    /// it (handed back at once, as [`Spsc::take_small`] does) and returns its payload
+    /// word (the bytes above the payload zero) and length. `None` when the ring is empty or the head holds
     /// anything else (a tiny record longer than `max` too), which the general path
     /// handles or reports.
     #[inline(always)]
     pub(crate) fn take_tiny(&self, max: u64) -> Option<(u64, usize)> {
-        let r = &self.hdr().r;
-        let pos = r.read.load(Ordering::Relaxed);
-        // Masked, as in `head_word`, whatever a peer stored in `read`.
+        let pos = self.hdr().r.head.load(Ordering::Relaxed);
+        // Masked, as in `head_word`, whatever a peer stored in `head`.
         let off = pos & self.mask;
         // Pairs with the writer's Release store of the record's word.
         let word = self.word(off).load(Ordering::Acquire);
@@ -131,16 +120,7 @@ impl Spsc {
         if top > max {
             return None;
         }
-        let end = pos.wrapping_add(REC_HDR);
-        if r.head.load(Ordering::Relaxed) == pos {
-            r.read.store(end, Ordering::Relaxed);
-            self.word(off).store(0, Ordering::Relaxed);
-            // Pairs with the writer's Acquire load of `head` when its cache says full.
-            r.head.store(end, Ordering::Release);
-            self.hdr().writable.wake_all_with(self.light);
-        } else {
-            self.release(end & !7);
-        }
+        self.release(pos.wrapping_add(REC_HDR));
         Some((word & 0xFFFF_FFFF_FFFF, top as usize))
     }
 
@@ -148,8 +128,8 @@ impl Spsc {
     /// there yet). Shared by [`Spsc::peek`] and [`Spsc::take_small`].
     #[inline(always)]
     fn head_word(&self) -> Option<Head> {
-        let pos = self.hdr().r.read.load(Ordering::Relaxed);
-        // Masking keeps the offset 8-aligned and in bounds whatever `read` holds (a peer
+        let pos = self.hdr().r.head.load(Ordering::Relaxed);
+        // Masking keeps the offset 8-aligned and in bounds whatever `head` holds (a peer
         // may scribble over it; garbage then fails the callers' checks).
         let off = pos & self.mask;
         // Pairs with the writer's Release store of the record's header.
@@ -164,76 +144,17 @@ impl Spsc {
         })
     }
 
-    /// Consumes a record ending at `end`: moves `read` past it, then hands back to the
-    /// writer, zeroed, every whole [`RELEASE_BLOCK`] the reader has finished with.
-    ///
-    /// Zeroing each record as it is consumed would have both cores *write* the same
-    /// line alternately when the reader is at the writer's heels (the next record shares
-    /// it); measured, that made 16-256 byte messages 1.5-2x slower than reading alone.
-    /// So the reader zeroes and releases only blocks it has left behind: `head` lags
-    /// `read` by less than a block (at most a quarter of the ring, so a writer always
-    /// finds room for a record once everything is read), and the rest is handed back
-    /// when the reader finds the ring empty ([`Spsc::flush_released`]). A reader that
-    /// died inside a receive leaves a longer lag, which the next release zeroes all the
-    /// same.
+    /// Consumes a record ending at `end`: moves `head` past it, which hands its space
+    /// back to the writer, and wakes the writer if it waits for room. Nothing is
+    /// zeroed: the writer zeroes the word after each record it publishes
+    /// (`Spsc::publish_at`), so the reader finds zero or a new header wherever it looks,
+    /// and the reader writes only its own line (a reader zeroing what it consumed had
+    /// both cores write the data lines in turn, which cost every lap of the ring).
     #[inline(always)]
     fn release(&self, end: u64) {
-        let r = &self.hdr().r;
-        r.read.store(end, Ordering::Relaxed);
-        let block = end & !(RELEASE_BLOCK.min(self.cap / 4) - 1);
-        let head = r.head.load(Ordering::Relaxed);
-        if block != head && (block.wrapping_sub(head) as i64) > 0 {
-            self.release_to(head, block);
-        }
-    }
-
-    /// Consumes the tiny record at position `pos` (offset `off`). When nothing before it
-    /// is kept back (`head == pos`), its one word is zeroed and handed back at once: a
-    /// stream of tiny records then moves `head` with every message, which measured
-    /// 15-25% faster on the seed's experiment than a block at a time (the line holds
-    /// eight records, and the writer finds its next word already free). Otherwise, as
-    /// [`Spsc::release`].
-    #[inline(always)]
-    fn release_tiny(&self, pos: u64, off: u64) {
-        let r = &self.hdr().r;
-        let end = pos.wrapping_add(REC_HDR);
-        if r.head.load(Ordering::Relaxed) != pos {
-            return self.release(end);
-        }
-        r.read.store(end, Ordering::Relaxed);
-        self.word(off).store(0, Ordering::Relaxed);
-        // Pairs with the writer's Acquire load of `head` in `reserve`.
-        r.head.store(end, Ordering::Release);
+        // Pairs with the writer's Acquire load of `head` when its cache says full.
+        self.hdr().r.head.store(end, Ordering::Release);
         self.hdr().writable.wake_all_with(self.light);
-    }
-
-    /// Zeroes `[head, to)` and hands it back to the writer, waking it if it waits.
-    /// Nothing if the counters are garbage (a peer scribbled over them): the reader
-    /// reports that when it finds the ring empty ([`Spsc::counters_sane`]).
-    #[inline(never)]
-    fn release_to(&self, head: u64, to: u64) {
-        let gap = to.wrapping_sub(head);
-        if gap > self.cap || gap % 8 != 0 {
-            return;
-        }
-        self.zero_range(head, to);
-        // Pairs with the writer's Acquire load of `head` in `reserve`: the space, zeroed,
-        // is the writer's again.
-        self.hdr().r.head.store(to, Ordering::Release);
-        self.hdr().writable.wake_all_with(self.light);
-    }
-
-    /// Hands back everything the reader has consumed (the part of a line it had kept),
-    /// when it finds the ring empty: a writer waiting for room is never left waiting on
-    /// a reader waiting for data.
-    #[inline]
-    pub(crate) fn flush_released(&self) {
-        let r = &self.hdr().r;
-        let read = r.read.load(Ordering::Relaxed) & !7;
-        let head = r.head.load(Ordering::Relaxed);
-        if read != head {
-            self.release_to(head, read);
-        }
     }
 
     /// Whether a record of `size` bytes (header included) at offset `off` lies inside
@@ -280,8 +201,8 @@ impl Spsc {
         })
     }
 
-    /// Consumes a record: zeroes it and hands its space back to the writer, waking it
-    /// if it waits for room.
+    /// Consumes a record: hands its space back to the writer, waking it if it waits for
+    /// room.
     #[inline]
     pub(crate) fn consume(&self, rec: &Record) {
         let size = rec.size();
@@ -324,20 +245,17 @@ impl Spsc {
         (outcome, looks)
     }
 
-    /// Whether the counters are ones the two sides could have left: all 8-aligned,
-    /// `tail` within a ring of the reader's position on either side (the reader may run
-    /// ahead of `tail` by what was published but not yet counted), `head` at most a ring
-    /// behind it. The reader's fast path needs neither `tail` nor `head`, so it checks
-    /// them when it finds nothing to read: a peer that scribbled over them (a garbage
-    /// `head` makes the ring look full to the writer) gets a protocol error rather than
-    /// a reader that waits forever.
+    /// Whether the counters are ones the two sides could have left: both 8-aligned, and
+    /// `tail` within a ring of the reader's `head` on either side (the reader may run
+    /// ahead of `tail` by what was published but not yet counted). The reader's fast
+    /// path needs neither counter's sanity, so it checks them when it finds nothing to
+    /// read: a peer that scribbled over them (a garbage `head` makes the ring look full
+    /// to the writer) gets a protocol error rather than a reader that waits forever.
     pub(crate) fn counters_sane(&self) -> bool {
         let tail = self.hdr().w.tail.load(Ordering::Relaxed);
-        let read = self.hdr().r.read.load(Ordering::Relaxed);
         let head = self.hdr().r.head.load(Ordering::Relaxed);
-        (tail | read | head) % 8 == 0
-            && (tail.wrapping_sub(read) <= self.cap || read.wrapping_sub(tail) <= self.cap)
-            && read.wrapping_sub(head) <= self.cap
+        (tail | head) % 8 == 0
+            && (tail.wrapping_sub(head) <= self.cap || head.wrapping_sub(tail) <= self.cap)
     }
 
     /// Whether anything is published and unread.

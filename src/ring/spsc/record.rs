@@ -2,6 +2,9 @@
 
 /// Record header size; also the alignment of every record.
 pub(crate) const REC_HDR: u64 = 8;
+/// Room a writer keeps after every record it publishes: the next header slot, which it
+/// zeroes before the record's header goes out (see `Spsc::publish_at`).
+pub(crate) const NEXT_SLOT: u64 = 8;
 /// The smallest window worth encoding into in place (an encoder writes without knowing
 /// the size first).
 pub(crate) const MIN_WINDOW: u64 = 64;
@@ -101,7 +104,7 @@ pub(crate) struct Record {
     /// Payload bytes.
     pub(crate) len: u64,
     pub(super) off: u64,
-    /// The reader's position (`read`) at this record.
+    /// The reader's position (`head`) at this record.
     pub(super) pos: u64,
     /// The record's header word (a tiny record's payload is in it).
     pub(super) word: u64,

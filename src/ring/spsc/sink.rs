@@ -53,7 +53,8 @@ impl Spsc {
 /// A bounds-checked byte sink writing into a reserved window of the ring through a raw
 /// pointer (no reference to shared memory is ever formed). Dropped without being
 /// committed ([`Spsc::commit_sink`]) — the encoder ran out of room or failed, or a
-/// `Serialize` panicked — it zeroes what it wrote: free space must stay zero.
+/// `Serialize` panicked — what it wrote stays in free space, unpublished, where nobody
+/// reads it (the writer zeroes only the word after each record it publishes).
 pub(crate) struct RawSink<'g> {
     ptr: *mut u8,
     cap: usize,
@@ -61,28 +62,11 @@ pub(crate) struct RawSink<'g> {
     _g: std::marker::PhantomData<&'g ()>,
 }
 
-impl Drop for RawSink<'_> {
-    #[inline(always)]
-    fn drop(&mut self) {
-        if self.pos != 0 {
-            self.discard();
-        }
-    }
-}
-
 impl RawSink<'_> {
-    #[cold]
-    fn discard(&mut self) {
-        // SAFETY: [ptr, ptr + pos) is the part of the reserved window this sink wrote,
-        // which the writer guard gives this thread alone; it was never published.
-        unsafe { std::ptr::write_bytes(self.ptr, 0, self.pos) };
-        self.pos = 0;
-    }
-
     /// Hands the written bytes over to be published; returns their number.
     #[inline(always)]
-    fn keep(mut self) -> u64 {
-        std::mem::replace(&mut self.pos, 0) as u64
+    fn keep(self) -> u64 {
+        self.pos as u64
     }
 
     /// Appends one byte; false when the window is full.

@@ -82,14 +82,26 @@ fn corrupt_header_is_a_protocol_error() {
     assert_eq!(r.peek().unwrap_err(), ProtocolError::BadRecord);
 }
 
-/// Whether every data byte is zero.
-fn data_is_zero(m: &Mem) -> bool {
-    m.0[CONTROL_SIZE..].iter().all(|&b| b == 0)
+/// The word at the reader's position: zero whenever nothing is published there.
+fn word_at_head(r: &Spsc) -> u64 {
+    r.word(r.hdr().r.head.load(Ordering::Relaxed) & r.mask)
+        .load(Ordering::Relaxed)
+}
+
+/// Fills every data word but the first with a well-formed tiny record ("stale"), as
+/// earlier laps leave free space: a reader that looked anywhere but where records
+/// lead it would take it for a message.
+fn fill_with_stale_records(m: &mut Mem) {
+    let stale = record::tiny_word(u64::from_le_bytes(*b"stale\0\0\0"), 5).to_ne_bytes();
+    for w in m.0[CONTROL_SIZE + 8..].chunks_exact_mut(8) {
+        w.copy_from_slice(&stale);
+    }
 }
 
 #[test]
-fn free_space_stays_zero_through_laps_of_every_record_kind() {
-    let (m, r) = ring();
+fn stale_bytes_in_free_space_are_never_read_through_laps_of_every_record_kind() {
+    let (mut m, r) = ring();
+    fill_with_stale_records(&mut m);
     let mut small = [0u8; 64];
     for round in 0..300u32 {
         let g = r.acquire_writer(None, || false).unwrap();
@@ -130,19 +142,17 @@ fn free_space_stays_zero_through_laps_of_every_record_kind() {
             v
         });
         assert_eq!(got, msg, "round {round}");
-        // Consumed space is handed back (zeroed) a block at a time, the rest when the
-        // reader finds the ring empty.
+        // The writer zeroed the word after its record: the reader finds nothing more.
         assert_eq!(r.peek().unwrap().map(|rec| rec.len), None);
-        assert!(data_is_zero(&m), "round {round}: consumed space not zeroed");
+        assert_eq!(word_at_head(&r), 0, "round {round}");
     }
 }
 
 #[test]
-fn space_a_reader_keeps_back_never_blocks_a_writer() {
-    // The reader hands space back a block at a time and keeps back the rest of the
-    // block it is in until it finds the ring empty. A writer must still find room
-    // for the largest record whenever everything written has been read, even if the
-    // reader never looked at an empty ring.
+fn a_writer_finds_room_for_the_largest_record_whenever_everything_is_read() {
+    // The writer keeps a word free after each record (the next header slot): a writer
+    // must still find room for the largest record whenever everything written has been
+    // read, even if the reader never looked at an empty ring.
     let (_m, r) = ring();
     let mut out = [0u8; 64];
     for round in 0..2000u64 {
@@ -166,7 +176,7 @@ fn space_a_reader_keeps_back_never_blocks_a_writer() {
 }
 
 #[test]
-fn an_abandoned_encode_leaves_free_space_zero() {
+fn an_abandoned_encode_is_never_read() {
     let (m, r) = ring();
     let g = r.acquire_writer(None, || false).unwrap();
     let (off, window) = r.reserve(&g, 64).unwrap();
@@ -174,10 +184,14 @@ fn an_abandoned_encode_leaves_free_space_zero() {
         let mut sink = r.sink(&g, off, window - REC_HDR);
         assert!(sink.extend(&[0xEE; 40]));
         assert!(sink.varint(u64::MAX));
-        assert!(!data_is_zero(&m));
+        assert!(m.0[CONTROL_SIZE..].iter().any(|&b| b != 0));
         // Dropped without commit_sink: the encoder gave up (or a Serialize panicked).
     }
-    assert!(data_is_zero(&m));
+    assert_eq!(
+        r.peek().unwrap().map(|rec| rec.len),
+        None,
+        "nothing published"
+    );
     // A committed sink's bytes stay, and come out whole.
     let (off, window) = r.reserve(&g, 64).unwrap();
     let mut sink = r.sink(&g, off, window - REC_HDR);
@@ -185,37 +199,35 @@ fn an_abandoned_encode_leaves_free_space_zero() {
     r.commit_sink(&g, off, RecKind::Msg, sink);
     drop(g);
     assert_eq!(recv_all(&r), vec![b"kept bytes".to_vec()]);
-    assert!(data_is_zero(&m));
+    assert_eq!(word_at_head(&r), 0);
 }
 
 #[test]
-fn a_reader_that_died_inside_a_receive_is_finished_by_the_next() {
-    let (m, r) = ring();
+fn a_reader_that_died_inside_a_receive_leaves_its_message_to_the_next() {
+    let (_m, r) = ring();
     let g = r.acquire_writer(None, || false).unwrap();
     for msg in [&b"first message"[..], b"second message", b"third"] {
         r.write_record(&g, RecKind::Msg, &[msg], None, || false)
             .unwrap();
     }
     drop(g);
-    // A reader takes the first record, moves `read` past it and dies before zeroing
-    // it and handing it back.
+    // A reader finds the first record and dies before handing it back (`head` is the
+    // only position, moved when a message is consumed): the next reader gets it, whole.
     let rec = r.peek().unwrap().unwrap();
-    r.hdr()
-        .r
-        .read
-        .store(rec.pos + rec.size(), Ordering::Relaxed);
-    // The next reader goes on from `read`, and zeroes the dead one's record too.
+    assert_eq!(rec.len, 13);
     assert_eq!(
         recv_all(&r),
-        vec![b"second message".to_vec(), b"third".to_vec()]
+        vec![
+            b"first message".to_vec(),
+            b"second message".to_vec(),
+            b"third".to_vec()
+        ]
     );
-    assert!(data_is_zero(&m));
-    let h = r.hdr().r.head.load(Ordering::Relaxed);
-    assert_eq!(h, r.hdr().r.read.load(Ordering::Relaxed));
+    assert_eq!(word_at_head(&r), 0);
 }
 
 #[test]
-fn a_writer_taking_over_from_a_dead_one_repairs_tail_and_free_space() {
+fn a_writer_taking_over_from_a_dead_one_repairs_tail_and_ignores_its_leftovers() {
     let (m, r) = ring();
     let g = r.acquire_writer(None, || false).unwrap();
     r.write_record(&g, RecKind::Msg, &[b"counted"], None, || false)
@@ -230,8 +242,6 @@ fn a_writer_taking_over_from_a_dead_one_repairs_tail_and_free_space() {
     let garbage = CONTROL_SIZE + (end + REC_HDR) as usize;
     let mut m = m;
     m.0[garbage..garbage + 100].fill(0xA7);
-    // The next writer finds the flag the death left.
-    r.hdr().own.dirty.store(1, Ordering::Relaxed);
     drop(g);
     r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
     let g = r.acquire_writer(None, || false).unwrap();
@@ -240,8 +250,6 @@ fn a_writer_taking_over_from_a_dead_one_repairs_tail_and_free_space() {
         end,
         "tail walked past it"
     );
-    assert_eq!(r.hdr().own.dirty.load(Ordering::Relaxed), 0);
-    assert!(m.0[garbage..garbage + 100].iter().all(|&b| b == 0));
     r.write_record(&g, RecKind::Msg, &[b"after"], None, || false)
         .unwrap();
     drop(g);
@@ -253,7 +261,38 @@ fn a_writer_taking_over_from_a_dead_one_repairs_tail_and_free_space() {
             b"after".to_vec()
         ]
     );
-    assert!(data_is_zero(&m));
+    assert_eq!(word_at_head(&r), 0);
+}
+
+#[test]
+fn a_writer_taking_over_after_the_reader_consumed_uncounted_records_writes_after_them() {
+    // The dead writer published two records without counting them in `tail`, and the
+    // reader consumed one of them: the next writer goes on after the second, not at
+    // `tail` (behind the reader) nor at `head` (over the unread one).
+    let (_m, r) = ring();
+    let g = r.acquire_writer(None, || false).unwrap();
+    let tail = r.hdr().w.tail.load(Ordering::Relaxed);
+    for msg in [&b"uncounted one"[..], b"uncounted two"] {
+        r.write_record(&g, RecKind::Msg, &[msg], None, || false)
+            .unwrap();
+    }
+    r.hdr().w.tail.store(tail, Ordering::Relaxed);
+    drop(g);
+    let rec = r.peek().unwrap().unwrap();
+    r.consume(&rec);
+    r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
+    let g = r.acquire_writer(None, || false).unwrap();
+    assert_eq!(
+        r.hdr().w.tail.load(Ordering::Relaxed),
+        tail + 2 * record_size(13)
+    );
+    r.write_record(&g, RecKind::Msg, &[b"after"], None, || false)
+        .unwrap();
+    drop(g);
+    assert_eq!(
+        recv_all(&r),
+        vec![b"uncounted two".to_vec(), b"after".to_vec()]
+    );
 }
 
 #[test]
@@ -334,8 +373,7 @@ fn a_biased_writer_whose_id_was_reused_is_dead_inside_its_send() {
     let g = r.acquire_writer(deadline, || false).expect("the role");
     assert_eq!(r.hdr().own.owner.load(Ordering::Relaxed), SHARED);
     assert_eq!(r.hdr().own.in_send.load(Ordering::Relaxed), 0);
-    assert_eq!(r.hdr().own.dirty.load(Ordering::Relaxed), 0, "cleaned up");
-    assert!(m.0[garbage].iter().all(|&b| b == 0));
+    assert!(m.0[garbage].iter().all(|&b| b == 0xA7), "left as it was");
     r.write_record(&g, RecKind::Msg, &[b"after"], None, || false)
         .unwrap();
     drop(g);
@@ -352,8 +390,7 @@ fn a_shared_mode_lock_holder_whose_id_was_reused_is_a_dead_writer() {
     let garbage = scribble_free_space(&mut m, &r);
     let deadline = Some(Instant::now() + std::time::Duration::from_secs(30));
     let g = r.acquire_writer(deadline, || false).expect("the role");
-    assert_eq!(r.hdr().own.dirty.load(Ordering::Relaxed), 0, "cleaned up");
-    assert!(m.0[garbage].iter().all(|&b| b == 0));
+    assert!(m.0[garbage].iter().all(|&b| b == 0xA7), "left as it was");
     r.write_record(&g, RecKind::Msg, &[b"after"], None, || false)
         .unwrap();
     drop(g);

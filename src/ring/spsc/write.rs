@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::copy_bytes;
 use super::owner::WriteGuard;
-use super::record::{header_word, record_size, tiny_word, RecKind, REC_HDR, TINY_MAX};
+use super::record::{header_word, record_size, tiny_word, RecKind, NEXT_SLOT, REC_HDR, TINY_MAX};
 use super::Spsc;
 use crate::sync::atomic::{light_fence, Ordering};
 use crate::sync::owner::cached_tag;
@@ -46,7 +46,8 @@ impl Spsc {
         // counter, `Spsc::counters_sane`).
         let mut off = *tail & self.mask;
         let mut to_end = self.cap - off;
-        let total = if need <= to_end { need } else { to_end + need };
+        // Plus the word after the record, which its publication zeroes (`publish_at`).
+        let total = NEXT_SLOT + if need <= to_end { need } else { to_end + need };
         if tail.wrapping_add(total).wrapping_sub(head) > self.cap {
             // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
             head = self.hdr().r.head.load(Ordering::Acquire);
@@ -56,16 +57,14 @@ impl Spsc {
             }
         }
         if need > to_end {
-            // [off, cap) is free (checked above). Pairs with the reader's Acquire load.
-            self.word(off).store(
-                header_word(RecKind::Pad, to_end - REC_HDR),
-                Ordering::Release,
-            );
+            // [off, cap) and the word at 0 are free (checked above).
+            self.publish_at(off, to_end, header_word(RecKind::Pad, to_end - REC_HDR));
             *tail = tail.wrapping_add(to_end);
             off = 0;
             to_end = self.cap;
         }
-        let free = self.cap - tail.wrapping_sub(head);
+        // The window leaves the word after it free, for the next header slot.
+        let free = self.cap - tail.wrapping_sub(head) - NEXT_SLOT;
         Some((off, free.min(to_end)))
     }
 
@@ -105,9 +104,7 @@ impl Spsc {
         bytes: u64,
         len: u64,
     ) {
-        // Pairs with the reader's Acquire load of the word at `read`.
-        self.word(off)
-            .store(tiny_word(bytes, len), Ordering::Release);
+        self.publish_at(off, REC_HDR, tiny_word(bytes, len));
         *tail = tail.wrapping_add(REC_HDR);
         self.hdr().w.tail.store(*tail, Ordering::Release);
     }
@@ -154,6 +151,21 @@ impl Spsc {
         }
     }
 
+    /// Publishes a record of `size` bytes at offset `off` whose header word (or tiny
+    /// word) is `header`: first zeroes the word right after the record, where the
+    /// reader will look next (the next record's header slot, free space the writer
+    /// reserved with the record), then stores `header` with Release, which pairs with
+    /// the reader's Acquire load of the word at its position. So the reader always finds
+    /// zero or a published header where it looks, and nobody zeroes consumed space: the
+    /// reader writes no data line, and the writer clears one word per record on lines
+    /// it is writing anyway.
+    #[inline(always)]
+    fn publish_at(&self, off: u64, size: u64, header: u64) {
+        self.word(off.wrapping_add(size) & self.mask)
+            .store(0, Ordering::Relaxed);
+        self.word(off).store(header, Ordering::Release);
+    }
+
     /// Raw pointer to data offset `off`, for an encoder writing a record's payload at
     /// `off + REC_HDR` within a window returned by [`Spsc::reserve`].
     #[inline(always)]
@@ -167,7 +179,7 @@ impl Spsc {
     /// `off + REC_HDR`, within a reserved window: a whole message of at most
     /// [`TINY_MAX`] bytes becomes a tiny record (its payload moves into the header word,
     /// and the word it was written to is zeroed again), anything else gets its header.
-    /// The Release store pairs with the reader's Acquire load of the word at `read`.
+    /// The Release store pairs with the reader's Acquire load of the word at `head`.
     /// Returns the space the record occupies.
     #[inline(always)]
     fn publish_record(&self, off: u64, kind: RecKind, len: u64) -> u64 {
@@ -175,25 +187,20 @@ impl Spsc {
             // SAFETY: the window holds at least MIN_WINDOW >= 16 bytes from `off`, all
             // the writer's; `off + 8` is 8-aligned (the data area is 128-aligned).
             let payload = unsafe {
-                let p = self
-                    .data
+                self.data
                     .as_ptr()
                     .add((off + REC_HDR) as usize)
-                    .cast::<u64>();
-                let v = p.read();
-                p.write(0);
-                v
+                    .cast::<u64>()
+                    .read()
             };
-            // Masked: the bytes past the message are free space, zero unless a peer
-            // scribbled there.
+            // Masked: the bytes past the message are free space, whatever was there.
             let payload = payload & ((1 << (8 * len)) - 1);
-            self.word(off)
-                .store(tiny_word(payload, len), Ordering::Release);
+            self.publish_at(off, REC_HDR, tiny_word(payload, len));
             REC_HDR
         } else {
-            self.word(off)
-                .store(header_word(kind, len), Ordering::Release);
-            record_size(len)
+            let size = record_size(len);
+            self.publish_at(off, size, header_word(kind, len));
+            size
         }
     }
 
@@ -214,9 +221,7 @@ impl Spsc {
         let Some((off, _)) = self.reserve(g, REC_HDR) else {
             return false;
         };
-        // Pairs with the reader's Acquire load of the word at `read`.
-        self.word(off)
-            .store(tiny_word(bytes, len), Ordering::Release);
+        self.publish_at(off, REC_HDR, tiny_word(bytes, len));
         self.advance_tail(REC_HDR);
         true
     }
@@ -261,17 +266,15 @@ impl Spsc {
         let w = &self.hdr().w;
         let tail = w.tail.load(Ordering::Relaxed);
         let end = tail.wrapping_add(REC_HDR);
-        if end.wrapping_sub(w.cached_head.load(Ordering::Relaxed)) > self.cap
-            && !self.room_after_reload(end)
+        // Room for the record and the word after it (`publish_at`).
+        if (end + NEXT_SLOT).wrapping_sub(w.cached_head.load(Ordering::Relaxed)) > self.cap
+            && !self.room_after_reload(end + NEXT_SLOT)
         {
             return false;
         }
         // Masked to a word, as in `reserve_at`; 8 bytes at an 8-aligned offset below
-        // `cap` always fit before the end.
-        let off = tail & self.mask;
-        // Pairs with the reader's Acquire load of the word at `read`.
-        self.word(off)
-            .store(tiny_word(payload, len), Ordering::Release);
+        // `cap` always fit before the end (the word after may be the one at 0).
+        self.publish_at(tail & self.mask, REC_HDR, tiny_word(payload, len));
         w.tail.store(end, Ordering::Release);
         true
     }
@@ -331,9 +334,7 @@ impl Spsc {
                 bytes.len(),
             )
         };
-        // Pairs with the reader's Acquire load of the word at `read`.
-        self.word(off)
-            .store(header_word(RecKind::Msg, len), Ordering::Release);
+        self.publish_at(off, size, header_word(RecKind::Msg, len));
         self.advance_tail(size);
         true
     }
