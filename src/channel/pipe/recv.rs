@@ -362,7 +362,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
         let mut st = self.state.borrow_mut();
         let mut small = [0u8; SMALL];
         if let Some(n) = self.end.take_small(&mut st, &mut small) {
-            return match codec::decode(&small[..n]) {
+            return match codec::decode_small(&small, n) {
                 Ok(v) => Ok(v),
                 Err(e) => self
                     .end

@@ -1,0 +1,714 @@
+//! A serde deserializer of the [postcard wire format], built for the receive path: it
+//! accepts and rejects exactly the inputs `postcard::from_bytes` does and produces the
+//! same values (the property tests compare both on random values and on garbage), but
+//! keeps its cursor in a register inside each primitive, reads a one-byte varint with
+//! one compare, and carries a one-pointer error, so that decoding the seed's
+//! `enum Msg { Int(u64), Done }` inlines into a few dozen instructions (`postcard` pops
+//! one byte at a time through a `Result` and writes its cursor back per byte).
+//!
+//! Two sources of bytes: a slice ([`SliceSrc`]), and the front of a fixed array whose
+//! size is a power of two ([`PadSrc`]: a 16-byte copy of a register holding at most 8
+//! bytes, the ring's "tiny record", or the stack buffer a small record is copied into),
+//! where a varint needs no bounds check per byte (it indexes modulo the size), only one
+//! compare against the length once it ends.
+//!
+//! As postcard: trailing bytes after the value are ignored; varints may be overlong
+//! (`0x80 0x00` is 0) but not longer than the type's maximum (3 bytes for `u16`, 5 for
+//! `u32`, 10 for `u64`, 19 for `u128`) nor hold bits beyond its width; bool and
+//! Option tags are 0 or 1; a char is a string of 1 to 4 bytes holding exactly one char;
+//! `deserialize_any`, `deserialize_identifier` and `deserialize_ignored_any` are errors.
+//!
+//! [postcard wire format]: https://postcard.jamesmunns.com/wire-format
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+
+/// Why a decode failed: one pointer, so that `Result<u64, DeError>` comes back in two
+/// registers. Built only on the (cold) error paths.
+pub(crate) struct DeError(Box<String>);
+
+impl DeError {
+    #[cold]
+    #[inline(never)]
+    fn new(msg: &str) -> Self {
+        DeError(Box::new(msg.to_owned()))
+    }
+}
+
+/// The input ended inside a value.
+#[cold]
+#[inline(never)]
+fn end() -> DeError {
+    DeError::new("unexpected end of input")
+}
+
+/// A varint longer than its type allows, or with bits beyond its width.
+#[cold]
+#[inline(never)]
+fn bad_varint() -> DeError {
+    DeError::new("bad varint")
+}
+
+impl std::fmt::Display for DeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeError({:?})", self.0)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    #[cold]
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        DeError(Box::new(msg.to_string()))
+    }
+}
+
+type Res<T> = Result<T, DeError>;
+
+/// Bytes of the longest varint of an integer of `bits` bits (postcard's `varint_max`).
+const fn vmax(bits: u32) -> usize {
+    bits.div_ceil(7) as usize
+}
+
+/// The largest last byte of a varint of `vmax(bits)` bytes (postcard's
+/// `max_of_last_byte`): the bits of the type left for it.
+const fn vlast(bits: u32) -> u8 {
+    ((1u32 << (bits % 7)) - 1) as u8
+}
+
+/// Where the deserializer reads from. Every method keeps the cursor in a local and
+/// writes it back once.
+pub(crate) trait Src<'de> {
+    /// The next byte.
+    fn byte(&mut self) -> Res<u8>;
+    /// A varint of at most `MAX` bytes whose last (`MAX`th) byte is at most `LAST`
+    /// (for integers of up to 64 bits).
+    fn varint<const MAX: usize, const LAST: u8>(&mut self) -> Res<u64>;
+    /// The next `n` bytes.
+    fn take(&mut self, n: usize) -> Res<&'de [u8]>;
+    /// The next `N` bytes, copied.
+    fn array<const N: usize>(&mut self) -> Res<[u8; N]>;
+    /// How many bytes are left.
+    fn remaining(&self) -> usize;
+
+    /// A `u128` varint (19 bytes at most, the last at most 3), byte by byte: rare.
+    #[inline]
+    fn varint128(&mut self) -> Res<u128> {
+        const MAX: usize = vmax(128);
+        let mut v = 0u128;
+        for i in 0..MAX {
+            let b = self.byte()?;
+            v |= u128::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if i == MAX - 1 && b > vlast(128) {
+                    return Err(bad_varint());
+                }
+                return Ok(v);
+            }
+        }
+        Err(bad_varint())
+    }
+}
+
+/// A byte slice.
+pub(crate) struct SliceSrc<'de> {
+    buf: &'de [u8],
+    pos: usize,
+}
+
+impl<'de> SliceSrc<'de> {
+    /// Reads `buf` from its start.
+    #[inline]
+    pub(crate) fn new(buf: &'de [u8]) -> Self {
+        SliceSrc { buf, pos: 0 }
+    }
+}
+
+impl<'de> Src<'de> for SliceSrc<'de> {
+    #[inline]
+    fn byte(&mut self) -> Res<u8> {
+        let p = self.pos;
+        match self.buf.get(p) {
+            Some(&b) => {
+                self.pos = p + 1;
+                Ok(b)
+            }
+            None => Err(end()),
+        }
+    }
+
+    #[inline]
+    fn varint<const MAX: usize, const LAST: u8>(&mut self) -> Res<u64> {
+        let p = self.pos;
+        let buf = self.buf;
+        if let Some(&b) = buf.get(p) {
+            if b < 0x80 {
+                self.pos = p + 1;
+                return Ok(u64::from(b));
+            }
+        }
+        let mut v = 0u64;
+        for i in 0..MAX {
+            let Some(&b) = buf.get(p + i) else {
+                return Err(end());
+            };
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if i == MAX - 1 && b > LAST {
+                    return Err(bad_varint());
+                }
+                self.pos = p + i + 1;
+                return Ok(v);
+            }
+        }
+        Err(bad_varint())
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Res<&'de [u8]> {
+        let p = self.pos;
+        let buf = self.buf;
+        match p.checked_add(n).and_then(|e| buf.get(p..e)) {
+            Some(s) => {
+                self.pos = p + n;
+                Ok(s)
+            }
+            None => Err(end()),
+        }
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Res<[u8; N]> {
+        let p = self.pos;
+        match self.buf.get(p..).and_then(|s| s.first_chunk::<N>()) {
+            Some(a) => {
+                self.pos = p + N;
+                Ok(*a)
+            }
+            None => Err(end()),
+        }
+    }
+
+    #[inline]
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+/// The first `len` bytes of an array of `N` bytes, `N` a power of two at least 16 (a
+/// copy of a register, or the stack buffer a small record was copied into). Invariant:
+/// `pos <= len <= N`. A varint indexes the array modulo `N`, so it needs no bounds
+/// check per byte; what lies past `len` may be read but never decides anything: a
+/// varint that runs past `len` is rejected by the one length check that ends it.
+pub(crate) struct PadSrc<'de, const N: usize> {
+    buf: &'de [u8; N],
+    len: usize,
+    pos: usize,
+}
+
+impl<'de, const N: usize> PadSrc<'de, N> {
+    /// Reads the first `len` bytes of `buf` (all `N` when `len` is larger).
+    #[inline]
+    pub(crate) fn new(buf: &'de [u8; N], len: usize) -> Self {
+        const { assert!(N.is_power_of_two() && N >= 16) };
+        PadSrc {
+            buf,
+            len: len.min(N),
+            pos: 0,
+        }
+    }
+}
+
+impl<'de, const N: usize> Src<'de> for PadSrc<'de, N> {
+    #[inline]
+    fn byte(&mut self) -> Res<u8> {
+        let p = self.pos;
+        if p >= self.len {
+            return Err(end());
+        }
+        self.pos = p + 1;
+        Ok(self.buf[p & (N - 1)])
+    }
+
+    #[inline]
+    fn varint<const MAX: usize, const LAST: u8>(&mut self) -> Res<u64> {
+        // Bytes past `len` (read modulo N, never out of bounds) can only make a varint
+        // end past `len`, which the one check below rejects.
+        let p = self.pos;
+        let b = self.buf[p & (N - 1)];
+        if b < 0x80 {
+            if p >= self.len {
+                return Err(end());
+            }
+            self.pos = p + 1;
+            return Ok(u64::from(b));
+        }
+        let mut v = u64::from(b & 0x7f);
+        let mut i = 1;
+        loop {
+            if i == MAX {
+                return Err(bad_varint());
+            }
+            let b = self.buf[(p + i) & (N - 1)];
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if i == MAX - 1 && b > LAST {
+                    return Err(bad_varint());
+                }
+                break;
+            }
+            i += 1;
+        }
+        let np = p + i + 1;
+        if np > self.len {
+            return Err(end());
+        }
+        self.pos = np;
+        Ok(v)
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Res<&'de [u8]> {
+        let p = self.pos;
+        if n > self.len - p {
+            return Err(end());
+        }
+        let buf: &'de [u8; N] = self.buf;
+        match buf.get(p..p + n) {
+            Some(s) => {
+                self.pos = p + n;
+                Ok(s)
+            }
+            None => Err(end()),
+        }
+    }
+
+    #[inline]
+    fn array<const M: usize>(&mut self) -> Res<[u8; M]> {
+        let s = self.take(M)?;
+        match s.first_chunk::<M>() {
+            Some(a) => Ok(*a),
+            None => Err(end()),
+        }
+    }
+
+    #[inline]
+    fn remaining(&self) -> usize {
+        self.len - self.pos
+    }
+}
+
+/// The deserializer over a [`Src`].
+pub(crate) struct De<S> {
+    pub(crate) src: S,
+}
+
+impl<'de, S: Src<'de>> De<S> {
+    #[inline]
+    fn u16(&mut self) -> Res<u16> {
+        Ok(self.src.varint::<{ vmax(16) }, { vlast(16) }>()? as u16)
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Res<u32> {
+        Ok(self.src.varint::<{ vmax(32) }, { vlast(32) }>()? as u32)
+    }
+
+    #[inline]
+    fn u64(&mut self) -> Res<u64> {
+        self.src.varint::<{ vmax(64) }, { vlast(64) }>()
+    }
+
+    /// A length, a `usize` varint (as wide as postcard reads it on this target).
+    #[inline]
+    fn usize(&mut self) -> Res<usize> {
+        Ok(self
+            .src
+            .varint::<{ vmax(usize::BITS) }, { vlast(usize::BITS) }>()? as usize)
+    }
+}
+
+/// A sequence, tuple or struct of `len` elements.
+struct Seq<'a, S> {
+    de: &'a mut De<S>,
+    len: usize,
+}
+
+impl<'de, S: Src<'de>> de::SeqAccess<'de> for Seq<'_, S> {
+    type Error = DeError;
+
+    #[inline]
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Res<Option<T::Value>> {
+        if self.len > 0 {
+            self.len -= 1;
+            Ok(Some(seed.deserialize(&mut *self.de)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> Option<usize> {
+        // As postcard: no hint when the input cannot hold that many elements.
+        if self.de.src.remaining() < self.len {
+            None
+        } else {
+            Some(self.len)
+        }
+    }
+}
+
+/// A map of `len` entries.
+struct Map<'a, S> {
+    de: &'a mut De<S>,
+    len: usize,
+}
+
+impl<'de, S: Src<'de>> de::MapAccess<'de> for Map<'_, S> {
+    type Error = DeError;
+
+    #[inline]
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Res<Option<K::Value>> {
+        if self.len > 0 {
+            self.len -= 1;
+            Ok(Some(seed.deserialize(&mut *self.de)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    #[inline]
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Res<V::Value> {
+        seed.deserialize(&mut *self.de)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.len)
+    }
+}
+
+/// What postcard cannot decode (it is not self-describing).
+#[cold]
+#[inline(never)]
+fn wont() -> DeError {
+    DeError::new("postcard is not self-describing: deserialize_any, identifiers and ignored values are not supported")
+}
+
+impl<'de, S: Src<'de>> de::Deserializer<'de> for &mut De<S> {
+    type Error = DeError;
+
+    #[inline]
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Res<V::Value> {
+        Err(wont())
+    }
+
+    #[inline]
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        match self.src.byte()? {
+            0 => visitor.visit_bool(false),
+            1 => visitor.visit_bool(true),
+            _ => Err(DeError::new("bad bool (not 0 or 1)")),
+        }
+    }
+
+    #[inline]
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_i8(self.src.byte()? as i8)
+    }
+
+    #[inline]
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.u16()?;
+        visitor.visit_i16((n >> 1) as i16 ^ -((n & 1) as i16))
+    }
+
+    #[inline]
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.u32()?;
+        visitor.visit_i32((n >> 1) as i32 ^ -((n & 1) as i32))
+    }
+
+    #[inline]
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.u64()?;
+        visitor.visit_i64((n >> 1) as i64 ^ -((n & 1) as i64))
+    }
+
+    #[inline]
+    fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.src.varint128()?;
+        visitor.visit_i128((n >> 1) as i128 ^ -((n & 1) as i128))
+    }
+
+    #[inline]
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_u8(self.src.byte()?)
+    }
+
+    #[inline]
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_u16(self.u16()?)
+    }
+
+    #[inline]
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_u32(self.u32()?)
+    }
+
+    #[inline]
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_u64(self.u64()?)
+    }
+
+    #[inline]
+    fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_u128(self.src.varint128()?)
+    }
+
+    #[inline]
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_f32(f32::from_le_bytes(self.src.array::<4>()?))
+    }
+
+    #[inline]
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_f64(f64::from_le_bytes(self.src.array::<8>()?))
+    }
+
+    #[inline]
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.usize()?;
+        if n > 4 {
+            return Err(DeError::new("bad char (longer than 4 bytes)"));
+        }
+        let bytes = self.src.take(n)?;
+        let mut chars = match std::str::from_utf8(bytes) {
+            Ok(s) => s.chars(),
+            Err(_) => return Err(DeError::new("bad char (invalid UTF-8)")),
+        };
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => visitor.visit_char(c),
+            _ => Err(DeError::new("bad char (not exactly one)")),
+        }
+    }
+
+    #[inline]
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.usize()?;
+        let bytes = self.src.take(n)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => visitor.visit_borrowed_str(s),
+            Err(_) => Err(DeError::new("bad string (invalid UTF-8)")),
+        }
+    }
+
+    #[inline]
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.usize()?;
+        let bytes = self.src.take(n)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => visitor.visit_str(s),
+            Err(_) => Err(DeError::new("bad string (invalid UTF-8)")),
+        }
+    }
+
+    #[inline]
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.usize()?;
+        visitor.visit_borrowed_bytes(self.src.take(n)?)
+    }
+
+    #[inline]
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let n = self.usize()?;
+        visitor.visit_bytes(self.src.take(n)?)
+    }
+
+    #[inline]
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        match self.src.byte()? {
+            0 => visitor.visit_none(),
+            1 => visitor.visit_some(self),
+            _ => Err(DeError::new("bad option tag (not 0 or 1)")),
+        }
+    }
+
+    #[inline]
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        visitor.visit_unit()
+    }
+
+    #[inline]
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Res<V::Value> {
+        visitor.visit_unit()
+    }
+
+    #[inline]
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Res<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    #[inline]
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let len = self.usize()?;
+        visitor.visit_seq(Seq { de: self, len })
+    }
+
+    #[inline]
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Res<V::Value> {
+        visitor.visit_seq(Seq { de: self, len })
+    }
+
+    #[inline]
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Res<V::Value> {
+        visitor.visit_seq(Seq { de: self, len })
+    }
+
+    #[inline]
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        let len = self.usize()?;
+        visitor.visit_map(Map { de: self, len })
+    }
+
+    #[inline]
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Res<V::Value> {
+        visitor.visit_seq(Seq {
+            de: self,
+            len: fields.len(),
+        })
+    }
+
+    #[inline]
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Res<V::Value> {
+        visitor.visit_enum(self)
+    }
+
+    #[inline]
+    fn deserialize_identifier<V: Visitor<'de>>(self, _visitor: V) -> Res<V::Value> {
+        Err(wont())
+    }
+
+    #[inline]
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, _visitor: V) -> Res<V::Value> {
+        Err(wont())
+    }
+}
+
+impl<'de, S: Src<'de>> de::EnumAccess<'de> for &mut De<S> {
+    type Error = DeError;
+    type Variant = Self;
+
+    #[inline]
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Res<(V::Value, Self)> {
+        let index = self.u32()?;
+        let v = seed.deserialize(IntoDeserializer::<DeError>::into_deserializer(index))?;
+        Ok((v, self))
+    }
+}
+
+impl<'de, S: Src<'de>> de::VariantAccess<'de> for &mut De<S> {
+    type Error = DeError;
+
+    #[inline]
+    fn unit_variant(self) -> Res<()> {
+        Ok(())
+    }
+
+    #[inline]
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Res<T::Value> {
+        seed.deserialize(self)
+    }
+
+    #[inline]
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Res<V::Value> {
+        visitor.visit_seq(Seq { de: self, len })
+    }
+
+    #[inline]
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Res<V::Value> {
+        visitor.visit_seq(Seq {
+            de: self,
+            len: fields.len(),
+        })
+    }
+}
+
+/// Decodes a `T` from the front of `bytes` (trailing bytes are ignored, as postcard
+/// does).
+#[inline]
+pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Res<T> {
+    T::deserialize(&mut De {
+        src: SliceSrc::new(bytes),
+    })
+}
+
+/// Decodes a `T` from the low `len` (at most 8) bytes of `word`, little-endian: as
+/// [`from_slice`] of `&word.to_le_bytes()[..len]`, whatever the other bytes hold. An
+/// error when `len > 8`.
+#[cfg_attr(not(test), allow(dead_code))]
+#[inline]
+pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T> {
+    if len > 8 {
+        return Err(end());
+    }
+    let mut buf = [0u8; 16];
+    buf[..8].copy_from_slice(&word.to_le_bytes());
+    T::deserialize(&mut De {
+        src: PadSrc::new(&buf, len),
+    })
+}
+
+/// Decodes a `T` from the first `len` bytes of `buf`: as [`from_slice`] of
+/// `&buf[..len]`, an error when `len > N`. For the stack buffer a small record was
+/// copied into (no bounds check per byte of a varint).
+#[inline]
+pub(crate) fn from_array<T: de::DeserializeOwned, const N: usize>(
+    buf: &[u8; N],
+    len: usize,
+) -> Res<T> {
+    if len > N {
+        return Err(end());
+    }
+    T::deserialize(&mut De {
+        src: PadSrc::new(buf, len),
+    })
+}
