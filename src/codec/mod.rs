@@ -139,6 +139,9 @@ fn codec_error(e: de::DeError) -> crate::Error {
 }
 
 #[cfg(test)]
+mod de_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
