@@ -6,11 +6,12 @@
 //! `enum Msg { Int(u64), Done }` inlines into a few dozen instructions (`postcard` pops
 //! one byte at a time through a `Result` and writes its cursor back per byte).
 //!
-//! Two sources of bytes: a slice ([`SliceSrc`]), and the front of a fixed array whose
-//! size is a power of two ([`PadSrc`]: a 16-byte copy of a register holding at most 8
-//! bytes, the ring's "tiny record", or the stack buffer a small record is copied into),
-//! where a varint needs no bounds check per byte (it indexes modulo the size), only one
-//! compare against the length once it ends.
+//! A varint is read from one 8-byte load when 8 bytes are at hand: the input may sit at
+//! the front of a larger readable buffer (the stack buffer a small record is copied
+//! into, a 16-byte copy of the register holding a tiny record), so that even its last
+//! varint usually is; a varint of up to 3 bytes takes a few shifts, a longer one is
+//! squeezed out of the word in three steps, and only near the end of a bare slice (or
+//! for a varint of 9 or 10 bytes) does an out-of-line loop read byte by byte.
 //!
 //! As postcard: trailing bytes after the value are ignored; varints may be overlong
 //! (`0x80 0x00` is 0) but not longer than the type's maximum (3 bytes for `u16`, 5 for
@@ -82,20 +83,142 @@ const fn vlast(bits: u32) -> u8 {
     ((1u32 << (bits % 7)) - 1) as u8
 }
 
-/// Where the deserializer reads from. Every method keeps the cursor in a local and
-/// writes it back once.
-pub(crate) trait Src<'de> {
+/// The varint at the front of `buf` as postcard reads an integer whose longest varint
+/// is `max` bytes, the last at most `last`: its value and length. Byte by byte, out of
+/// line: only for a varint that does not end within the 8 bytes at hand, or near the
+/// end of the buffer.
+#[inline(never)]
+fn varint_bytes(buf: &[u8], max: usize, last: u8) -> Res<(u64, usize)> {
+    let mut v = 0u64;
+    for i in 0..max.min(10) {
+        let Some(&b) = buf.get(i) else {
+            return Err(end());
+        };
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            if i == max - 1 && b > last {
+                return Err(bad_varint());
+            }
+            return Ok((v, i + 1));
+        }
+    }
+    Err(bad_varint())
+}
+
+/// The varint in the low bytes of `w` (little-endian): its value and length, or length
+/// 0 when no byte of `w` ends it. The value may have up to 56 bits.
+#[inline(always)]
+fn varint_in_word(w: u64) -> (u64, usize) {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    if w & 0x8000 == 0 {
+        // One or two bytes (the one-byte case is the caller's).
+        return ((w & 0x7f) | (w >> 1 & 0x3f80), 2);
+    }
+    if w & 0x80_0000 == 0 {
+        return ((w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1f_c000), 3);
+    }
+    let stops = !w & HI;
+    if stops == 0 {
+        return (0, 0);
+    }
+    // The bits up to and including the first byte without a continuation bit.
+    let bits = stops.trailing_zeros() + 1;
+    let mut x = w & !HI & (u64::MAX >> (64 - bits));
+    // Squeeze out the continuation bits: 7-bit groups into 14, 28, then 56.
+    x = (x & 0x007f_007f_007f_007f) | (x >> 1 & 0x3f80_3f80_3f80_3f80);
+    x = (x & 0x0000_3fff_0000_3fff) | (x >> 2 & 0x0fff_c000_0fff_c000);
+    x = (x & 0x0000_0000_0fff_ffff) | (x >> 4 & 0x00ff_ffff_f000_0000);
+    (x, bits as usize / 8)
+}
+
+/// Where the deserializer reads from: `bytes`, the input, at the front of `wide`, which
+/// may hold more readable bytes after it (a register's copy, a stack buffer), so that
+/// a varint loads 8 bytes at once more often. Every method keeps the cursor in a local
+/// and writes it back once.
+pub(crate) struct Src<'de> {
+    bytes: &'de [u8],
+    wide: &'de [u8],
+    pos: usize,
+}
+
+impl<'de> Src<'de> {
+    /// Reads `bytes`.
+    #[inline]
+    pub(crate) fn new(bytes: &'de [u8]) -> Self {
+        Src {
+            bytes,
+            wide: bytes,
+            pos: 0,
+        }
+    }
+
+    /// Reads the first `len` bytes of `wide`; `None` when it is shorter.
+    #[inline]
+    pub(crate) fn within(wide: &'de [u8], len: usize) -> Option<Self> {
+        Some(Src {
+            bytes: wide.get(..len)?,
+            wide,
+            pos: 0,
+        })
+    }
+
     /// The next byte.
-    fn byte(&mut self) -> Res<u8>;
-    /// A varint of at most `MAX` bytes whose last (`MAX`th) byte is at most `LAST`
-    /// (for integers of up to 64 bits).
-    fn varint<const MAX: usize, const LAST: u8>(&mut self) -> Res<u64>;
-    /// The next `n` bytes.
-    fn take(&mut self, n: usize) -> Res<&'de [u8]>;
-    /// The next `N` bytes, copied.
-    fn array<const N: usize>(&mut self) -> Res<[u8; N]>;
-    /// How many bytes are left.
-    fn remaining(&self) -> usize;
+    #[inline]
+    fn byte(&mut self) -> Res<u8> {
+        let p = self.pos;
+        match self.bytes.get(p) {
+            Some(&b) => {
+                self.pos = p + 1;
+                Ok(b)
+            }
+            None => Err(end()),
+        }
+    }
+
+    /// A varint of an unsigned integer of `BITS` (at most 64) bits, as postcard reads
+    /// it: at most `vmax(BITS)` bytes, overlong encodings accepted, no bits beyond the
+    /// type's width.
+    #[inline]
+    fn varint<const BITS: u32>(&mut self) -> Res<u64> {
+        let max = vmax(BITS);
+        let p = self.pos;
+        let Some(w) = self.wide.get(p..).and_then(|s| s.first_chunk::<8>()) else {
+            return self.varint_near_end::<BITS>();
+        };
+        let w = u64::from_le_bytes(*w);
+        if w & 0x80 == 0 {
+            if p >= self.bytes.len() {
+                return Err(end());
+            }
+            self.pos = p + 1;
+            return Ok(w & 0x7f);
+        }
+        let (v, n) = varint_in_word(w);
+        if n == 0 {
+            if max <= 8 {
+                return Err(bad_varint());
+            }
+            return self.varint_near_end::<BITS>();
+        }
+        if n > max || (BITS < 64 && v >> BITS != 0) {
+            return Err(bad_varint());
+        }
+        let np = p + n;
+        if np > self.bytes.len() {
+            return Err(end());
+        }
+        self.pos = np;
+        Ok(v)
+    }
+
+    /// [`varint`](Self::varint) byte by byte.
+    #[inline(never)]
+    fn varint_near_end<const BITS: u32>(&mut self) -> Res<u64> {
+        let p = self.pos;
+        let (v, n) = varint_bytes(self.bytes.get(p..).unwrap_or(&[]), vmax(BITS), vlast(BITS))?;
+        self.pos = p + n;
+        Ok(v)
+    }
 
     /// A `u128` varint (19 bytes at most, the last at most 3), byte by byte: rare.
     #[inline]
@@ -114,67 +237,13 @@ pub(crate) trait Src<'de> {
         }
         Err(bad_varint())
     }
-}
 
-/// A byte slice.
-pub(crate) struct SliceSrc<'de> {
-    buf: &'de [u8],
-    pos: usize,
-}
-
-impl<'de> SliceSrc<'de> {
-    /// Reads `buf` from its start.
-    #[inline]
-    pub(crate) fn new(buf: &'de [u8]) -> Self {
-        SliceSrc { buf, pos: 0 }
-    }
-}
-
-impl<'de> Src<'de> for SliceSrc<'de> {
-    #[inline]
-    fn byte(&mut self) -> Res<u8> {
-        let p = self.pos;
-        match self.buf.get(p) {
-            Some(&b) => {
-                self.pos = p + 1;
-                Ok(b)
-            }
-            None => Err(end()),
-        }
-    }
-
-    #[inline]
-    fn varint<const MAX: usize, const LAST: u8>(&mut self) -> Res<u64> {
-        let p = self.pos;
-        let buf = self.buf;
-        if let Some(&b) = buf.get(p) {
-            if b < 0x80 {
-                self.pos = p + 1;
-                return Ok(u64::from(b));
-            }
-        }
-        let mut v = 0u64;
-        for i in 0..MAX {
-            let Some(&b) = buf.get(p + i) else {
-                return Err(end());
-            };
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                if i == MAX - 1 && b > LAST {
-                    return Err(bad_varint());
-                }
-                self.pos = p + i + 1;
-                return Ok(v);
-            }
-        }
-        Err(bad_varint())
-    }
-
+    /// The next `n` bytes.
     #[inline]
     fn take(&mut self, n: usize) -> Res<&'de [u8]> {
         let p = self.pos;
-        let buf = self.buf;
-        match p.checked_add(n).and_then(|e| buf.get(p..e)) {
+        let bytes = self.bytes;
+        match p.checked_add(n).and_then(|e| bytes.get(p..e)) {
             Some(s) => {
                 self.pos = p + n;
                 Ok(s)
@@ -183,10 +252,11 @@ impl<'de> Src<'de> for SliceSrc<'de> {
         }
     }
 
+    /// The next `N` bytes, copied.
     #[inline]
     fn array<const N: usize>(&mut self) -> Res<[u8; N]> {
         let p = self.pos;
-        match self.buf.get(p..).and_then(|s| s.first_chunk::<N>()) {
+        match self.bytes.get(p..).and_then(|s| s.first_chunk::<N>()) {
             Some(a) => {
                 self.pos = p + N;
                 Ok(*a)
@@ -195,134 +265,32 @@ impl<'de> Src<'de> for SliceSrc<'de> {
         }
     }
 
+    /// How many bytes are left.
     #[inline]
     fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-}
-
-/// The first `len` bytes of an array of `N` bytes, `N` a power of two at least 16 (a
-/// copy of a register, or the stack buffer a small record was copied into). Invariant:
-/// `pos <= len <= N`. A varint indexes the array modulo `N`, so it needs no bounds
-/// check per byte; what lies past `len` may be read but never decides anything: a
-/// varint that runs past `len` is rejected by the one length check that ends it.
-pub(crate) struct PadSrc<'de, const N: usize> {
-    buf: &'de [u8; N],
-    len: usize,
-    pos: usize,
-}
-
-impl<'de, const N: usize> PadSrc<'de, N> {
-    /// Reads the first `len` bytes of `buf` (all `N` when `len` is larger).
-    #[inline]
-    pub(crate) fn new(buf: &'de [u8; N], len: usize) -> Self {
-        const { assert!(N.is_power_of_two() && N >= 16) };
-        PadSrc {
-            buf,
-            len: len.min(N),
-            pos: 0,
-        }
-    }
-}
-
-impl<'de, const N: usize> Src<'de> for PadSrc<'de, N> {
-    #[inline]
-    fn byte(&mut self) -> Res<u8> {
-        let p = self.pos;
-        if p >= self.len {
-            return Err(end());
-        }
-        self.pos = p + 1;
-        Ok(self.buf[p & (N - 1)])
-    }
-
-    #[inline]
-    fn varint<const MAX: usize, const LAST: u8>(&mut self) -> Res<u64> {
-        // Bytes past `len` (read modulo N, never out of bounds) can only make a varint
-        // end past `len`, which the one check below rejects.
-        let p = self.pos;
-        let b = self.buf[p & (N - 1)];
-        if b < 0x80 {
-            if p >= self.len {
-                return Err(end());
-            }
-            self.pos = p + 1;
-            return Ok(u64::from(b));
-        }
-        let mut v = u64::from(b & 0x7f);
-        let mut i = 1;
-        loop {
-            if i == MAX {
-                return Err(bad_varint());
-            }
-            let b = self.buf[(p + i) & (N - 1)];
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                if i == MAX - 1 && b > LAST {
-                    return Err(bad_varint());
-                }
-                break;
-            }
-            i += 1;
-        }
-        let np = p + i + 1;
-        if np > self.len {
-            return Err(end());
-        }
-        self.pos = np;
-        Ok(v)
-    }
-
-    #[inline]
-    fn take(&mut self, n: usize) -> Res<&'de [u8]> {
-        let p = self.pos;
-        if n > self.len - p {
-            return Err(end());
-        }
-        let buf: &'de [u8; N] = self.buf;
-        match buf.get(p..p + n) {
-            Some(s) => {
-                self.pos = p + n;
-                Ok(s)
-            }
-            None => Err(end()),
-        }
-    }
-
-    #[inline]
-    fn array<const M: usize>(&mut self) -> Res<[u8; M]> {
-        let s = self.take(M)?;
-        match s.first_chunk::<M>() {
-            Some(a) => Ok(*a),
-            None => Err(end()),
-        }
-    }
-
-    #[inline]
-    fn remaining(&self) -> usize {
-        self.len - self.pos
+        self.bytes.len() - self.pos
     }
 }
 
 /// The deserializer over a [`Src`].
-pub(crate) struct De<S> {
-    pub(crate) src: S,
+pub(crate) struct De<'de> {
+    pub(crate) src: Src<'de>,
 }
 
-impl<'de, S: Src<'de>> De<S> {
+impl De<'_> {
     #[inline]
     fn u16(&mut self) -> Res<u16> {
-        Ok(self.src.varint::<{ vmax(16) }, { vlast(16) }>()? as u16)
+        Ok(self.src.varint::<16>()? as u16)
     }
 
     #[inline]
     fn u32(&mut self) -> Res<u32> {
-        Ok(self.src.varint::<{ vmax(32) }, { vlast(32) }>()? as u32)
+        Ok(self.src.varint::<32>()? as u32)
     }
 
     #[inline]
     fn u64(&mut self) -> Res<u64> {
-        self.src.varint::<{ vmax(64) }, { vlast(64) }>()
+        self.src.varint::<64>()
     }
 
     /// A length, a `usize` varint (as wide as postcard reads it on this target).
@@ -330,17 +298,17 @@ impl<'de, S: Src<'de>> De<S> {
     fn usize(&mut self) -> Res<usize> {
         Ok(self
             .src
-            .varint::<{ vmax(usize::BITS) }, { vlast(usize::BITS) }>()? as usize)
+            .varint::<{ usize::BITS }>()? as usize)
     }
 }
 
 /// A sequence, tuple or struct of `len` elements.
-struct Seq<'a, S> {
-    de: &'a mut De<S>,
+struct Seq<'a, 'de> {
+    de: &'a mut De<'de>,
     len: usize,
 }
 
-impl<'de, S: Src<'de>> de::SeqAccess<'de> for Seq<'_, S> {
+impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
     type Error = DeError;
 
     #[inline]
@@ -365,12 +333,12 @@ impl<'de, S: Src<'de>> de::SeqAccess<'de> for Seq<'_, S> {
 }
 
 /// A map of `len` entries.
-struct Map<'a, S> {
-    de: &'a mut De<S>,
+struct Map<'a, 'de> {
+    de: &'a mut De<'de>,
     len: usize,
 }
 
-impl<'de, S: Src<'de>> de::MapAccess<'de> for Map<'_, S> {
+impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
     type Error = DeError;
 
     #[inline]
@@ -401,7 +369,7 @@ fn wont() -> DeError {
     DeError::new("postcard is not self-describing: deserialize_any, identifiers and ignored values are not supported")
 }
 
-impl<'de, S: Src<'de>> de::Deserializer<'de> for &mut De<S> {
+impl<'de> de::Deserializer<'de> for &mut De<'de> {
     type Error = DeError;
 
     #[inline]
@@ -629,7 +597,7 @@ impl<'de, S: Src<'de>> de::Deserializer<'de> for &mut De<S> {
     }
 }
 
-impl<'de, S: Src<'de>> de::EnumAccess<'de> for &mut De<S> {
+impl<'de> de::EnumAccess<'de> for &mut De<'de> {
     type Error = DeError;
     type Variant = Self;
 
@@ -641,7 +609,7 @@ impl<'de, S: Src<'de>> de::EnumAccess<'de> for &mut De<S> {
     }
 }
 
-impl<'de, S: Src<'de>> de::VariantAccess<'de> for &mut De<S> {
+impl<'de> de::VariantAccess<'de> for &mut De<'de> {
     type Error = DeError;
 
     #[inline]
@@ -677,7 +645,7 @@ impl<'de, S: Src<'de>> de::VariantAccess<'de> for &mut De<S> {
 #[inline]
 pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Res<T> {
     T::deserialize(&mut De {
-        src: SliceSrc::new(bytes),
+        src: Src::new(bytes),
     })
 }
 
@@ -692,9 +660,10 @@ pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T
     }
     let mut buf = [0u8; 16];
     buf[..8].copy_from_slice(&word.to_le_bytes());
-    T::deserialize(&mut De {
-        src: PadSrc::new(&buf, len),
-    })
+    match Src::within(&buf, len) {
+        Some(src) => T::deserialize(&mut De { src }),
+        None => Err(end()),
+    }
 }
 
 /// Decodes a `T` from the first `len` bytes of `buf`: as [`from_slice`] of
@@ -705,10 +674,8 @@ pub(crate) fn from_array<T: de::DeserializeOwned, const N: usize>(
     buf: &[u8; N],
     len: usize,
 ) -> Res<T> {
-    if len > N {
-        return Err(end());
+    match Src::within(buf, len) {
+        Some(src) => T::deserialize(&mut De { src }),
+        None => Err(end()),
     }
-    T::deserialize(&mut De {
-        src: PadSrc::new(buf, len),
-    })
 }
