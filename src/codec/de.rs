@@ -65,8 +65,19 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     #[cold]
+    #[inline]
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        DeError(Box::new(msg.to_string()))
+        DeError::formatted(format_args!("{msg}"))
+    }
+}
+
+impl DeError {
+    /// A value's own error (an unknown variant, an invalid value): formatted out of
+    /// line, so that the visitors' error arms stay small where they inline.
+    #[cold]
+    #[inline(never)]
+    fn formatted(args: std::fmt::Arguments<'_>) -> Self {
+        DeError(Box::new(args.to_string()))
     }
 }
 
@@ -105,18 +116,12 @@ fn varint_bytes(buf: &[u8], max: usize, last: u8) -> Res<(u64, usize)> {
     Err(bad_varint())
 }
 
-/// The varint in the low bytes of `w` (little-endian): its value and length, or length
-/// 0 when no byte of `w` ends it. The value may have up to 56 bits.
-#[inline(always)]
+/// The varint of 4 to 8 bytes in the low bytes of `w` (little-endian; the first 3
+/// bytes have their continuation bit): its value (up to 56 bits) and length, or length
+/// 0 when no byte of `w` ends it.
+#[inline]
 fn varint_in_word(w: u64) -> (u64, usize) {
     const HI: u64 = 0x8080_8080_8080_8080;
-    if w & 0x8000 == 0 {
-        // One or two bytes (the one-byte case is the caller's).
-        return ((w & 0x7f) | (w >> 1 & 0x3f80), 2);
-    }
-    if w & 0x80_0000 == 0 {
-        return ((w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1f_c000), 3);
-    }
     let stops = !w & HI;
     if stops == 0 {
         return (0, 0);
@@ -135,26 +140,38 @@ fn varint_in_word(w: u64) -> (u64, usize) {
 /// may hold more readable bytes after it (a register's copy, a stack buffer), so that
 /// a varint loads 8 bytes at once more often. Every method keeps the cursor in a local
 /// and writes it back once.
-pub(crate) struct Src<'de> {
+pub(crate) struct Src<'de, const N: usize> {
     bytes: &'de [u8],
-    wide: &'de [u8],
+    wide: &'de [u8; N],
     pos: usize,
 }
 
-impl<'de> Src<'de> {
-    /// Reads `bytes`.
+impl<'de> Src<'de, 0> {
+    /// Reads `bytes` (with no wider buffer: 8-byte loads from `bytes` itself).
     #[inline]
     pub(crate) fn new(bytes: &'de [u8]) -> Self {
         Src {
             bytes,
-            wide: bytes,
+            wide: &[],
             pos: 0,
         }
+    }
+}
+
+impl<'de, const N: usize> Src<'de, N> {
+    /// The 8 bytes at `p`, if at hand: from `wide`, or from `bytes` when there is no
+    /// wider buffer (`N == 0`).
+    #[inline(always)]
+    fn word_at(&self, p: usize) -> Option<u64> {
+        let from: &[u8] = if N == 0 { self.bytes } else { self.wide };
+        from.get(p..)
+            .and_then(|s| s.first_chunk::<8>())
+            .map(|w| u64::from_le_bytes(*w))
     }
 
     /// Reads the first `len` bytes of `wide`; `None` when it is shorter.
     #[inline]
-    pub(crate) fn within(wide: &'de [u8], len: usize) -> Option<Self> {
+    pub(crate) fn within(wide: &'de [u8; N], len: usize) -> Option<Self> {
         Some(Src {
             bytes: wide.get(..len)?,
             wide,
@@ -177,32 +194,52 @@ impl<'de> Src<'de> {
 
     /// A varint of an unsigned integer of `BITS` (at most 64) bits, as postcard reads
     /// it: at most `vmax(BITS)` bytes, overlong encodings accepted, no bits beyond the
-    /// type's width.
+    /// type's width. Varints of up to 3 bytes inline, the rest out of line.
     #[inline]
     fn varint<const BITS: u32>(&mut self) -> Res<u64> {
-        let max = vmax(BITS);
         let p = self.pos;
-        let Some(w) = self.wide.get(p..).and_then(|s| s.first_chunk::<8>()) else {
-            return self.varint_near_end::<BITS>();
-        };
-        let w = u64::from_le_bytes(*w);
-        if w & 0x80 == 0 {
-            if p >= self.bytes.len() {
+        if let Some(w) = self.word_at(p) {
+            let (v, n) = if w & 0x80 == 0 {
+                (w & 0x7f, 1)
+            } else if w & 0x8000 == 0 {
+                ((w & 0x7f) | (w >> 1 & 0x3f80), 2)
+            } else if w & 0x80_0000 == 0 {
+                let v = (w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1f_c000);
+                if BITS < 21 && v >> BITS != 0 {
+                    return Err(bad_varint());
+                }
+                (v, 3)
+            } else {
+                return self.varint_long::<BITS>();
+            };
+            let np = p + n;
+            if np > self.bytes.len() {
                 return Err(end());
             }
-            self.pos = p + 1;
-            return Ok(w & 0x7f);
+            self.pos = np;
+            return Ok(v);
         }
-        let (v, n) = varint_in_word(w);
-        if n == 0 {
-            if max <= 8 {
-                return Err(bad_varint());
-            }
-            return self.varint_near_end::<BITS>();
-        }
-        if n > max || (BITS < 64 && v >> BITS != 0) {
-            return Err(bad_varint());
-        }
+        self.varint_long::<BITS>()
+    }
+
+    /// [`varint`](Self::varint) of 4 bytes or more, or without 8 bytes at hand.
+    #[inline(never)]
+    fn varint_long<const BITS: u32>(&mut self) -> Res<u64> {
+        let max = vmax(BITS);
+        let p = self.pos;
+        let (v, n) = match self.word_at(p) {
+            Some(w) => match varint_in_word(w) {
+                (_, 0) if max <= 8 => return Err(bad_varint()),
+                (_, 0) => self.varint_bytes::<BITS>()?,
+                (v, n) => {
+                    if n > max || (BITS < 64 && v >> BITS != 0) {
+                        return Err(bad_varint());
+                    }
+                    (v, n)
+                }
+            },
+            None => self.varint_bytes::<BITS>()?,
+        };
         let np = p + n;
         if np > self.bytes.len() {
             return Err(end());
@@ -211,13 +248,14 @@ impl<'de> Src<'de> {
         Ok(v)
     }
 
-    /// [`varint`](Self::varint) byte by byte.
-    #[inline(never)]
-    fn varint_near_end<const BITS: u32>(&mut self) -> Res<u64> {
-        let p = self.pos;
-        let (v, n) = varint_bytes(self.bytes.get(p..).unwrap_or(&[]), vmax(BITS), vlast(BITS))?;
-        self.pos = p + n;
-        Ok(v)
+    /// The varint at the cursor byte by byte: its value and length.
+    #[inline]
+    fn varint_bytes<const BITS: u32>(&self) -> Res<(u64, usize)> {
+        varint_bytes(
+            self.bytes.get(self.pos..).unwrap_or(&[]),
+            vmax(BITS),
+            vlast(BITS),
+        )
     }
 
     /// A `u128` varint (19 bytes at most, the last at most 3), byte by byte: rare.
@@ -252,13 +290,13 @@ impl<'de> Src<'de> {
         }
     }
 
-    /// The next `N` bytes, copied.
+    /// The next `M` bytes, copied.
     #[inline]
-    fn array<const N: usize>(&mut self) -> Res<[u8; N]> {
+    fn array<const M: usize>(&mut self) -> Res<[u8; M]> {
         let p = self.pos;
-        match self.bytes.get(p..).and_then(|s| s.first_chunk::<N>()) {
+        match self.bytes.get(p..).and_then(|s| s.first_chunk::<M>()) {
             Some(a) => {
-                self.pos = p + N;
+                self.pos = p + M;
                 Ok(*a)
             }
             None => Err(end()),
@@ -273,11 +311,11 @@ impl<'de> Src<'de> {
 }
 
 /// The deserializer over a [`Src`].
-pub(crate) struct De<'de> {
-    pub(crate) src: Src<'de>,
+pub(crate) struct De<'de, const N: usize> {
+    pub(crate) src: Src<'de, N>,
 }
 
-impl De<'_> {
+impl<const N: usize> De<'_, N> {
     #[inline]
     fn u16(&mut self) -> Res<u16> {
         Ok(self.src.varint::<16>()? as u16)
@@ -303,12 +341,12 @@ impl De<'_> {
 }
 
 /// A sequence, tuple or struct of `len` elements.
-struct Seq<'a, 'de> {
-    de: &'a mut De<'de>,
+struct Seq<'a, 'de, const N: usize> {
+    de: &'a mut De<'de, N>,
     len: usize,
 }
 
-impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
+impl<'de, const N: usize> de::SeqAccess<'de> for Seq<'_, 'de, N> {
     type Error = DeError;
 
     #[inline]
@@ -333,12 +371,12 @@ impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
 }
 
 /// A map of `len` entries.
-struct Map<'a, 'de> {
-    de: &'a mut De<'de>,
+struct Map<'a, 'de, const N: usize> {
+    de: &'a mut De<'de, N>,
     len: usize,
 }
 
-impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
+impl<'de, const N: usize> de::MapAccess<'de> for Map<'_, 'de, N> {
     type Error = DeError;
 
     #[inline]
@@ -369,7 +407,7 @@ fn wont() -> DeError {
     DeError::new("postcard is not self-describing: deserialize_any, identifiers and ignored values are not supported")
 }
 
-impl<'de> de::Deserializer<'de> for &mut De<'de> {
+impl<'de, const N: usize> de::Deserializer<'de> for &mut De<'de, N> {
     type Error = DeError;
 
     #[inline]
@@ -597,7 +635,7 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
     }
 }
 
-impl<'de> de::EnumAccess<'de> for &mut De<'de> {
+impl<'de, const N: usize> de::EnumAccess<'de> for &mut De<'de, N> {
     type Error = DeError;
     type Variant = Self;
 
@@ -609,7 +647,7 @@ impl<'de> de::EnumAccess<'de> for &mut De<'de> {
     }
 }
 
-impl<'de> de::VariantAccess<'de> for &mut De<'de> {
+impl<'de, const N: usize> de::VariantAccess<'de> for &mut De<'de, N> {
     type Error = DeError;
 
     #[inline]
