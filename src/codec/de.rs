@@ -136,6 +136,41 @@ fn varint_in_word(w: u64) -> (u64, usize) {
     (x, bits as usize / 8)
 }
 
+/// [`Src::varint`] of 4 bytes or more, or without 8 bytes at hand, at `p` in `bytes`
+/// (at the front of `wide`): the value and the position after it.
+#[inline(never)]
+fn varint_long<const BITS: u32, const N: usize>(
+    bytes: &[u8],
+    wide: &[u8; N],
+    p: usize,
+) -> Res<(u64, usize)> {
+    let max = vmax(BITS);
+    let from: &[u8] = if N == 0 { bytes } else { wide };
+    let word = from
+        .get(p..)
+        .and_then(|s| s.first_chunk::<8>())
+        .map(|w| u64::from_le_bytes(*w));
+    let by_bytes = || varint_bytes(bytes.get(p..).unwrap_or(&[]), max, vlast(BITS));
+    let (v, n) = match word {
+        Some(w) => match varint_in_word(w) {
+            (_, 0) if max <= 8 => return Err(bad_varint()),
+            (_, 0) => by_bytes()?,
+            (v, n) => {
+                if n > max || (BITS < 64 && v >> BITS != 0) {
+                    return Err(bad_varint());
+                }
+                (v, n)
+            }
+        },
+        None => by_bytes()?,
+    };
+    let np = p + n;
+    if np > bytes.len() {
+        return Err(end());
+    }
+    Ok((v, np))
+}
+
 /// Where the deserializer reads from: `bytes`, the input, at the front of `wide`, which
 /// may hold more readable bytes after it (a register's copy, a stack buffer), so that
 /// a varint loads 8 bytes at once more often. Every method keeps the cursor in a local
@@ -210,7 +245,7 @@ impl<'de, const N: usize> Src<'de, N> {
                 }
                 (v, 3)
             } else {
-                return self.varint_long::<BITS>();
+                return self.varint_long_at::<BITS>(p);
             };
             let np = p + n;
             if np > self.bytes.len() {
@@ -219,43 +254,16 @@ impl<'de, const N: usize> Src<'de, N> {
             self.pos = np;
             return Ok(v);
         }
-        self.varint_long::<BITS>()
+        self.varint_long_at::<BITS>(p)
     }
 
-    /// [`varint`](Self::varint) of 4 bytes or more, or without 8 bytes at hand.
-    #[inline(never)]
-    fn varint_long<const BITS: u32>(&mut self) -> Res<u64> {
-        let max = vmax(BITS);
-        let p = self.pos;
-        let (v, n) = match self.word_at(p) {
-            Some(w) => match varint_in_word(w) {
-                (_, 0) if max <= 8 => return Err(bad_varint()),
-                (_, 0) => self.varint_bytes::<BITS>()?,
-                (v, n) => {
-                    if n > max || (BITS < 64 && v >> BITS != 0) {
-                        return Err(bad_varint());
-                    }
-                    (v, n)
-                }
-            },
-            None => self.varint_bytes::<BITS>()?,
-        };
-        let np = p + n;
-        if np > self.bytes.len() {
-            return Err(end());
-        }
+    /// [`varint_long`] at `p`, the cursor moved past it. Only values cross the call,
+    /// so that the deserializer can stay in registers.
+    #[inline(always)]
+    fn varint_long_at<const BITS: u32>(&mut self, p: usize) -> Res<u64> {
+        let (v, np) = varint_long::<BITS, N>(self.bytes, self.wide, p)?;
         self.pos = np;
         Ok(v)
-    }
-
-    /// The varint at the cursor byte by byte: its value and length.
-    #[inline]
-    fn varint_bytes<const BITS: u32>(&self) -> Res<(u64, usize)> {
-        varint_bytes(
-            self.bytes.get(self.pos..).unwrap_or(&[]),
-            vmax(BITS),
-            vlast(BITS),
-        )
     }
 
     /// A `u128` varint (19 bytes at most, the last at most 3), byte by byte: rare.

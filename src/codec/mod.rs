@@ -114,7 +114,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> crate::Result<T> {
 /// one register. The same result as `decode(&word.to_le_bytes()[..len])`, whatever the
 /// other bytes of `word` hold; an error when `len > 8`.
 #[cfg_attr(not(test), allow(dead_code))] // for a receive path that keeps the word in a register
-#[inline]
+#[inline(always)]
 pub(crate) fn decode_word<T: DeserializeOwned>(word: u64, len: usize) -> crate::Result<T> {
     de::from_word(word, len).map_err(codec_error)
 }
@@ -123,7 +123,7 @@ pub(crate) fn decode_word<T: DeserializeOwned>(word: u64, len: usize) -> crate::
 /// 16): the same result as `decode(&buf[..len])`, an error when `len > N`. The receive
 /// path of a small record copied into a stack buffer: a varint is read with no bounds
 /// check per byte.
-#[inline]
+#[inline(always)]
 pub(crate) fn decode_small<T: DeserializeOwned, const N: usize>(
     buf: &[u8; N],
     len: usize,
