@@ -699,7 +699,7 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Res<
 /// [`from_slice`] of `&word.to_le_bytes()[..len]`, whatever the other bytes hold. An
 /// error when `len > 8`.
 #[cfg_attr(not(test), allow(dead_code))]
-#[inline]
+#[inline(always)]
 pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T> {
     if len > 8 {
         return Err(end());
@@ -715,7 +715,7 @@ pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T
 /// Decodes a `T` from the first `len` bytes of `buf`: as [`from_slice`] of
 /// `&buf[..len]`, an error when `len > N`. For the stack buffer a small record was
 /// copied into (no bounds check per byte of a varint).
-#[inline]
+#[inline(always)]
 pub(crate) fn from_array<T: de::DeserializeOwned, const N: usize>(
     buf: &[u8; N],
     len: usize,
