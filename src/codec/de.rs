@@ -698,7 +698,6 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Res<
 /// Decodes a `T` from the low `len` (at most 8) bytes of `word`, little-endian: as
 /// [`from_slice`] of `&word.to_le_bytes()[..len]`, whatever the other bytes hold. An
 /// error when `len > 8`.
-#[cfg_attr(not(test), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T> {
     if len > 8 {

@@ -113,7 +113,6 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> crate::Result<T> {
 /// [`encode_word`] produces them: the receive path of a tiny record, the payload in
 /// one register. The same result as `decode(&word.to_le_bytes()[..len])`, whatever the
 /// other bytes of `word` hold; an error when `len > 8`.
-#[cfg_attr(not(test), allow(dead_code))] // for a receive path that keeps the word in a register
 #[inline(always)]
 pub(crate) fn decode_word<T: DeserializeOwned>(word: u64, len: usize) -> crate::Result<T> {
     de::from_word(word, len).map_err(codec_error)
