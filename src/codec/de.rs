@@ -25,13 +25,16 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 /// Why a decode failed: one pointer, so that `Result<u64, DeError>` comes back in two
 /// registers. Built only on the (cold) error paths.
-pub(crate) struct DeError(Box<String>);
+pub(crate) struct DeError(Box<Message>);
+
+/// The text of a [`DeError`].
+struct Message(String);
 
 impl DeError {
     #[cold]
     #[inline(never)]
     fn new(msg: &str) -> Self {
-        DeError(Box::new(msg.to_owned()))
+        DeError(Box::new(Message(msg.to_owned())))
     }
 }
 
@@ -51,13 +54,13 @@ fn bad_varint() -> DeError {
 
 impl std::fmt::Display for DeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0 .0)
     }
 }
 
 impl std::fmt::Debug for DeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DeError({:?})", self.0)
+        write!(f, "DeError({:?})", self.0 .0)
     }
 }
 
@@ -77,7 +80,7 @@ impl DeError {
     #[cold]
     #[inline(never)]
     fn formatted(args: std::fmt::Arguments<'_>) -> Self {
-        DeError(Box::new(args.to_string()))
+        DeError(Box::new(Message(args.to_string())))
     }
 }
 
@@ -342,9 +345,7 @@ impl<const N: usize> De<'_, N> {
     /// A length, a `usize` varint (as wide as postcard reads it on this target).
     #[inline]
     fn usize(&mut self) -> Res<usize> {
-        Ok(self
-            .src
-            .varint::<{ usize::BITS }>()? as usize)
+        Ok(self.src.varint::<{ usize::BITS }>()? as usize)
     }
 }
 

@@ -128,13 +128,14 @@ struct All {
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
-    let leaf = prop_oneof![
-        Just(Kind::Unit),
-        any::<i8>().prop_map(Kind::NewtypeI8),
-        (any::<i16>(), any::<u16>()).prop_map(|(a, b)| Kind::Tuple(a, b)),
-        (any::<i32>(), any::<u32>(), any::<Option<bool>>())
-            .prop_map(|(a, b, c)| Kind::Struct { a, b, c }),
-    ];
+    let leaf =
+        prop_oneof![
+            Just(Kind::Unit),
+            any::<i8>().prop_map(Kind::NewtypeI8),
+            (any::<i16>(), any::<u16>()).prop_map(|(a, b)| Kind::Tuple(a, b)),
+            (any::<i32>(), any::<u32>(), any::<Option<bool>>())
+                .prop_map(|(a, b, c)| Kind::Struct { a, b, c }),
+        ];
     leaf.prop_recursive(3, 8, 1, |inner| {
         proptest::option::of(inner).prop_map(|k| Kind::Nested(Box::new(k)))
     })
@@ -453,7 +454,9 @@ fn edges_match_postcard() {
         &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
         &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
         &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
-        &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+        &[
+            0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00,
+        ],
         &[0xff; 18],
         &[
             0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
@@ -510,7 +513,10 @@ fn edges_match_postcard() {
     assert!(decode::<Any>(&[0]).is_err());
     assert!(decode::<serde::de::IgnoredAny>(&[0]).is_err());
     assert!(decode_word::<Msg>(0x0102_0300, 1).is_err());
-    assert_eq!(decode_word::<Msg>(0xffff_0000_0101_0300, 4).unwrap(), Msg::Int(3));
+    assert_eq!(
+        decode_word::<Msg>(0xffff_0000_0101_0300, 4).unwrap(),
+        Msg::Int(3)
+    );
     assert_eq!(decode_word::<Msg>(0x0180_8100, 4).unwrap(), Msg::Int(16385));
     assert_eq!(decode_word::<Msg>(0xff01, 1).unwrap(), Msg::Done);
 }
