@@ -10,7 +10,7 @@
 //! tests check that both produce identical bytes for every kind of value serde knows.
 //! Decoding (`de`) keeps its cursor in a register and reads short varints with one
 //! compare (`postcard` pops one byte at a time through a `Result`), and decodes a
-//! message of at most 8 bytes straight from a register ([`decode_word`], the ring's tiny
+//! message of at most 8 bytes straight from a register (`decode_word`, the ring's tiny
 //! record); the tests check that it accepts and rejects exactly what
 //! `postcard::from_bytes` does, with the same values, on random values and on garbage.
 //!
