@@ -8,11 +8,12 @@
 //! free space with no intermediate allocation and inlines fully into the send path
 //! (`postcard`'s own serializer goes through a byte buffer and a copy per varint); the
 //! tests check that both produce identical bytes for every kind of value serde knows.
-//! Decoding (`de`) keeps its cursor in a register and reads short varints with one
-//! compare (`postcard` pops one byte at a time through a `Result`), and decodes a
-//! message of at most 8 bytes straight from a register (`decode_word`, the ring's tiny
-//! record); the tests check that it accepts and rejects exactly what
-//! `postcard::from_bytes` does, with the same values, on random values and on garbage.
+//! Decoding (`de`) keeps its cursor in a register and reads a varint of up to 3 bytes
+//! from one 8-byte load with a few shifts (`postcard` pops one byte at a time through a
+//! `Result`); a small record is decoded from the stack buffer it was copied into
+//! (`decode_small`) or from a register (`decode_word`, the ring's tiny record). The
+//! tests check that it accepts and rejects exactly what `postcard::from_bytes` does,
+//! with the same values, on random values and on garbage.
 //!
 //! [postcard]: https://docs.rs/postcard
 
