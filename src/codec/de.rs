@@ -174,6 +174,35 @@ fn varint_long<const BITS: u32, const N: usize>(
     Ok((v, np))
 }
 
+/// The bytes of `bytes` from `p` on (fewer than 8) in the low bytes of a word, the
+/// others zero: from at most two overlapping loads.
+#[inline(never)]
+fn tail_word(bytes: &[u8], p: usize) -> u64 {
+    let len = bytes.len();
+    if let Some(last) = bytes.last_chunk::<8>() {
+        // The last 8 bytes end at `len`: the wanted ones are their top `len - p`.
+        let k = len.saturating_sub(p) as u32;
+        return u64::from_le_bytes(*last)
+            .checked_shr(8 * (8 - k.min(8)))
+            .unwrap_or(0);
+    }
+    // The whole of `bytes` (fewer than 8) from two overlapping loads of 4 or 2 bytes
+    // (the bytes both hold are equal).
+    let whole = match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        (Some(a), Some(b)) => {
+            u64::from(u32::from_le_bytes(*a)) | u64::from(u32::from_le_bytes(*b)) << (8 * (len - 4))
+        }
+        _ => match (bytes.first_chunk::<2>(), bytes.last_chunk::<2>()) {
+            (Some(a), Some(b)) => {
+                u64::from(u16::from_le_bytes(*a))
+                    | u64::from(u16::from_le_bytes(*b)) << (8 * (len - 2))
+            }
+            _ => bytes.first().map_or(0, |&b| u64::from(b)),
+        },
+    };
+    whole.checked_shr(8 * p as u32).unwrap_or(0)
+}
+
 /// Where the deserializer reads from: `bytes`, the input, at the front of `wide`, which
 /// may hold more readable bytes after it (a register's copy, a stack buffer), so that
 /// a varint loads 8 bytes at once more often. Every method keeps the cursor in a local
@@ -197,14 +226,17 @@ impl<'de> Src<'de, 0> {
 }
 
 impl<'de, const N: usize> Src<'de, N> {
-    /// The 8 bytes at `p`, if at hand: from `wide`, or from `bytes` when there is no
-    /// wider buffer (`N == 0`).
+    /// The 8 bytes at `p`, if at hand: from `wide`; or, with no wider buffer
+    /// (`N == 0`), from `bytes`, zero-padded near its end (out of line). The bytes past
+    /// the input never decide anything: a varint that runs into them ends past it.
     #[inline(always)]
     fn word_at(&self, p: usize) -> Option<u64> {
         let from: &[u8] = if N == 0 { self.bytes } else { self.wide };
-        from.get(p..)
-            .and_then(|s| s.first_chunk::<8>())
-            .map(|w| u64::from_le_bytes(*w))
+        match from.get(p..).and_then(|s| s.first_chunk::<8>()) {
+            Some(w) => Some(u64::from_le_bytes(*w)),
+            None if N == 0 => Some(tail_word(self.bytes, p)),
+            None => None,
+        }
     }
 
     /// Reads the first `len` bytes of `wide`; `None` when it is shorter.
@@ -236,6 +268,38 @@ impl<'de, const N: usize> Src<'de, N> {
     #[inline]
     fn varint<const BITS: u32>(&mut self) -> Res<u64> {
         let p = self.pos;
+        if N == 0 {
+            // A bare slice: up to 3 bytes one by one (near its end no 8 bytes are at
+            // hand, and most inputs are short), longer varints out of line.
+            let bytes = self.bytes;
+            let Some(&b0) = bytes.get(p) else {
+                return Err(end());
+            };
+            if b0 < 0x80 {
+                self.pos = p + 1;
+                return Ok(u64::from(b0));
+            }
+            let Some(&b1) = bytes.get(p + 1) else {
+                return Err(end());
+            };
+            let v = u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7;
+            if b1 < 0x80 {
+                self.pos = p + 2;
+                return Ok(v);
+            }
+            let Some(&b2) = bytes.get(p + 2) else {
+                return Err(end());
+            };
+            if b2 < 0x80 {
+                let v = v | u64::from(b2) << 14;
+                if BITS < 21 && v >> BITS != 0 {
+                    return Err(bad_varint());
+                }
+                self.pos = p + 3;
+                return Ok(v);
+            }
+            return self.varint_long_at::<BITS>(p);
+        }
         if let Some(w) = self.word_at(p) {
             let (v, n) = if w & 0x80 == 0 {
                 (w & 0x7f, 1)
@@ -689,7 +753,7 @@ impl<'de, const N: usize> de::VariantAccess<'de> for &mut De<'de, N> {
 
 /// Decodes a `T` from the front of `bytes` (trailing bytes are ignored, as postcard
 /// does).
-#[inline]
+#[inline(always)]
 pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Res<T> {
     T::deserialize(&mut De {
         src: Src::new(bytes),
