@@ -271,34 +271,21 @@ impl<'de, const N: usize> Src<'de, N> {
         if N == 0 {
             // A bare slice: up to 3 bytes one by one (near its end no 8 bytes are at
             // hand, and most inputs are short), longer varints out of line.
-            let bytes = self.bytes;
-            let Some(&b0) = bytes.get(p) else {
-                return Err(end());
-            };
-            if b0 < 0x80 {
-                self.pos = p + 1;
-                return Ok(u64::from(b0));
-            }
-            let Some(&b1) = bytes.get(p + 1) else {
-                return Err(end());
-            };
-            let v = u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7;
-            if b1 < 0x80 {
-                self.pos = p + 2;
-                return Ok(v);
-            }
-            let Some(&b2) = bytes.get(p + 2) else {
-                return Err(end());
-            };
-            if b2 < 0x80 {
-                let v = v | u64::from(b2) << 14;
-                if BITS < 21 && v >> BITS != 0 {
-                    return Err(bad_varint());
+            let (v, n) = match self.bytes.get(p..) {
+                Some(&[b0, ..]) if b0 < 0x80 => (u64::from(b0), 1),
+                Some(&[b0, b1, ..]) if b1 < 0x80 => (u64::from(b0 & 0x7f) | u64::from(b1) << 7, 2),
+                Some(&[b0, b1, b2, ..]) if b2 < 0x80 => {
+                    let v = u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7 | u64::from(b2) << 14;
+                    if BITS < 21 && v >> BITS != 0 {
+                        return Err(bad_varint());
+                    }
+                    (v, 3)
                 }
-                self.pos = p + 3;
-                return Ok(v);
-            }
-            return self.varint_long_at::<BITS>(p);
+                // Longer, or cut short (an error): out of line.
+                _ => return self.varint_long_at::<BITS>(p),
+            };
+            self.pos = p + n;
+            return Ok(v);
         }
         if let Some(w) = self.word_at(p) {
             let (v, n) = if w & 0x80 == 0 {
