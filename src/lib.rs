@@ -71,6 +71,30 @@ pub mod fuzzing {
 
     pub use crate::region::{test_image, Header};
 
+    /// Decodes `data` as `T` as a receiver decodes a small record: the first
+    /// `data.len()` bytes of a 64-byte stack buffer whose other bytes are `fill`. `None`
+    /// when `data` is longer. The same result as [`crate::codec::decode`] of `data`.
+    pub fn decode_small<T: serde::de::DeserializeOwned>(
+        data: &[u8],
+        fill: u8,
+    ) -> Option<crate::Result<T>> {
+        let mut buf = [fill; 64];
+        buf.get_mut(..data.len())?.copy_from_slice(data);
+        Some(crate::codec::decode_small(&buf, data.len()))
+    }
+
+    /// Decodes `data` as `T` from the low bytes of a register whose other bytes are
+    /// `fill` (a tiny record). `None` when `data` is longer than 8 bytes. The same
+    /// result as [`crate::codec::decode`] of `data`.
+    pub fn decode_word<T: serde::de::DeserializeOwned>(
+        data: &[u8],
+        fill: u8,
+    ) -> Option<crate::Result<T>> {
+        let mut w = [fill; 8];
+        w.get_mut(..data.len())?.copy_from_slice(data);
+        Some(crate::codec::decode_word(u64::from_le_bytes(w), data.len()))
+    }
+
     /// A reader that dies without dropping its end is noticed within this many sends
     /// (the fault tests count them).
     pub use crate::channel::DEAD_READER_SENDS;

@@ -2,12 +2,18 @@
 //!
 //! The default codec is serde with the [postcard] wire format: compact (varints, no
 //! field names), specified and stable. The choice was measured against bitcode and
-//! wincode; see `BENCHMARKS.md` ("Codec"). Decoding uses the `postcard` crate. Encoding
-//! uses this module's own serializer of the same format (`ser`): it writes straight
-//! into the ring's free space with no intermediate allocation and inlines fully into the
-//! send path (`postcard`'s own serializer goes through a byte buffer and a copy per
-//! varint). The property tests check that both produce identical bytes for every kind
-//! of value serde knows.
+//! wincode; see `BENCHMARKS.md` ("Codec"). Both directions are this module's own code
+//! for that format, built for the fast paths; the `postcard` crate is the reference the
+//! property tests compare them with. Encoding (`ser`) writes straight into the ring's
+//! free space with no intermediate allocation and inlines fully into the send path
+//! (`postcard`'s own serializer goes through a byte buffer and a copy per varint); the
+//! tests check that both produce identical bytes for every kind of value serde knows.
+//! Decoding (`de`) keeps its cursor in a register and reads a varint of up to 3 bytes
+//! from one 8-byte load with a few shifts (`postcard` pops one byte at a time through a
+//! `Result`); a small record is decoded from the stack buffer it was copied into
+//! (`decode_small`) or from a register (`decode_word`, the ring's tiny record). The
+//! tests check that it accepts and rejects exactly what `postcard::from_bytes` does,
+//! with the same values, on random values and on garbage.
 //!
 //! [postcard]: https://docs.rs/postcard
 
@@ -15,6 +21,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::ring::spsc::RawSink;
 
+mod de;
 mod ser;
 
 use ser::{Out, Ser, SerError, SliceOut, WordOut};
@@ -96,11 +103,43 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> crate::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decodes a `T` from exactly `bytes`.
+/// Decodes a `T` from the front of `bytes` (as `postcard::from_bytes`, bytes after the
+/// value are ignored).
 #[inline]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> crate::Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| crate::Error::Codec(e.to_string()))
+    de::from_slice(bytes).map_err(codec_error)
 }
+
+/// Decodes a `T` from the low `len` (at most 8) bytes of `word`, little-endian, as
+/// [`encode_word`] produces them: the receive path of a tiny record, the payload in
+/// one register. The same result as `decode(&word.to_le_bytes()[..len])`, whatever the
+/// other bytes of `word` hold; an error when `len > 8`.
+#[inline(always)]
+pub(crate) fn decode_word<T: DeserializeOwned>(word: u64, len: usize) -> crate::Result<T> {
+    de::from_word(word, len).map_err(codec_error)
+}
+
+/// Decodes a `T` from the first `len` bytes of `buf` (`N` a power of two, at least
+/// 16): the same result as `decode(&buf[..len])`, an error when `len > N`. The receive
+/// path of a small record copied into a stack buffer: a varint is read with no bounds
+/// check per byte.
+#[inline(always)]
+pub(crate) fn decode_small<T: DeserializeOwned, const N: usize>(
+    buf: &[u8; N],
+    len: usize,
+) -> crate::Result<T> {
+    de::from_array(buf, len).map_err(codec_error)
+}
+
+/// A decode error as the crate's error (out of line: only the error paths get here).
+#[cold]
+#[inline(never)]
+fn codec_error(e: de::DeError) -> crate::Error {
+    crate::Error::Codec(e.to_string())
+}
+
+#[cfg(test)]
+mod de_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,8 @@
 //! A serde serializer that writes the [postcard wire format] byte for byte, built for
 //! the send path: every method inlines, and a varint is written with one bounds check
 //! (not one per byte plus a copy through a temporary, as `postcard`'s own serializer
-//! does through its flavor API). Decoding still uses `postcard`; the property tests check
-//! that both crates produce identical bytes for every kind of value serde knows.
+//! does through its flavor API). The property tests check that it and `postcard` produce
+//! identical bytes for every kind of value serde knows.
 //!
 //! [postcard wire format]: https://postcard.jamesmunns.com/wire-format
 

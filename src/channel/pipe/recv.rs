@@ -370,12 +370,11 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
         if self.fast.get() {
             if let Some(rx) = &self.end.rx {
                 if let Some((word, n)) = rx.take_tiny(self.end.tiny_max) {
-                    let bytes = word.to_le_bytes();
-                    return match codec::decode(&bytes[..n]) {
+                    return match codec::decode_word(word, n) {
                         Ok(v) => Ok(v),
                         Err(e) => self
                             .end
-                            .decode_failed(&bytes[..n], e)
+                            .decode_failed(&word.to_le_bytes()[..n], e)
                             .map_err(|e| RecvFail::Codec(e).into()),
                     };
                 }
@@ -411,7 +410,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     ) -> std::result::Result<T, E> {
         let mut small = [0u8; SMALL];
         if let Some(n) = self.end.take_small(st, &mut small) {
-            return match codec::decode(&small[..n]) {
+            return match codec::decode_small(&small, n) {
                 Ok(v) => Ok(v),
                 Err(e) => self
                     .end
