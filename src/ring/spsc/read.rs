@@ -102,8 +102,8 @@ impl Spsc {
     }
 
     /// The reader's fast path for the seed's message: a tiny record at the head. Takes
-    /// it (handed back at once, as [`Spsc::take_small`] does) and returns its payload
-    /// word (the bytes above the payload zero) and length. `None` when the ring is empty or the head holds
+    /// it (handed back at once, as [`Spsc::take_small`] does) and returns its word (the
+    /// payload in the low bytes, the tag and length above it) and the payload length. `None` when the ring is empty or the head holds
     /// anything else (a tiny record longer than `max` too), which the general path
     /// handles or reports.
     #[inline(always)]
@@ -121,7 +121,7 @@ impl Spsc {
             return None;
         }
         self.release(pos.wrapping_add(REC_HDR));
-        Some((word & 0xFFFF_FFFF_FFFF, top as usize))
+        Some((word, top as usize))
     }
 
     /// The word at the reader's position, `None` when it is zero (nothing published

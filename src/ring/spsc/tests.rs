@@ -423,3 +423,46 @@ fn a_live_shared_mode_holder_makes_writers_time_out_or_abort() {
     r.hdr().own.lock.unlock();
     assert!(r.acquire_writer(Some(Instant::now()), || false).is_ok());
 }
+
+#[test]
+fn the_tiny_fast_paths_send_and_take_in_order_and_step_aside_for_anything_else() {
+    let (_m, r) = ring();
+    // No owner yet: the fast path does not take the role (the general path does).
+    assert!(!r.try_send_tiny(1, 1));
+    let g = r.acquire_writer(None, || false).unwrap();
+    drop(g);
+    // Now biased to this thread: tiny sends until the ring is full (one word kept free
+    // after the last record), across the wrap.
+    let mut sent = 0u64;
+    while r.try_send_tiny(sent & 0xFFFF, 2) {
+        sent += 1;
+    }
+    assert_eq!(sent, 1024 / 8 - 1);
+    let mut got = 0u64;
+    while let Some((word, len)) = r.take_tiny(TINY_MAX) {
+        assert_eq!((word & 0xFFFF, len), (got & 0xFFFF, 2));
+        got += 1;
+        if got % 3 == 0 {
+            assert!(r.try_send_tiny(sent & 0xFFFF, 2));
+            sent += 1;
+        }
+    }
+    assert_eq!(got, sent);
+    // A tiny record longer than the caller's limit, or any other record, is left to the
+    // general path.
+    assert!(r.try_send_tiny(7, 5));
+    assert_eq!(r.take_tiny(4), None);
+    assert_eq!(
+        r.take_tiny(TINY_MAX).map(|(w, n)| (w & 0xFF, n)),
+        Some((7, 5))
+    );
+    let g = r.acquire_writer(None, || false).unwrap();
+    r.write_record(&g, RecKind::Msg, &[b"not tiny at all"], None, || false)
+        .unwrap();
+    drop(g);
+    assert_eq!(r.take_tiny(TINY_MAX), None);
+    assert_eq!(recv_all(&r), vec![b"not tiny at all".to_vec()]);
+    // Revoked bias: the fast path steps aside.
+    r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
+    assert!(!r.try_send_tiny(1, 1));
+}
