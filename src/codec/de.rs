@@ -231,6 +231,13 @@ impl<'de, const N: usize> Src<'de, N> {
     /// the input never decide anything: a varint that runs into them ends past it.
     #[inline(always)]
     fn word_at(&self, p: usize) -> Option<u64> {
+        if N == WORD {
+            // A word's copy (`from_word`): its first 8 bytes, shifted. (A load at `p`
+            // would span the two stores that wrote the copy, which the CPU cannot
+            // forward to it: the seed's receive loop spent half its time on that load.)
+            let w = u64::from_le_bytes(*self.wide.first_chunk::<8>()?);
+            return Some(w.checked_shr(8 * p as u32).unwrap_or(0));
+        }
         let from: &[u8] = if N == 0 { self.bytes } else { self.wide };
         match from.get(p..).and_then(|s| s.first_chunk::<8>()) {
             Some(w) => Some(u64::from_le_bytes(*w)),
@@ -371,6 +378,10 @@ impl<'de, const N: usize> Src<'de, N> {
         self.bytes.len() - self.pos
     }
 }
+
+/// The size of the copy of a word that [`from_word`] reads (only a copy of a word has
+/// this size: `Src::word_at` reads it from its first 8 bytes).
+const WORD: usize = 16;
 
 /// The deserializer over a [`Src`].
 pub(crate) struct De<'de, const N: usize> {
@@ -755,7 +766,7 @@ pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T
     if len > 8 {
         return Err(end());
     }
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; WORD];
     buf[..8].copy_from_slice(&word.to_le_bytes());
     match Src::within(&buf, len) {
         Some(src) => T::deserialize(&mut De { src }),
@@ -771,6 +782,8 @@ pub(crate) fn from_array<T: de::DeserializeOwned, const N: usize>(
     buf: &[u8; N],
     len: usize,
 ) -> Res<T> {
+    // A buffer of WORD bytes would be read as a word's copy (`Src::word_at`).
+    const { assert!(N != WORD) };
     match Src::within(buf, len) {
         Some(src) => T::deserialize(&mut De { src }),
         None => Err(end()),

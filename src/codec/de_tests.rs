@@ -439,7 +439,7 @@ proptest! {
 fn decode_word_rejects_a_length_over_8() {
     assert!(decode_word::<()>(0, 9).is_err());
     assert!(decode_word::<u8>(0, usize::MAX).is_err());
-    assert!(decode_small::<(), 16>(&[0; 16], 17).is_err());
+    assert!(decode_small::<(), 32>(&[0; 32], 33).is_err());
 }
 
 /// The edges, one by one, against postcard.
