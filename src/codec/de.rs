@@ -226,9 +226,10 @@ impl<'de> Src<'de, 0> {
 }
 
 impl<'de, const N: usize> Src<'de, N> {
-    /// The 8 bytes at `p`, if at hand: from `wide`; or, with no wider buffer
-    /// (`N == 0`), from `bytes`, zero-padded near its end (out of line). The bytes past
-    /// the input never decide anything: a varint that runs into them ends past it.
+    /// The 8 bytes at `p`: from `wide` (a word's copy, or a stack copy of a small
+    /// record), or, with no wider buffer (`N == 0`), from `bytes`, zero-padded near its
+    /// end (out of line). The bytes past the input never decide anything: a varint that
+    /// runs into them ends past it.
     #[inline(always)]
     fn word_at(&self, p: usize) -> Option<u64> {
         if N == WORD {
@@ -238,12 +239,26 @@ impl<'de, const N: usize> Src<'de, N> {
             let w = u64::from_le_bytes(*self.wide.first_chunk::<8>()?);
             return Some(w.checked_shr(8 * p as u32).unwrap_or(0));
         }
-        let from: &[u8] = if N == 0 { self.bytes } else { self.wide };
-        match from.get(p..).and_then(|s| s.first_chunk::<8>()) {
-            Some(w) => Some(u64::from_le_bytes(*w)),
-            None if N == 0 => Some(tail_word(self.bytes, p)),
-            None => None,
+        if N == 0 {
+            return match self.bytes.get(p..).and_then(|s| s.first_chunk::<8>()) {
+                Some(w) => Some(u64::from_le_bytes(*w)),
+                None => Some(tail_word(self.bytes, p)),
+            };
         }
+        // A stack copy just written (`decode_small`): two aligned loads and a funnel
+        // shift, for the same reason as above (the copy is written with aligned stores
+        // of 8 bytes or more, each of which an aligned 8-byte load lies inside). Bytes
+        // past `wide` read as zero.
+        let at = |i: usize| {
+            self.wide
+                .get(i..)
+                .and_then(|s| s.first_chunk::<8>())
+                .map_or(0, |c| u64::from_le_bytes(*c))
+        };
+        let i = p & !7;
+        let sh = 8 * (p & 7) as u32;
+        // `hi << (64 - sh)`, with no shift by 64 when `sh` is 0.
+        Some(at(i) >> sh | (at(i + 8) << 1) << (63 - sh))
     }
 
     /// Reads the first `len` bytes of `wide`; `None` when it is shorter.
