@@ -139,20 +139,20 @@ fn varint_in_word(w: u64) -> (u64, usize) {
     (x, bits as usize / 8)
 }
 
-/// [`Src::varint`] of 4 bytes or more, or without 8 bytes at hand, at `p` in `bytes`
-/// (at the front of `wide`): the value and the position after it.
+/// [`Src::varint`] of 4 bytes or more, or without 8 bytes at hand, at `p` in `bytes`:
+/// the value and the position after it. `word` is the 8 bytes at `p` when the caller
+/// has them (read from a copy the way `Src::word_at` does: never loaded again here at
+/// an odd offset, which would stall on the copy's stores).
 #[inline(never)]
-fn varint_long<const BITS: u32, const N: usize>(
-    bytes: &[u8],
-    wide: &[u8; N],
-    p: usize,
-) -> Res<(u64, usize)> {
+fn varint_long<const BITS: u32>(bytes: &[u8], word: Option<u64>, p: usize) -> Res<(u64, usize)> {
     let max = vmax(BITS);
-    let from: &[u8] = if N == 0 { bytes } else { wide };
-    let word = from
-        .get(p..)
-        .and_then(|s| s.first_chunk::<8>())
-        .map(|w| u64::from_le_bytes(*w));
+    // The caller's 8 bytes at `p` (from `Src::word_at`), or loaded from a bare slice.
+    let word = word.or_else(|| {
+        bytes
+            .get(p..)
+            .and_then(|s| s.first_chunk::<8>())
+            .map(|w| u64::from_le_bytes(*w))
+    });
     let by_bytes = || varint_bytes(bytes.get(p..).unwrap_or(&[]), max, vlast(BITS));
     let (v, n) = match word {
         Some(w) => match varint_in_word(w) {
@@ -304,7 +304,7 @@ impl<'de, const N: usize> Src<'de, N> {
                     (v, 3)
                 }
                 // Longer, or cut short (an error): out of line.
-                _ => return self.varint_long_at::<BITS>(p),
+                _ => return self.varint_long_at::<BITS>(p, None),
             };
             self.pos = p + n;
             return Ok(v);
@@ -321,7 +321,7 @@ impl<'de, const N: usize> Src<'de, N> {
                 }
                 (v, 3)
             } else {
-                return self.varint_long_at::<BITS>(p);
+                return self.varint_long_at::<BITS>(p, Some(w));
             };
             let np = p + n;
             if np > self.bytes.len() {
@@ -330,14 +330,14 @@ impl<'de, const N: usize> Src<'de, N> {
             self.pos = np;
             return Ok(v);
         }
-        self.varint_long_at::<BITS>(p)
+        self.varint_long_at::<BITS>(p, None)
     }
 
     /// [`varint_long`] at `p`, the cursor moved past it. Only values cross the call,
     /// so that the deserializer can stay in registers.
     #[inline(always)]
-    fn varint_long_at<const BITS: u32>(&mut self, p: usize) -> Res<u64> {
-        let (v, np) = varint_long::<BITS, N>(self.bytes, self.wide, p)?;
+    fn varint_long_at<const BITS: u32>(&mut self, p: usize, word: Option<u64>) -> Res<u64> {
+        let (v, np) = varint_long::<BITS>(self.bytes, word, p)?;
         self.pos = np;
         Ok(v)
     }

@@ -135,7 +135,7 @@ impl End {
         // next path reports) goes on below.
         if let Ok(Some((bytes, n))) = codec::encode_word(msg) {
             let tx = self.tx();
-            if self.gate.admit_tiny(n as u64) && tx.try_send_tiny(bytes, n as u64) {
+            if self.gate.admit_tiny(n as u64) && tx.try_send_tiny(bytes, n as u64, !wait.is_now()) {
                 return Ok(());
             }
         }

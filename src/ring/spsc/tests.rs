@@ -428,13 +428,13 @@ fn a_live_shared_mode_holder_makes_writers_time_out_or_abort() {
 fn the_tiny_fast_paths_send_and_take_in_order_and_step_aside_for_anything_else() {
     let (_m, r) = ring();
     // No owner yet: the fast path does not take the role (the general path does).
-    assert!(!r.try_send_tiny(1, 1));
+    assert!(!r.try_send_tiny(1, 1, false));
     let g = r.acquire_writer(None, || false).unwrap();
     drop(g);
     // Now biased to this thread: tiny sends until the ring is full (one word kept free
     // after the last record), across the wrap.
     let mut sent = 0u64;
-    while r.try_send_tiny(sent & 0xFFFF, 2) {
+    while r.try_send_tiny(sent & 0xFFFF, 2, false) {
         sent += 1;
     }
     assert_eq!(sent, 1024 / 8 - 1);
@@ -443,14 +443,14 @@ fn the_tiny_fast_paths_send_and_take_in_order_and_step_aside_for_anything_else()
         assert_eq!((word & 0xFFFF, len), (got & 0xFFFF, 2));
         got += 1;
         if got % 3 == 0 {
-            assert!(r.try_send_tiny(sent & 0xFFFF, 2));
+            assert!(r.try_send_tiny(sent & 0xFFFF, 2, false));
             sent += 1;
         }
     }
     assert_eq!(got, sent);
     // A tiny record longer than the caller's limit, or any other record, is left to the
     // general path.
-    assert!(r.try_send_tiny(7, 5));
+    assert!(r.try_send_tiny(7, 5, false));
     assert_eq!(r.take_tiny(4), None);
     assert_eq!(
         r.take_tiny(TINY_MAX).map(|(w, n)| (w & 0xFF, n)),
@@ -464,5 +464,5 @@ fn the_tiny_fast_paths_send_and_take_in_order_and_step_aside_for_anything_else()
     assert_eq!(recv_all(&r), vec![b"not tiny at all".to_vec()]);
     // Revoked bias: the fast path steps aside.
     r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
-    assert!(!r.try_send_tiny(1, 1));
+    assert!(!r.try_send_tiny(1, 1, false));
 }

@@ -7,6 +7,14 @@ use super::copy_bytes;
 use super::owner::WriteGuard;
 use super::record::{header_word, record_size, tiny_word, RecKind, NEXT_SLOT, REC_HDR, TINY_MAX};
 use super::Spsc;
+
+/// Free bytes beyond its record a waiting writer gives the reader a few microseconds to
+/// hand back before it goes on (at most an eighth of the ring; see
+/// `Spsc::await_resume_room`).
+const RESUME_ROOM: u64 = 4096;
+/// Looks at `head` that wait takes at most, with [`RESUME_PAUSE`] spin hints between.
+const RESUME_LOOKS: u32 = if cfg!(loom) { 0 } else { 32 };
+const RESUME_PAUSE: u32 = 8;
 use crate::sync::atomic::{light_fence, Ordering};
 use crate::sync::owner::cached_tag;
 use crate::sync::waiter::Wait;
@@ -241,7 +249,7 @@ impl Spsc {
     /// tiny record always fits before the end of the ring (no padding), and the role
     /// and `tail` are touched once each.
     #[inline(always)]
-    pub(crate) fn try_send_tiny(&self, payload: u64, len: u64) -> bool {
+    pub(crate) fn try_send_tiny(&self, payload: u64, len: u64, patient: bool) -> bool {
         let h = self.hdr();
         let own = &h.own;
         let tag = cached_tag();
@@ -251,7 +259,7 @@ impl Spsc {
         // The biased entry, as `enter_biased`: announce, then re-check the owner.
         own.in_send.store(1, Ordering::Relaxed);
         light_fence();
-        let sent = own.owner.load(Ordering::Acquire) == tag && self.put_tiny(payload, len);
+        let sent = own.owner.load(Ordering::Acquire) == tag && self.put_tiny(payload, len, patient);
         // Pairs with the revoker's Acquire load of `in_send`.
         own.in_send.store(0, Ordering::Release);
         if sent {
@@ -262,13 +270,13 @@ impl Spsc {
 
     /// [`Spsc::try_send_tiny`] once the role is held: the record and `tail`.
     #[inline(always)]
-    fn put_tiny(&self, payload: u64, len: u64) -> bool {
+    fn put_tiny(&self, payload: u64, len: u64, patient: bool) -> bool {
         let w = &self.hdr().w;
         let tail = w.tail.load(Ordering::Relaxed);
         let end = tail.wrapping_add(REC_HDR);
         // Room for the record and the word after it (`publish_at`).
         if (end + NEXT_SLOT).wrapping_sub(w.cached_head.load(Ordering::Relaxed)) > self.cap
-            && !self.room_after_reload(end + NEXT_SLOT)
+            && !self.room_after_reload(end + NEXT_SLOT, patient)
         {
             return false;
         }
@@ -283,15 +291,44 @@ impl Spsc {
     /// (caching it) and says whether there is room after all.
     #[cold]
     #[inline(never)]
-    fn room_after_reload(&self, end: u64) -> bool {
+    fn room_after_reload(&self, end: u64, patient: bool) -> bool {
         let w = &self.hdr().w;
         // A poisoned cache (a reader end was dropped, `Spsc::note_reader_drop`) says
         // "take the general path" this once, whose send gate looks at the reader.
         let poisoned = (end.wrapping_sub(w.cached_head.load(Ordering::Relaxed)) as i64) < 0;
         // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
-        let head = self.hdr().r.head.load(Ordering::Acquire);
+        let mut head = self.hdr().r.head.load(Ordering::Acquire);
+        if patient && !poisoned {
+            head = self.await_resume_room(end, head);
+        }
         w.cached_head.store(head, Ordering::Relaxed);
         !poisoned && end.wrapping_sub(head) <= self.cap
+    }
+
+    /// A writer that found the ring full (its cached `head` said so) and may wait: gives
+    /// the reader a few microseconds to free [`RESUME_ROOM`] bytes beyond `end` before it
+    /// goes on, rather than going on as soon as one record fits. The reader hands space
+    /// back with every message, so a writer that resumed at once would reload `head`
+    /// for every message it sends into a full ring, and the two cores would move the
+    /// reader's line back and forth per message: the seed's 10^7 cell, where the writer
+    /// outruns the reader and keeps the ring full, ran at a seventh of the 10^6 cell's
+    /// rate. Bounded ([`RESUME_LOOKS`] looks, a few microseconds): a reader that frees
+    /// no more (it stopped reading, or waits for this very message) costs this writer
+    /// that delay, never a deadlock. Returns the last `head` seen.
+    #[cold]
+    #[inline(never)]
+    fn await_resume_room(&self, end: u64, mut head: u64) -> u64 {
+        let want = end.wrapping_add(RESUME_ROOM.min(self.cap / 8));
+        for _ in 0..RESUME_LOOKS {
+            if want.wrapping_sub(head) <= self.cap {
+                break;
+            }
+            for _ in 0..RESUME_PAUSE {
+                std::hint::spin_loop();
+            }
+            head = self.hdr().r.head.load(Ordering::Acquire);
+        }
+        head
     }
 
     /// After publishing a record of `size` bytes at `tail`: stores `tail` past it (for
