@@ -466,3 +466,31 @@ fn the_tiny_fast_paths_send_and_take_in_order_and_step_aside_for_anything_else()
     r.hdr().own.owner.store(SHARED, Ordering::Relaxed);
     assert!(!r.try_send_tiny(1, 1, false));
 }
+
+#[test]
+fn a_patient_tiny_send_into_a_nearly_full_ring_still_goes_when_the_reader_frees_no_more() {
+    // The writer gives the reader a few microseconds to free more room than one record
+    // needs (no per-message ping-pong on the reader's line when the ring is full), but
+    // never waits for room a stopped reader will not free: with one record's room left
+    // and nobody reading, the send goes through, and the next finds the ring full.
+    let (_m, r) = ring();
+    drop(r.acquire_writer(None, || false).unwrap());
+    let mut sent = 0u64;
+    while r.try_send_tiny(sent, 1, false) {
+        sent += 1;
+    }
+    let rec = r.peek().unwrap().unwrap();
+    r.consume(&rec);
+    assert!(
+        r.try_send_tiny(0x55, 1, true),
+        "one record's room is enough"
+    );
+    assert!(!r.try_send_tiny(0x56, 1, true), "and then the ring is full");
+    let mut got = Vec::new();
+    while let Some((word, len)) = r.take_tiny(TINY_MAX) {
+        assert_eq!(len, 1);
+        got.push(word & 0xFF);
+    }
+    assert_eq!(got.len() as u64, sent, "the others, then the patient send");
+    assert_eq!(got.last(), Some(&0x55));
+}
