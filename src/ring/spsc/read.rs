@@ -39,8 +39,8 @@ impl Spsc {
             if kind == RecKind::Pad {
                 // A pad runs to the end of the ring; and none starts at offset 0 (a
                 // record always fits there), so this loop turns at most twice, whatever
-                // a peer wrote (a pad at 0 would otherwise be found again and again when
-                // a garbage `head` keeps it from being zeroed).
+                // a peer wrote (a pad spanning the whole ring, at 0, would otherwise
+                // lead back to itself again and again).
                 if len != to_end - REC_HDR || off == 0 {
                     return Err(ProtocolError::BadRecord);
                 }
