@@ -372,10 +372,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
                 if let Some((word, n)) = rx.take_tiny(self.end.tiny_max) {
                     return match codec::decode_word(word, n) {
                         Ok(v) => Ok(v),
-                        Err(e) => self
-                            .end
-                            .decode_failed(&word.to_le_bytes()[..n], e)
-                            .map_err(|e| RecvFail::Codec(e).into()),
+                        Err(e) => self.undecodable(&word.to_le_bytes()[..n], e),
                     };
                 }
             }
@@ -412,13 +409,19 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
         if let Some(n) = self.end.take_small(st, &mut small) {
             return match codec::decode_small(&small, n) {
                 Ok(v) => Ok(v),
-                Err(e) => self
-                    .end
-                    .decode_failed(&small[..n], e)
-                    .map_err(|e| RecvFail::Codec(e).into()),
+                Err(e) => self.undecodable(&small[..n], e),
             };
         }
         recv_general(&self.end, st, wait).map_err(E::from)
+    }
+
+    /// A message taken on a fast path (`bytes`) that did not decode: what
+    /// [`End::decode_failed`] makes of it.
+    #[cold]
+    fn undecodable<E: From<RecvFail>>(&self, bytes: &[u8], e: Error) -> std::result::Result<T, E> {
+        self.end
+            .decode_failed(bytes, e)
+            .map_err(|e| RecvFail::Codec(e).into())
     }
 
     /// Receives a message, blocking until one arrives.

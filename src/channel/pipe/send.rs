@@ -121,8 +121,8 @@ impl End {
     }
 
     /// Sends one message, waiting as `wait` says: the one core of `send`, `try_send`
-    /// and `send_timeout`. The fast path (encode in place into the ring) inline, the
-    /// rest out of line in [`End::send_value_general`].
+    /// and `send_timeout`. The tiny fast path inline, the rest out of line in
+    /// [`End::send_value_rest`].
     #[inline(always)]
     fn send_value<T: Serialize + ?Sized>(
         &self,
@@ -132,21 +132,24 @@ impl End {
         // Fastest path, the seed's message: at most 6 bytes of encoding, held in a
         // register, sent by this thread's biased writer role with one store
         // (`Spsc::try_send_tiny`). Anything else (an encoding error included, which the
-        // next path reports) goes on below.
-        if let Ok(Some((bytes, n))) = codec::encode_word(msg) {
+        // next path reports) goes on below, with the encoding already done.
+        let word = codec::encode_word(msg);
+        if let Ok(Some((bytes, n))) = word {
             let tx = self.tx();
             if self.gate.admit_tiny(n as u64) && tx.try_send_tiny(bytes, n as u64, !wait.is_now()) {
                 return Ok(());
             }
         }
-        self.send_value_rest(msg, wait)
+        self.send_value_rest(msg, word, wait)
     }
 
-    /// [`End::send_value`] past its tiny fast path.
+    /// [`End::send_value`] past its tiny fast path; `word` is what
+    /// [`codec::encode_word`] made of `msg` there.
     #[inline(never)]
     fn send_value_rest<T: Serialize + ?Sized>(
         &self,
         msg: &T,
+        word: std::result::Result<Option<(u64, usize)>, String>,
         wait: Deadline,
     ) -> std::result::Result<(), SendFail> {
         let tx = self.tx();
@@ -157,9 +160,9 @@ impl End {
         let g = tx
             .acquire_writer(deadline, || self.peer_gone())
             .map_err(|w| self.wait_fail(w, wait))?;
-        // Fastest path: a message of at most 6 bytes, encoded in a register and written
-        // with one store (a tiny record).
-        match codec::encode_word(msg) {
+        // A message of at most 6 bytes, encoded in a register, written with one store (a
+        // tiny record) under the role taken the general way.
+        match word {
             Ok(Some((bytes, n))) if n as u64 <= self.tiny_max => {
                 if tx.try_write_tiny(&g, bytes, n as u64) {
                     return Ok(());

@@ -7,6 +7,9 @@ use super::copy_bytes;
 use super::owner::WriteGuard;
 use super::record::{header_word, record_size, tiny_word, RecKind, NEXT_SLOT, REC_HDR, TINY_MAX};
 use super::Spsc;
+use crate::sync::atomic::{light_fence, Ordering};
+use crate::sync::owner::cached_tag;
+use crate::sync::waiter::Wait;
 
 /// Free bytes beyond its record a waiting writer gives the reader a few microseconds to
 /// hand back before it goes on (at most an eighth of the ring; see
@@ -14,10 +17,8 @@ use super::Spsc;
 const RESUME_ROOM: u64 = 4096;
 /// Looks at `head` that wait takes at most, with [`RESUME_PAUSE`] spin hints between.
 const RESUME_LOOKS: u32 = if cfg!(loom) { 0 } else { 32 };
+/// Spin hints between two looks of that wait.
 const RESUME_PAUSE: u32 = 8;
-use crate::sync::atomic::{light_fence, Ordering};
-use crate::sync::owner::cached_tag;
-use crate::sync::waiter::Wait;
 
 impl Spsc {
     /// Contiguous free bytes at the tail (padding over the end of the ring first when
