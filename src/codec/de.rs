@@ -119,9 +119,8 @@ fn varint_bytes(buf: &[u8], max: usize, last: u8) -> Res<(u64, usize)> {
     Err(bad_varint())
 }
 
-/// The varint of 4 to 8 bytes in the low bytes of `w` (little-endian; the first 3
-/// bytes have their continuation bit): its value (up to 56 bits) and length, or length
-/// 0 when no byte of `w` ends it.
+/// The varint in the low bytes of `w` (little-endian, up to 8 bytes): its value (up to
+/// 56 bits) and length, or length 0 when no byte of `w` ends it.
 #[inline]
 fn varint_in_word(w: u64) -> (u64, usize) {
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -137,6 +136,31 @@ fn varint_in_word(w: u64) -> (u64, usize) {
     x = (x & 0x0000_3fff_0000_3fff) | (x >> 2 & 0x0fff_c000_0fff_c000);
     x = (x & 0x0000_0000_0fff_ffff) | (x >> 4 & 0x00ff_ffff_f000_0000);
     (x, bits as usize / 8)
+}
+
+/// A varint of 3 to 8 bytes at the bottom of `w` (the first byte or two have their
+/// continuation bit), as postcard reads one of `BITS` bits: its value and length, or
+/// length 0 when it does not end in `w`, is longer than `BITS` allows, or has bits
+/// beyond `BITS` (the caller's [`word_varint_error`] then says which). Out of line,
+/// registers in and out.
+#[inline(never)]
+fn word_varint_long<const BITS: u32>(w: u64) -> (u64, usize) {
+    match varint_in_word(w) {
+        (v, n) if n != 0 && n <= vmax(BITS) && (BITS >= 64 || v >> BITS == 0) => (v, n),
+        _ => (0, 0),
+    }
+}
+
+/// The error of a varint at `p` in `bytes` that [`Src::word_varint`] could not read:
+/// the one [`varint_long`] gives (reading `bytes` itself, not the word).
+#[cold]
+#[inline(never)]
+fn word_varint_error<const BITS: u32>(bytes: &[u8], p: usize) -> DeError {
+    match varint_long::<BITS>(bytes, None, p) {
+        Err(e) => e,
+        // Not reached: the word holds every byte of `bytes` from `p` on.
+        Ok(_) => bad_varint(),
+    }
 }
 
 /// [`Src::varint`] of 4 bytes or more, or without 8 bytes at hand, at `p` in `bytes`:
@@ -253,30 +277,17 @@ impl<'de> Src<'de, 0> {
 }
 
 impl<'de, const N: usize> Src<'de, N> {
-    /// The 8 bytes at `p`: from `wide` (a word's copy, or a stack copy of a small
-    /// record), or, with no wider buffer (`N == 0`), from `bytes`, zero-padded near its
-    /// end (out of line). The bytes past the input never decide anything: a varint that
-    /// runs into them ends past it.
+    /// The 8 bytes at `p`: from `wide` (a stack copy of a small record), or, with no
+    /// wider buffer (`N == 0`), from `bytes`, zero-padded near its end (out of line).
+    /// The bytes past the input never decide anything: a varint that runs into them
+    /// ends past it. (A word's copy, `N == WORD`, is read by [`Self::word_varint`].)
     #[inline(always)]
-    fn word_at(&self, p: usize) -> Option<u64> {
-        // Each way in its own small function: this one is inlined everywhere, and its
-        // size counts towards whether the caller's serde-derived code is.
-        if N == WORD {
-            // A word's copy (`from_word`): its first 8 bytes, shifted (a load at `p` would
-            // span the two stores that wrote the copy, see `funnel_word`). `None` past the
-            // word (the caller's out-of-line path then reports the end):
-            // measured, this form let the caller's serde-derived code be inlined (181
-            // instructions per message for the seed's `Msg`; 189 with `Some(0)`).
-            return match self.wide.first_chunk::<8>() {
-                Some(w) if p < 8 => Some(u64::from_le_bytes(*w) >> (8 * p)),
-                _ => None,
-            };
-        }
-        Some(if N == 0 {
+    fn word_at(&self, p: usize) -> u64 {
+        if N == 0 {
             slice_word(self.bytes, p)
         } else {
             funnel_word(self.wide, p)
-        })
+        }
     }
 
     /// Reads the first `len` bytes of `wide`; `None` when it is shorter.
@@ -327,28 +338,63 @@ impl<'de, const N: usize> Src<'de, N> {
             self.pos = p + n;
             return Ok(v);
         }
-        if let Some(w) = self.word_at(p) {
-            let (v, n) = if w & 0x80 == 0 {
-                (w & 0x7f, 1)
-            } else if w & 0x8000 == 0 {
-                ((w & 0x7f) | (w >> 1 & 0x3f80), 2)
-            } else if w & 0x80_0000 == 0 {
-                let v = (w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1f_c000);
-                if BITS < 21 && v >> BITS != 0 {
-                    return Err(bad_varint());
-                }
-                (v, 3)
-            } else {
-                return self.varint_long_at::<BITS>(p, Some(w));
-            };
-            let np = p + n;
-            if np > self.bytes.len() {
-                return Err(end());
-            }
-            self.pos = np;
-            return Ok(v);
+        if N == WORD {
+            return self.word_varint::<BITS>(p);
         }
-        self.varint_long_at::<BITS>(p, None)
+        let w = self.word_at(p);
+        let (v, n) = if w & 0x80 == 0 {
+            (w & 0x7f, 1)
+        } else if w & 0x8000 == 0 {
+            ((w & 0x7f) | (w >> 1 & 0x3f80), 2)
+        } else if w & 0x80_0000 == 0 {
+            let v = (w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1f_c000);
+            if BITS < 21 && v >> BITS != 0 {
+                return Err(bad_varint());
+            }
+            (v, 3)
+        } else {
+            return self.varint_long_at::<BITS>(p, Some(w));
+        };
+        let np = p + n;
+        if np > self.bytes.len() {
+            return Err(end());
+        }
+        self.pos = np;
+        Ok(v)
+    }
+
+    /// [`Self::varint`] in a word's copy (`N == WORD`, at most 8 bytes of input): the
+    /// bytes from `p` on, shifted down from the word's first 8 (a load at `p` would span
+    /// the two stores that wrote the copy, see `funnel_word`). Varints of up to 3 bytes
+    /// inline; longer ones, and every failure, in one out-of-line call each, registers
+    /// in and out: the less this body holds, the likelier LLVM inlines the caller's
+    /// serde-derived code (before this function, `u64::deserialize` in the seed's
+    /// `Msg` cost 330 against a threshold of 325 and stayed a call: 179 instructions
+    /// per message, 163 with it).
+    #[inline(always)]
+    fn word_varint<const BITS: u32>(&mut self, p: usize) -> Res<u64> {
+        // Past the word (`p` is then the input's end) a zero: a 1-byte varint, which
+        // ends past the input.
+        let w = match self.wide.first_chunk::<8>() {
+            Some(w) if p < 8 => u64::from_le_bytes(*w) >> (8 * p),
+            _ => 0,
+        };
+        let (v, n) = if w & 0x80 == 0 {
+            (w & 0x7f, 1)
+        } else if w & 0x8000 == 0 {
+            ((w & 0x7f) | (w >> 1 & 0x3f80), 2)
+        } else if w & 0x80_0000 == 0 && BITS >= 21 {
+            ((w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1f_c000), 3)
+        } else {
+            // 3 bytes or more; 0 when it does not end in `w` or is too long for `BITS`.
+            word_varint_long::<BITS>(w)
+        };
+        let np = p + n;
+        if n == 0 || np > self.bytes.len() {
+            return Err(word_varint_error::<BITS>(self.bytes, p));
+        }
+        self.pos = np;
+        Ok(v)
     }
 
     /// [`varint_long`] at `p`, the cursor moved past it. Only values cross the call,
@@ -413,7 +459,7 @@ impl<'de, const N: usize> Src<'de, N> {
 }
 
 /// The size of the copy of a word that [`from_word`] reads (only a copy of a word has
-/// this size: `Src::word_at` reads it from its first 8 bytes).
+/// this size: `Src::word_varint` reads it from its first 8 bytes).
 const WORD: usize = 16;
 
 /// The deserializer over a [`Src`].
@@ -815,7 +861,7 @@ pub(crate) fn from_array<T: de::DeserializeOwned, const N: usize>(
     buf: &[u8; N],
     len: usize,
 ) -> Res<T> {
-    // A buffer of WORD bytes would be read as a word's copy (`Src::word_at`).
+    // A buffer of WORD bytes would be read as a word's copy (`Src::word_varint`).
     const { assert!(N != WORD) };
     match Src::within(buf, len) {
         Some(src) => T::deserialize(&mut De { src }),
