@@ -11,7 +11,15 @@
 //! * `inplace/*`: 1 MiB messages through a 4 MiB ring (in-place limit 1 MiB):
 //!   `send_with` (fill copies the message in) / `recv_with` (read looks at its first and
 //!   last byte) against `send_bytes` / `recv_bytes_into` through the same ring size.
-//!   Throughput in bytes.
+//!   Then the same pair where the application makes and uses the message, as a user
+//!   of the in-place API would: `made_*` writes each message's 2^17 words from a
+//!   sequence number and the reader sums every word and checks the sum. In place the
+//!   words are written into the ring and summed there; the copying path writes them
+//!   into a buffer, `send_bytes` copies it in, `recv_bytes_into` copies it out, and the
+//!   reader sums its copy. And the two halves of the in-place pair alone, to show what
+//!   bounds it: `parts_read_only` (the writer lends 1 MiB without writing it, the reader
+//!   sums it) and `parts_write_only` (the writer makes the message, the reader looks at
+//!   one byte). Throughput in bytes.
 //!
 //! Run: `cargo bench --bench throughput`. Under `cargo test` every bench runs once.
 
@@ -185,7 +193,114 @@ fn in_place(c: &mut Criterion) {
         })
     });
     drop(peer);
+
+    // The message made and used by the application: one word per 8 bytes from a
+    // sequence number, summed by the reader.
+    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
+    let peer = Peer::start(move |n| {
+        for _ in 0..n {
+            let (seq, sum) = rx.recv_with(|b| (word_at(b, 0), word_sum(b))).unwrap();
+            assert_eq!(sum, made_sum(seq));
+        }
+    });
+    let mut seq = 0u64;
+    g.bench_function("made_send_with_recv_with_1MiB", |b| {
+        b.iter_custom(|iters| {
+            peer.run(iters, |n| {
+                for _ in 0..n {
+                    seq += 1;
+                    tx.send_with(SIZE, |buf| make(buf, seq)).unwrap();
+                }
+            })
+        })
+    });
+    drop(peer);
+
+    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
+    let peer = Peer::start(move |n| {
+        for _ in 0..n {
+            let s = rx.recv_with(word_sum).unwrap();
+            std::hint::black_box(s);
+        }
+    });
+    g.bench_function("parts_read_only_1MiB", |b| {
+        b.iter_custom(|iters| {
+            peer.run(iters, |n| {
+                for _ in 0..n {
+                    tx.send_with(SIZE, |_buf| {}).unwrap();
+                }
+            })
+        })
+    });
+    drop(peer);
+    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
+    let peer = Peer::start(move |n| {
+        for _ in 0..n {
+            let s = rx.recv_with(|b| b[0]).unwrap();
+            std::hint::black_box(s);
+        }
+    });
+    let mut seq = 0u64;
+    g.bench_function("parts_write_only_1MiB", |b| {
+        b.iter_custom(|iters| {
+            peer.run(iters, |n| {
+                for _ in 0..n {
+                    seq += 1;
+                    tx.send_with(SIZE, |buf| make(buf, seq)).unwrap();
+                }
+            })
+        })
+    });
+    drop(peer);
+
+    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
+    let peer = Peer::start(move |n| {
+        let mut buf = Vec::new();
+        for _ in 0..n {
+            rx.recv_bytes_into(&mut buf).unwrap();
+            assert_eq!(word_sum(&buf), made_sum(word_at(&buf, 0)));
+        }
+    });
+    let mut msg = vec![0u8; SIZE];
+    let mut seq = 0u64;
+    g.bench_function("made_send_bytes_recv_bytes_into_1MiB", |b| {
+        b.iter_custom(|iters| {
+            peer.run(iters, |n| {
+                for _ in 0..n {
+                    seq += 1;
+                    make(&mut msg, seq);
+                    tx.send_bytes(&msg).unwrap();
+                }
+            })
+        })
+    });
+    drop(peer);
     g.finish();
+}
+
+/// Writes message `seq`: word `i` (8 bytes, little-endian) is `seq + i`.
+fn make(buf: &mut [u8], seq: u64) {
+    for (i, w) in buf.chunks_exact_mut(8).enumerate() {
+        w.copy_from_slice(&(seq + i as u64).to_le_bytes());
+    }
+}
+
+/// Word `i` of a message.
+fn word_at(buf: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(buf[8 * i..8 * i + 8].try_into().unwrap())
+}
+
+/// The wrapping sum of a message's words.
+fn word_sum(buf: &[u8]) -> u64 {
+    buf.chunks_exact(8).fold(0u64, |s, w| {
+        s.wrapping_add(u64::from_le_bytes(w.try_into().unwrap()))
+    })
+}
+
+/// [`word_sum`] of the 1 MiB message [`make`] writes for `seq`.
+fn made_sum(seq: u64) -> u64 {
+    let n = (1u64 << 20) / 8;
+    seq.wrapping_mul(n).wrapping_add(n * (n - 1) / 2)
 }
 
 fn main() {
