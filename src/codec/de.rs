@@ -151,12 +151,14 @@ fn word_varint_long<const BITS: u32>(w: u64) -> (u64, usize) {
     }
 }
 
-/// The error of a varint at `p` in `bytes` that [`Src::word_varint`] could not read:
-/// the one [`varint_long`] gives (reading `bytes` itself, not the word).
+/// The error of a varint at `p` in the low `len` (at most 8) bytes of `word` that
+/// [`Src::word_varint`] could not read: the one [`varint_long`] gives for those bytes.
+/// By value, so that the caller's copy of the word is not kept for this path alone.
 #[cold]
 #[inline(never)]
-fn word_varint_error<const BITS: u32>(bytes: &[u8], p: usize) -> DeError {
-    match varint_long::<BITS>(bytes, None, p) {
+fn word_varint_error<const BITS: u32>(word: u64, len: usize, p: usize) -> DeError {
+    let bytes = word.to_le_bytes();
+    match varint_long::<BITS>(&bytes[..len.min(8)], None, p) {
         Err(e) => e,
         // Not reached: the word holds every byte of `bytes` from `p` on.
         Ok(_) => bad_varint(),
@@ -262,6 +264,10 @@ pub(crate) struct Src<'de, const N: usize> {
     bytes: &'de [u8],
     wide: &'de [u8; N],
     pos: usize,
+    /// A word's copy (`N == WORD`): its first 8 bytes, by value, so that a varint reads
+    /// a register, not the copy (which only `bytes` needs, for what is not a varint).
+    /// 0 otherwise.
+    word: u64,
 }
 
 impl<'de> Src<'de, 0> {
@@ -272,6 +278,7 @@ impl<'de> Src<'de, 0> {
             bytes,
             wide: &[],
             pos: 0,
+            word: 0,
         }
     }
 }
@@ -297,6 +304,7 @@ impl<'de, const N: usize> Src<'de, N> {
             bytes: wide.get(..len)?,
             wide,
             pos: 0,
+            word: 0,
         })
     }
 
@@ -375,10 +383,7 @@ impl<'de, const N: usize> Src<'de, N> {
     fn word_varint<const BITS: u32>(&mut self, p: usize) -> Res<u64> {
         // Past the word (`p` is then the input's end) a zero: a 1-byte varint, which
         // ends past the input.
-        let w = match self.wide.first_chunk::<8>() {
-            Some(w) if p < 8 => u64::from_le_bytes(*w) >> (8 * p),
-            _ => 0,
-        };
+        let w = if p < 8 { self.word >> (8 * p) } else { 0 };
         let (v, n) = if w & 0x80 == 0 {
             (w & 0x7f, 1)
         } else if w & 0x8000 == 0 {
@@ -391,7 +396,7 @@ impl<'de, const N: usize> Src<'de, N> {
         };
         let np = p + n;
         if n == 0 || np > self.bytes.len() {
-            return Err(word_varint_error::<BITS>(self.bytes, p));
+            return Err(word_varint_error::<BITS>(self.word, self.bytes.len(), p));
         }
         self.pos = np;
         Ok(v)
@@ -848,7 +853,9 @@ pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T
     let mut buf = [0u8; WORD];
     buf[..8].copy_from_slice(&word.to_le_bytes());
     match Src::within(&buf, len) {
-        Some(src) => T::deserialize(&mut De { src }),
+        Some(src) => T::deserialize(&mut De {
+            src: Src { word, ..src },
+        }),
         None => Err(end()),
     }
 }
