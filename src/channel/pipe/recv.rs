@@ -13,7 +13,7 @@ use super::end::{deserialize_end, serialize_end, End};
 use crate::codec;
 use crate::error::{Error, ProtocolError, RecvError, RecvTimeoutError, TryRecvError};
 use crate::region::Kind;
-use crate::ring::spsc::{RecKind, Spsc};
+use crate::ring::spsc::{Pace, RecKind, Spsc};
 use crate::sync::handoff;
 use crate::sync::waiter::Wait;
 use crate::sync::Deadline;
@@ -30,8 +30,8 @@ pub(super) struct RecvState {
     /// gone is a system call (`poll` on the presence pipe), so a busy-polling reader asks
     /// the kernel on the first empty call and then once every [`EMPTY_POLLS_PER_CHECK`].
     pub(super) empty_polls: u32,
-    /// How many looks the last wait for a message took ([`Spsc::wait_readable`]).
-    pace: u32,
+    /// How the last wait for a message went ([`Spsc::wait_readable`]).
+    pace: Pace,
 }
 
 /// How many consecutive empty `try_recv`s pass between two liveness checks. A writer's
@@ -238,12 +238,11 @@ impl End {
         };
         // Before each sleep, the counters are checked too: a peer that scribbles over
         // them while this reader waits does not wake it.
-        let (outcome, looks) = rx.wait_readable(
+        let outcome = rx.wait_readable(
             deadline,
             || self.peer_gone() || !rx.counters_sane(),
-            st.pace,
+            Some(&mut st.pace),
         );
-        st.pace = looks;
         match outcome {
             Wait::Ready => Ok(()),
             Wait::TimedOut => Err(RecvFail::Timeout),
@@ -281,7 +280,7 @@ impl End {
         // `None` waits for ever, as does a timeout too large to add to the clock.
         let deadline = Deadline::within(timeout).instant();
         !matches!(
-            rx.wait_readable(deadline, || self.peer_gone(), u32::MAX).0,
+            rx.wait_readable(deadline, || self.peer_gone(), None),
             Wait::TimedOut
         )
     }

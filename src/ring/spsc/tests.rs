@@ -1,5 +1,6 @@
 use std::time::Instant;
 
+use super::read::STREAM_BYTES;
 use super::record::header_word;
 use super::*;
 use crate::error::ProtocolError;
@@ -493,4 +494,53 @@ fn a_patient_tiny_send_into_a_nearly_full_ring_still_goes_when_the_reader_frees_
     }
     assert_eq!(got.len() as u64, sent, "the others, then the patient send");
     assert_eq!(got.last(), Some(&0x55));
+}
+
+#[test]
+fn a_reader_at_a_streaming_writers_heels_pauses_longer_each_time_and_never_in_ping_pong() {
+    let (_m, r) = ring();
+    drop(r.acquire_writer(None, || false).unwrap());
+    let mut pace = Pace::default();
+    let wait = |pace: &mut Pace| {
+        assert_eq!(r.wait_readable(None, || false, Some(pace)), Wait::Ready);
+        pace.pause()
+    };
+    // One message at a time (ping-pong): the reader looks at once.
+    for i in 0..10 {
+        assert!(r.try_send_tiny(i, 1, false));
+        assert_eq!(wait(&mut pace), 0);
+        assert!(r.take_tiny(TINY_MAX).is_some());
+    }
+    // A stream the reader keeps catching up with: 8, 16, ... spin hints, at most 128.
+    let mut pauses = Vec::new();
+    for _ in 0..7 {
+        for i in 0..(STREAM_BYTES / REC_HDR) {
+            assert!(r.try_send_tiny(i, 1, false));
+            assert!(r.take_tiny(TINY_MAX).is_some());
+        }
+        assert!(r.try_send_tiny(1, 1, false));
+        pauses.push(wait(&mut pace));
+        assert!(r.take_tiny(TINY_MAX).is_some());
+    }
+    assert_eq!(pauses, [8, 16, 32, 64, 128, 128, 128]);
+    // A wait the writer kept waiting (more than two looks) starts the doubling again.
+    std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let g = r.acquire_writer(None, || false).unwrap();
+            r.write_record(&g, RecKind::Msg, &[b"late"], None, || false)
+                .unwrap();
+        });
+        for i in 0..(STREAM_BYTES / REC_HDR) {
+            assert!(r.try_send_tiny(i, 1, false));
+            assert!(r.take_tiny(TINY_MAX).is_some());
+        }
+        assert_eq!(
+            r.wait_readable(None, || false, Some(&mut pace)),
+            Wait::Ready
+        );
+        w.join().unwrap();
+    });
+    assert_eq!(pace.pause(), 0);
+    assert_eq!(recv_all(&r), vec![b"late".to_vec()]);
 }
