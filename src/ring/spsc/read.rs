@@ -44,6 +44,33 @@ impl Pace {
     }
 }
 
+/// The payload length of `word` read at the reader's position if it is a tiny record
+/// of at most `max` bytes.
+#[inline(always)]
+fn tiny_payload(word: u64, max: u64) -> Option<usize> {
+    // Byte 7 the tiny tag and byte 6 a length of at most `max` (<= TINY_MAX), in one
+    // compare (an empty word fails it too).
+    debug_assert!(max <= TINY_MAX);
+    let top = (word >> 48).wrapping_sub(TINY_TAG << 8);
+    if top > max {
+        return None;
+    }
+    // `top <= max <= TINY_MAX < 8`: the mask changes nothing, and tells the caller's
+    // decoder that the length needs no check against the word's 8 bytes.
+    const { assert!(TINY_MAX < 8) };
+    Some(top as usize & 7)
+}
+
+/// A tiny record at the reader's position ([`Spsc::peek_tiny`]).
+pub(crate) struct Tiny {
+    /// The reader's `head` at it.
+    pos: u64,
+    /// Its word: the payload in the low `len` bytes, the tag and length above them.
+    pub(crate) word: u64,
+    /// The payload's length (at most [`TINY_MAX`]).
+    pub(crate) len: usize,
+}
+
 /// The next record's word as the reader finds it (see [`Spsc::head_word`]).
 #[derive(Clone, Copy)]
 struct Head {
@@ -131,9 +158,9 @@ impl Spsc {
 
     /// The reader's fast path for the seed's message: a tiny record at the head. Takes
     /// it (handed back at once, as [`Spsc::take_small`] does) and returns its word (the
-    /// payload in the low bytes, the tag and length above it) and the payload length. `None` when the ring is empty or the head holds
-    /// anything else (a tiny record longer than `max` too), which the general path
-    /// handles or reports.
+    /// payload in the low bytes, the tag and length above it) and the payload length.
+    /// `None` when the ring is empty or the head holds anything else (a tiny record
+    /// longer than `max` too), which the general path handles or reports.
     #[inline(always)]
     pub(crate) fn take_tiny(&self, max: u64) -> Option<(u64, usize)> {
         let pos = self.hdr().r.head.load(Ordering::Relaxed);
@@ -141,18 +168,28 @@ impl Spsc {
         let off = pos & self.mask;
         // Pairs with the writer's Release store of the record's word.
         let word = self.word(off).load(Ordering::Acquire);
-        // Byte 7 the tiny tag and byte 6 a length of at most `max` (<= TINY_MAX), in one
-        // compare (an empty word fails it too).
-        debug_assert!(max <= TINY_MAX);
-        let top = (word >> 48).wrapping_sub(TINY_TAG << 8);
-        if top > max {
-            return None;
-        }
+        let len = tiny_payload(word, max)?;
         self.release(pos.wrapping_add(REC_HDR));
-        // `top <= max <= TINY_MAX < 8`: the mask changes nothing, and tells the caller's
-        // decoder that the length needs no check against the word's 8 bytes.
-        const { assert!(TINY_MAX < 8) };
-        Some((word, top as usize & 7))
+        Some((word, len))
+    }
+
+    /// [`Spsc::take_tiny`] without taking: the tiny record at the head, left there
+    /// until [`Spsc::take_peeked_tiny`] (for a caller that may have to leave it, such
+    /// as `recv_slice` when the message does not decode as an element).
+    #[inline(always)]
+    pub(crate) fn peek_tiny(&self, max: u64) -> Option<Tiny> {
+        let pos = self.hdr().r.head.load(Ordering::Relaxed);
+        let off = pos & self.mask;
+        let word = self.word(off).load(Ordering::Acquire);
+        let len = tiny_payload(word, max)?;
+        Some(Tiny { pos, word, len })
+    }
+
+    /// Takes the tiny record [`Spsc::peek_tiny`] found at the head (hands its space
+    /// back).
+    #[inline(always)]
+    pub(crate) fn take_peeked_tiny(&self, t: &Tiny) {
+        self.release(t.pos.wrapping_add(REC_HDR));
     }
 
     /// The word at the reader's position, `None` when it is zero (nothing published
