@@ -175,6 +175,35 @@ unsafe impl Send for Spsc {}
 // SAFETY: as above.
 unsafe impl Sync for Spsc {}
 
+/// The largest length a record header holds (32 bits), rounded down to a whole word.
+const MAX_HEADER_LEN: u64 = u32::MAX as u64 & !7;
+
+/// [`Spsc::max_record`] of a ring of `cap` bytes: a quarter of it, and never more than
+/// a header can describe (rings of 16 GiB and more would otherwise write records whose
+/// length runs into the header's kind tag).
+#[inline(always)]
+const fn max_record_of(cap: u64) -> u64 {
+    let quarter = cap / 4;
+    if quarter > MAX_HEADER_LEN + REC_HDR {
+        MAX_HEADER_LEN + REC_HDR
+    } else {
+        quarter
+    }
+}
+
+/// [`Spsc::max_in_place`] of a ring of `cap` bytes: a quarter of it, at most
+/// [`MAX_HEADER_LEN`] (its record, one header more, is then at most
+/// [`max_record_of`]'s bound plus a header, and its length fits the header).
+#[inline(always)]
+const fn max_in_place_of(cap: u64) -> u64 {
+    let quarter = cap / 4;
+    if quarter > MAX_HEADER_LEN {
+        MAX_HEADER_LEN
+    } else {
+        quarter
+    }
+}
+
 impl Spsc {
     /// Bytes needed for a ring of `cap` data bytes.
     pub(crate) const fn memory_size(cap: u64) -> usize {
@@ -247,7 +276,7 @@ impl Spsc {
     /// Largest record (header included) written whole; larger messages are streamed.
     #[inline(always)]
     pub(crate) fn max_record(&self) -> u64 {
-        self.cap / 4
+        max_record_of(self.cap)
     }
 
     /// The in-place limit: the largest payload of a whole message written or read in
@@ -255,7 +284,7 @@ impl Spsc {
     /// header more) is at most half the ring, so it always fits once the ring drains.
     #[inline(always)]
     pub(crate) fn max_in_place(&self) -> u64 {
-        self.cap / 4
+        max_in_place_of(self.cap)
     }
 
     /// Bytes free for the writer right now (reloads the reader's counter).

@@ -544,3 +544,28 @@ fn a_reader_at_a_streaming_writers_heels_pauses_longer_each_time_and_never_in_pi
     assert_eq!(pace.pause(), 0);
     assert_eq!(recv_all(&r), vec![b"late".to_vec()]);
 }
+
+#[test]
+fn the_largest_records_of_the_largest_rings_still_fit_their_headers() {
+    use super::record::parse_header;
+    for shift in 10..=40 {
+        let cap = 1u64 << shift;
+        let (rec, in_place) = (max_record_of(cap), max_in_place_of(cap));
+        if shift <= 33 {
+            assert_eq!((rec, in_place), (cap / 4, cap / 4), "cap 2^{shift}");
+        }
+        // The longest payload of a whole record, streamed piece or in-place message
+        // reads back from its header as written, with its kind.
+        for (kind, len) in [
+            (RecKind::Msg, rec - REC_HDR),
+            (RecKind::Chunk, rec - REC_HDR),
+            (RecKind::Msg, in_place),
+        ] {
+            assert_eq!(
+                parse_header(header_word(kind, len)),
+                Some((kind, len)),
+                "cap 2^{shift}, {kind:?} of {len} bytes"
+            );
+        }
+    }
+}
