@@ -149,133 +149,123 @@ fn bytes(c: &mut Criterion) {
     g.finish();
 }
 
+/// The in-place benches' message size and ring.
+const IN_PLACE_SIZE: usize = 1 << 20;
+const IN_PLACE_RING: usize = 4 << 20;
+
 fn in_place(c: &mut Criterion) {
-    const SIZE: usize = 1 << 20;
-    const RING: usize = 4 << 20;
+    const SIZE: usize = IN_PLACE_SIZE;
     let mut g = c.benchmark_group("inplace");
     g.throughput(Throughput::Bytes(SIZE as u64));
     g.sample_size(20);
     let msg = vec![0x5au8; SIZE];
-    let check = |b: &[u8]| b.len() == SIZE && b[0] == 0x5a && b[SIZE - 1] == 0x5a;
+    let check = |b: &[u8]| assert!(b.len() == SIZE && b[0] == 0x5a && b[SIZE - 1] == 0x5a);
 
-    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
-    let peer = Peer::start(move |n| {
-        for _ in 0..n {
-            assert!(rx.recv_with(check).unwrap());
-        }
+    // A prebuilt message: `fill` copies it in, `read` looks at two bytes.
+    in_place_pair(&mut g, "send_with_recv_with_1MiB", check, |buf, _| {
+        buf.copy_from_slice(&msg)
     });
-    g.bench_function("send_with_recv_with_1MiB", |b| {
-        b.iter_custom(|iters| {
-            peer.run(iters, |n| {
-                for _ in 0..n {
-                    tx.send_with(SIZE, |buf| buf.copy_from_slice(&msg)).unwrap();
-                }
-            })
-        })
-    });
-    drop(peer);
-
-    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
-    let peer = Peer::start(move |n| {
-        let mut buf = Vec::new();
-        for _ in 0..n {
-            rx.recv_bytes_into(&mut buf).unwrap();
-            assert!(check(&buf));
-        }
-    });
-    g.bench_function("send_bytes_recv_bytes_into_1MiB", |b| {
-        b.iter_custom(|iters| {
-            peer.run(iters, |n| {
-                for _ in 0..n {
-                    tx.send_bytes(&msg).unwrap();
-                }
-            })
-        })
-    });
-    drop(peer);
-
+    copying_pair(
+        &mut g,
+        "send_bytes_recv_bytes_into_1MiB",
+        check,
+        &msg,
+        |_, _| {},
+    );
     // The message made and used by the application: one word per 8 bytes from a
     // sequence number, summed by the reader.
-    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
+    let made = |b: &[u8]| assert_eq!(word_sum(b), made_sum(word_at(b, 0)));
+    in_place_pair(&mut g, "made_send_with_recv_with_1MiB", made, make);
+    // The two halves of the made pair alone.
+    in_place_pair(
+        &mut g,
+        "parts_read_only_1MiB",
+        |b| {
+            std::hint::black_box(word_sum(b));
+        },
+        |_, _| {},
+    );
+    in_place_pair(
+        &mut g,
+        "parts_write_only_1MiB",
+        |b| assert!(!b.is_empty()),
+        make,
+    );
+    let zeros = vec![0; SIZE];
+    copying_pair(
+        &mut g,
+        "made_send_bytes_recv_bytes_into_1MiB",
+        made,
+        &zeros,
+        make,
+    );
+    g.finish();
+}
+
+/// An `inplace` bench: the writer `send_with`s messages that `fill(buf, seq)` writes
+/// (`seq` counting from 1), a forked reader `recv_with`s each into `read`.
+fn in_place_pair(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    read: impl Fn(&[u8]) + Copy + Send + 'static,
+    mut fill: impl FnMut(&mut [u8], u64),
+) {
+    let (tx, rx) = Pipe::builder()
+        .capacity(IN_PLACE_RING)
+        .build::<()>()
+        .unwrap();
     let peer = Peer::start(move |n| {
         for _ in 0..n {
-            let (seq, sum) = rx.recv_with(|b| (word_at(b, 0), word_sum(b))).unwrap();
-            assert_eq!(sum, made_sum(seq));
+            rx.recv_with(read).unwrap();
         }
     });
     let mut seq = 0u64;
-    g.bench_function("made_send_with_recv_with_1MiB", |b| {
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             peer.run(iters, |n| {
                 for _ in 0..n {
                     seq += 1;
-                    tx.send_with(SIZE, |buf| make(buf, seq)).unwrap();
+                    tx.send_with(IN_PLACE_SIZE, |buf| fill(buf, seq)).unwrap();
                 }
             })
         })
     });
-    drop(peer);
+}
 
-    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
-    let peer = Peer::start(move |n| {
-        for _ in 0..n {
-            let s = rx.recv_with(word_sum).unwrap();
-            std::hint::black_box(s);
-        }
-    });
-    g.bench_function("parts_read_only_1MiB", |b| {
-        b.iter_custom(|iters| {
-            peer.run(iters, |n| {
-                for _ in 0..n {
-                    tx.send_with(SIZE, |_buf| {}).unwrap();
-                }
-            })
-        })
-    });
-    drop(peer);
-    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
-    let peer = Peer::start(move |n| {
-        for _ in 0..n {
-            let s = rx.recv_with(|b| b[0]).unwrap();
-            std::hint::black_box(s);
-        }
-    });
-    let mut seq = 0u64;
-    g.bench_function("parts_write_only_1MiB", |b| {
-        b.iter_custom(|iters| {
-            peer.run(iters, |n| {
-                for _ in 0..n {
-                    seq += 1;
-                    tx.send_with(SIZE, |buf| make(buf, seq)).unwrap();
-                }
-            })
-        })
-    });
-    drop(peer);
-
-    let (tx, rx) = Pipe::builder().capacity(RING).build::<()>().unwrap();
+/// [`in_place_pair`] through the copying calls: `fill` writes the writer's buffer
+/// (which starts as `first`), `send_bytes` copies it into the ring, the reader
+/// `recv_bytes_into`s its own buffer and `read`s that.
+fn copying_pair(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    read: impl Fn(&[u8]) + Copy + Send + 'static,
+    first: &[u8],
+    mut fill: impl FnMut(&mut [u8], u64),
+) {
+    let (tx, rx) = Pipe::builder()
+        .capacity(IN_PLACE_RING)
+        .build::<()>()
+        .unwrap();
     let peer = Peer::start(move |n| {
         let mut buf = Vec::new();
         for _ in 0..n {
             rx.recv_bytes_into(&mut buf).unwrap();
-            assert_eq!(word_sum(&buf), made_sum(word_at(&buf, 0)));
+            read(&buf);
         }
     });
-    let mut msg = vec![0u8; SIZE];
+    let mut msg = first.to_vec();
     let mut seq = 0u64;
-    g.bench_function("made_send_bytes_recv_bytes_into_1MiB", |b| {
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             peer.run(iters, |n| {
                 for _ in 0..n {
                     seq += 1;
-                    make(&mut msg, seq);
+                    fill(&mut msg, seq);
                     tx.send_bytes(&msg).unwrap();
                 }
             })
         })
     });
-    drop(peer);
-    g.finish();
 }
 
 /// Writes message `seq`: word `i` (8 bytes, little-endian) is `seq + i`.
