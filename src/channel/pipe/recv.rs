@@ -345,6 +345,8 @@ pub struct Receiver<T> {
     /// use of `state` goes through [`Receiver::state_mut`], which clears it, and the
     /// general path of `recv_core` sets it again.
     fast: Cell<bool>,
+    /// Why the last general receive failed, from [`Receiver::recv_rest`] to its caller.
+    failed: Cell<Option<RecvFail>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -355,6 +357,7 @@ impl<T> Receiver<T> {
             end,
             state: RefCell::default(),
             fast: Cell::new(true),
+            failed: Cell::new(None),
             _t: PhantomData,
         }
     }
@@ -366,27 +369,73 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     #[inline(always)]
     pub(super) fn recv_core<E: From<RecvFail>>(&self, wait: Deadline) -> std::result::Result<T, E> {
         // Fastest path, the seed's message: a tiny record, its payload in one word.
-        if self.fast.get() {
-            if let Some(rx) = &self.end.rx {
-                if let Some((word, n)) = rx.take_tiny(self.end.tiny_max) {
-                    return match codec::decode_word(word, n) {
-                        Ok(v) => Ok(v),
-                        Err(e) => self.undecodable(&word.to_le_bytes()[..n], e),
-                    };
-                }
-            }
+        // Every way out gives an `Option<T>`, and the one `Result` is made from it below:
+        // a small `T` then stays in registers up to the caller's `match`.
+        let fast_rx = if self.fast.get() {
+            self.end.rx.as_ref()
+        } else {
+            None
+        };
+        let got = match fast_rx {
+            Some(rx) => match rx.take_tiny(self.end.tiny_max) {
+                Some((word, n)) => match codec::decode_word(word, n) {
+                    Ok(v) => Some(v),
+                    Err(e) => self.undecodable_word(word, n, e),
+                },
+                None => self.recv_rest(wait),
+            },
+            None => self.recv_rest(wait),
+        };
+        match got {
+            Some(v) => Ok(v),
+            None => Err(self.recv_failed()),
         }
-        self.recv_rest(wait)
     }
 
-    /// [`Receiver::recv_core`] past its tiny fast path.
+    /// A tiny record taken on the fast path that did not decode: what
+    /// [`End::decode_failed`] makes of it, the failure kept as `recv_rest` keeps one.
+    #[cold]
     #[inline(never)]
-    fn recv_rest<E: From<RecvFail>>(&self, wait: Deadline) -> std::result::Result<T, E> {
+    fn undecodable_word(&self, word: u64, n: usize, e: Error) -> Option<T> {
+        match self.undecodable::<RecvFail>(&word.to_le_bytes()[..n.min(8)], e) {
+            Ok(v) => Some(v),
+            Err(f) => {
+                self.failed.set(Some(f));
+                None
+            }
+        }
+    }
+
+    /// [`Receiver::recv_core`] past its tiny fast path: the message, or `None` with the
+    /// failure kept in `failed`. An `Option<T>` rather than a `Result<T, E>`: a small
+    /// `T` comes back in registers, so the caller's `Result` is built in registers on
+    /// both paths (a `Result` returned through memory here made the fast path store
+    /// its message there too, and the caller load it back).
+    #[inline(never)]
+    fn recv_rest(&self, wait: Deadline) -> Option<T> {
         let mut st = self.state_mut();
-        let r = self.recv_small_or_general(&mut st, wait);
+        let r = self.recv_small_or_general::<RecvFail>(&mut st, wait);
         self.fast
             .set(st.partial.is_none() && !st.skipping && st.empty_polls == 0);
-        r
+        match r {
+            Ok(v) => Some(v),
+            Err(f) => {
+                self.failed.set(Some(f));
+                None
+            }
+        }
+    }
+
+    /// The failure [`Receiver::recv_rest`] kept, as the caller's error.
+    #[cold]
+    #[inline(never)]
+    fn recv_failed<E: From<RecvFail>>(&self) -> E {
+        // `recv_rest` stores one before every `None`; a bad record if it ever did not.
+        E::from(
+            self.failed
+                .take()
+                .unwrap_or(RecvFail::Protocol(ProtocolError::BadRecord)),
+        )
     }
 
     /// The receiver's state, for anything but the tiny fast path (which then waits for
