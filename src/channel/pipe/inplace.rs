@@ -156,8 +156,8 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// As [`recv_bytes`](Self::recv_bytes); `Batch` when the next record is a batch of
     /// plain-data elements (read it with `recv_slice`; nothing consumed).
     pub fn recv_with<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
-        self.general(|st| self.end.recv_with(st, read))
-            .map_err(From::from)
+        let mut st = self.state_mut();
+        self.end.recv_with(&mut st, read).map_err(From::from)
     }
 }
 

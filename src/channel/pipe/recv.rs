@@ -413,7 +413,10 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// its message there too, and the caller load it back).
     #[inline(never)]
     fn recv_rest(&self, wait: Deadline) -> Option<T> {
-        let r = self.general(|st| self.recv_small_or_general::<RecvFail>(st, wait));
+        let mut st = self.state_mut();
+        let r = self.recv_small_or_general::<RecvFail>(&mut st, wait);
+        self.fast
+            .set(st.partial.is_none() && !st.skipping && st.empty_polls == 0);
         match r {
             Ok(v) => Some(v),
             Err(f) => {
@@ -433,26 +436,6 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
                 .take()
                 .unwrap_or(RecvFail::Protocol(ProtocolError::BadRecord)),
         )
-    }
-
-    /// Runs `f`, a receive past the tiny fast path, on the receiver's state, and then
-    /// opens the fast path again if the state is clean.
-    pub(super) fn general<R>(&self, f: impl FnOnce(&mut RecvState) -> R) -> R {
-        let mut st = self.state_mut();
-        let r = f(&mut st);
-        self.fast
-            .set(st.partial.is_none() && !st.skipping && st.empty_polls == 0);
-        r
-    }
-
-    /// A tiny record at the head, taken, when the fast path is open: its word and
-    /// payload length.
-    #[inline(always)]
-    fn take_tiny_fast(&self) -> Option<(u64, usize)> {
-        if !self.fast.get() {
-            return None;
-        }
-        self.end.rx.as_ref()?.take_tiny(self.end.tiny_max)
     }
 
     /// The receiver's state, for anything but the tiny fast path (which then waits for
@@ -579,16 +562,12 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
-        if let Some((word, n)) = self.take_tiny_fast() {
-            return Ok(word.to_le_bytes()[..n.min(8)].to_vec());
-        }
-        self.general(|st| {
-            self.end.recv_raw(st, Deadline::FOREVER)?;
-            Ok(if st.buf.capacity() > 1 << 20 {
-                std::mem::take(&mut st.buf)
-            } else {
-                st.buf.clone()
-            })
+        let mut st = self.state.borrow_mut();
+        self.end.recv_raw(&mut st, Deadline::FOREVER)?;
+        Ok(if st.buf.capacity() > 1 << 20 {
+            std::mem::take(&mut st.buf)
+        } else {
+            st.buf.clone()
         })
     }
 
@@ -598,26 +577,12 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
-        // The paths of a typed receive: a tiny record from its word, a small one through
-        // a copy on the stack, the rest through the general path.
-        if let Some((word, n)) = self.take_tiny_fast() {
-            buf.clear();
-            buf.extend_from_slice(&word.to_le_bytes()[..n.min(8)]);
-            return Ok(buf.len());
-        }
-        self.general(|st| {
-            let mut small = [0u8; SMALL];
-            if let Some(n) = self.end.take_small(st, &mut small) {
-                buf.clear();
-                buf.extend_from_slice(&small[..n]);
-                return Ok(n);
-            }
-            std::mem::swap(&mut st.buf, buf);
-            let res = self.end.recv_raw(st, Deadline::FOREVER);
-            std::mem::swap(&mut st.buf, buf);
-            res?;
-            Ok(buf.len())
-        })
+        let mut st = self.state.borrow_mut();
+        std::mem::swap(&mut st.buf, buf);
+        let res = self.end.recv_raw(&mut st, Deadline::FOREVER);
+        std::mem::swap(&mut st.buf, buf);
+        res?;
+        Ok(buf.len())
     }
 }
 

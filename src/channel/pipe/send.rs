@@ -338,29 +338,15 @@ impl End {
         }
     }
 
-    /// Sends raw bytes as one message, waiting as `wait` says. The paths of a typed
-    /// send: up to [`TINY_MAX`] bytes as a tiny record by the biased writer role, up to
-    /// [`SMALL`] bytes with one copy under the role, the rest through `send_locked`.
+    /// Sends raw bytes as one message, waiting as `wait` says.
     fn send_bytes(&self, bytes: &[u8], wait: Deadline) -> std::result::Result<(), SendFail> {
         let tx = self.tx();
-        let n = bytes.len() as u64;
-        if n <= TINY_MAX {
-            let mut w = [0u8; 8];
-            w[..bytes.len()].copy_from_slice(bytes);
-            if self.gate.admit_tiny(n) && tx.try_send_tiny(u64::from_le_bytes(w), n, !wait.is_now())
-            {
-                return Ok(());
-            }
-        }
         if !self.admit(tx, 1) {
             return Err(SendFail::Disconnected);
         }
         let g = tx
             .acquire_writer(wait.instant(), || self.peer_gone())
             .map_err(|w| self.wait_fail(w, wait))?;
-        if bytes.len() <= SMALL && n <= self.max_message && tx.try_write_small(&g, bytes) {
-            return Ok(());
-        }
         self.send_locked(tx, &g, bytes, wait)
     }
 
