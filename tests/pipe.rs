@@ -661,3 +661,51 @@ fn poll_none_waits_for_a_message_from_another_process_and_for_eof() {
     assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     child.expect_success(T);
 }
+
+/// The bytes of message `i` of [`bytes_of_every_size_arrive_whole_in_order_through_every_receive`]:
+/// its size cycles through the tiny (up to 6 bytes), small (up to 64), general and
+/// streamed (over a quarter of the 8 KiB ring) paths.
+fn numbered_bytes(i: u32) -> Vec<u8> {
+    let n = match i % 8 {
+        0 => 0,
+        1 => 1 + (i / 8) % 6,
+        2 => 6,
+        3 => 7 + (i / 8) % 58,
+        4 => 64,
+        5 => 65 + (i / 8) % 900,
+        6 if i % 80 == 6 => 5000,
+        _ => 8,
+    };
+    (0..n).map(|j| (i.wrapping_mul(31) + j) as u8).collect()
+}
+
+#[test]
+fn bytes_of_every_size_arrive_whole_in_order_through_every_receive() {
+    let _s = serial();
+    let _w = watchdog(T);
+    const N: u32 = 20_000;
+    let (tx, rx) = Pipe::builder().capacity(8192).build::<()>().unwrap();
+    let mut child = fork_child(move || {
+        for i in 0..N {
+            tx.send_bytes(&numbered_bytes(i)).unwrap();
+        }
+        0
+    });
+    let mut buf = vec![0xEE; 3];
+    for i in 0..N {
+        // recv_bytes_into (into a buffer holding the last message), recv_bytes and
+        // recv_with in turn.
+        let got = match i % 3 {
+            0 => {
+                let n = rx.recv_bytes_into(&mut buf).unwrap();
+                assert_eq!(n, buf.len());
+                buf.clone()
+            }
+            1 => rx.recv_bytes().unwrap(),
+            _ => rx.recv_with(|b| b.to_vec()).unwrap(),
+        };
+        assert_eq!(got, numbered_bytes(i), "message {i}");
+    }
+    child.expect_success(T);
+    assert_eq!(rx.recv_bytes(), Err(RecvError::Disconnected));
+}
