@@ -26,5 +26,13 @@ for b in sync_spawn queue_spawn pool_spawn; do
   "${VG[@]}" "$(bin $b)"
 done
 echo "== valgrind: process_spawn (fork and spawn)"
-"${VG[@]}" "$(bin process_spawn)"
+# Left out: the three spawn tests of a job's provenance (a job handed over by another
+# program, by a setuid copy, to a touched copy of this binary). Under valgrind every
+# traced process's executable is valgrind's own tool, so the provenance check cannot
+# tell the programs apart, and a setuid copy does not run at all ("Can't execute
+# setuid/setgid/setcap executable"). They run in every `cargo test`.
+"${VG[@]}" "$(bin process_spawn)" \
+  --skip a_job_handed_over_by_another_program_never_runs::spawn \
+  --skip a_setuid_program_ignores_spawn_jobs_and_refuses_to_spawn::spawn \
+  --skip start_reports_a_child_that_refused_its_job_and_reaps_it::spawn
 echo "== valgrind: all clean"

@@ -26,8 +26,8 @@ pub fn method_name(m: StartMethod) -> &'static str {
 }
 
 /// Runs `tests` under each of `methods` (filtered by the command line's non-flag
-/// arguments), prints one line per test and a summary, and exits 1 if any failed.
-/// Call it after `shmproc::init()`.
+/// arguments, less those matching a `--skip PATTERN`, as libtest's), prints one line
+/// per test and a summary, and exits 1 if any failed. Call it after `shmproc::init()`.
 pub fn run(binary: &str, tests: &[Test], methods: &[StartMethod], watchdog: Duration) -> ! {
     let name = binary.to_string();
     std::thread::spawn(move || {
@@ -35,13 +35,23 @@ pub fn run(binary: &str, tests: &[Test], methods: &[StartMethod], watchdog: Dura
         eprintln!("watchdog: {name} still running after {watchdog:?}; aborting");
         std::process::abort();
     });
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let (mut filter, mut skip) = (Vec::new(), Vec::new());
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--skip" {
+            skip.extend(args.next());
+        } else if !a.starts_with('-') {
+            filter.push(a);
+        }
+    }
     let (mut passed, mut failed) = (0, Vec::new());
     for (name, test) in tests {
         for &m in methods {
             let full = format!("{name}::{}", method_name(m));
             if !filter.is_empty() && !filter.iter().any(|f| full.contains(f.as_str())) {
+                continue;
+            }
+            if skip.iter().any(|f| full.contains(f.as_str())) {
                 continue;
             }
             let t = Instant::now();
