@@ -182,26 +182,16 @@ const MAX_HEADER_LEN: u64 = u32::MAX as u64 & !7;
 /// a header can describe (rings of 16 GiB and more would otherwise write records whose
 /// length runs into the header's kind tag).
 #[inline(always)]
-const fn max_record_of(cap: u64) -> u64 {
-    let quarter = cap / 4;
-    if quarter > MAX_HEADER_LEN + REC_HDR {
-        MAX_HEADER_LEN + REC_HDR
-    } else {
-        quarter
-    }
+fn max_record_of(cap: u64) -> u64 {
+    (cap / 4).min(MAX_HEADER_LEN + REC_HDR)
 }
 
 /// [`Spsc::max_in_place`] of a ring of `cap` bytes: a quarter of it, at most
 /// [`MAX_HEADER_LEN`] (its record, one header more, is then at most
-/// [`max_record_of`]'s bound plus a header, and its length fits the header).
+/// [`max_record_of`]'s bound, and its length fits the header).
 #[inline(always)]
-const fn max_in_place_of(cap: u64) -> u64 {
-    let quarter = cap / 4;
-    if quarter > MAX_HEADER_LEN {
-        MAX_HEADER_LEN
-    } else {
-        quarter
-    }
+fn max_in_place_of(cap: u64) -> u64 {
+    (cap / 4).min(MAX_HEADER_LEN)
 }
 
 impl Spsc {
