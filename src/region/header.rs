@@ -7,8 +7,10 @@ use crate::error::RegionError;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
 /// Layout version of this build. 5: the ring's writer zeroes the word after each record
 /// it publishes and the reader clears nothing (`ring::spsc`), so a version-4 peer would
-/// misread free space.
-pub(crate) const VERSION: u32 = 5;
+/// misread free space. 6: the ring's writer keeps a `limit` for its tiny fast path and
+/// the position of its next look at the reader (`look_at`) on its line, which a
+/// version-5 writer would leave stale.
+pub(crate) const VERSION: u32 = 6;
 /// Bytes reserved for the header; the payload starts here (keeps it cache-line aligned).
 pub(crate) const HEADER_LEN: usize = 128;
 

@@ -132,11 +132,11 @@ impl End {
         self.gate.peer_gone(&self.presence)
     }
 
-    /// The writer's check before `sends` messages ([`SendGate::admit`]); `false`: the
+    /// The writer's check before a send ([`SendGate::admit`]); `false`: the
     /// other side is gone.
     #[inline(always)]
-    pub(super) fn admit(&self, tx: &Spsc, sends: u32) -> bool {
-        self.gate.admit(tx, sends, &self.presence)
+    pub(super) fn admit(&self, tx: &Spsc) -> bool {
+        self.gate.admit(tx, &self.presence)
     }
 
     /// A send found the ring full: whether the other side is gone instead

@@ -4,13 +4,15 @@
 //! # A writer notices a reader that is gone
 //!
 //! Before each send the writer compares the ring's reader-drop counter with the count it
-//! last saw (one cached load) and counts the send against a credit (a local counter).
-//! It asks the kernel when a reader end was dropped, when the ring is full (a `try_send`
-//! at most every 100 µs), and when [`SENDS_PER_CHECK`] sends have passed and the
-//! reader's `head` has not moved since the last such look (a reader that hands space
-//! back is alive, so a pipe whose reader keeps up makes no system call). A reader that
-//! dies without dropping its end (SIGKILL) is therefore noticed within
-//! [`DEAD_READER_SENDS`] (1024) sends, or as soon as the ring is full.
+//! last saw (one cached load), and looks at its reader once every [`LOOK_BYTES`] bytes
+//! of records (the ring keeps the position of the next look, `Spsc::look_due`; the tiny
+//! fast path's one compare covers it, and the general path asks it). It asks the kernel
+//! when a reader end was dropped, when the ring is full (a `try_send` at most every
+//! 100 µs), and at a look when the reader's `head` has not moved since the last one (a
+//! reader that hands space back is alive, so a pipe whose reader keeps up makes no
+//! system call). Every record takes at least 8 bytes, so a reader that dies without
+//! dropping its end (SIGKILL) is noticed within [`DEAD_READER_SENDS`] (1024) sends, or
+//! as soon as the ring is full.
 //!
 //! Once an end knows the other side is gone (a send, a receive or a poll saw it), it
 //! stays so: every later send through it, and through its clones in this process, fails
@@ -19,21 +21,23 @@
 use std::time::{Duration, Instant};
 
 use crate::ring::spsc::Spsc;
-use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::presence::Presence;
 
-/// Sends between two looks of a writer at its reader ([`SendGate::admit`]).
-const SENDS_PER_CHECK: u32 = 512;
+/// Bytes of records (8 or more each) between two looks of a writer at its reader
+/// ([`SendGate::admit`]): at most 512 sends.
+const LOOK_BYTES: u64 = 4096;
 
 /// A reader that dies without dropping its end (SIGKILL) is noticed by a writer within
 /// this many sends: once the reader's process has exited, at most
-/// `DEAD_READER_SENDS - 1` sends through an end return `Ok` (a `send_all` batch counts as
-/// its length; each further thread sending through the same end at the same time may
-/// stretch this by up to half as many again), and every send after the first
-/// `Disconnected` fails too. A dropped reader end, and an end whose receive already saw
-/// the other side gone, are noticed at once; a full ring at once by a blocking send, and
-/// by a `try_send` 100 µs after the reader's death at the latest.
-pub const DEAD_READER_SENDS: u32 = 2 * SENDS_PER_CHECK;
+/// `DEAD_READER_SENDS - 1` sends through an end return `Ok` (a `send_all` batch or a
+/// `send_slice` counts as one send, which may be the one before the look; each further
+/// process sending through the same pipe may stretch this by up to half as many again),
+/// and every send after the first `Disconnected` fails too. A dropped reader end, and an
+/// end whose receive already saw the other side gone, are noticed at once; a full ring
+/// at once by a blocking send, and by a `try_send` 100 µs after the reader's death at
+/// the latest.
+pub const DEAD_READER_SENDS: u32 = 2 * (LOOK_BYTES / 8) as u32;
 
 /// [`SendGate::seen_drops`] once the other side is known to be gone.
 const PEER_GONE: u64 = u64::MAX;
@@ -63,11 +67,6 @@ pub(super) struct SendGate {
     /// anything else changes it only by compare-exchange from a count, so `PEER_GONE`
     /// is never undone.
     seen_drops: AtomicU64,
-    /// Writer: sends left before the next look at the reader ([`SENDS_PER_CHECK`]).
-    /// A load and a store, not an atomic decrement (which would cost a locked
-    /// instruction per send): threads sending through one end at the same time may
-    /// lose a decrement now and then, which only puts the next look off a little.
-    credit: AtomicU32,
     /// Writer: the reader's `head` at the last look.
     seen_head: AtomicU64,
     /// Writer: when a full `try_send` last asked the kernel ([`clock_ns`]), or [`NEVER`].
@@ -83,9 +82,13 @@ impl SendGate {
     pub(super) fn new(tx: Option<&Spsc>, tiny_max: u64) -> SendGate {
         let seen = tx.map_or(0, |t| t.reader_drops());
         let head = tx.map_or(0, |t| t.reader_head());
+        if let Some(t) = tx {
+            // The first look, which the fast path waits for: a ring nobody asked to look
+            // never stops it.
+            t.renew_look(LOOK_BYTES);
+        }
         SendGate {
             seen_drops: AtomicU64::new(u64::from(seen)),
-            credit: AtomicU32::new(SENDS_PER_CHECK),
             seen_head: AtomicU64::new(head),
             full_checked: AtomicU64::new(NEVER),
             tiny_lim: AtomicU64::new(tiny_max + 1),
@@ -115,50 +118,38 @@ impl SendGate {
         gone
     }
 
-    /// The writer's check before `sends` messages: passes with three loads, a compare
-    /// and a decrement unless a reader end was dropped since the last look, the credit
-    /// of [`SENDS_PER_CHECK`] sends is used up, or the other side is known to be gone
-    /// ([`SendGate::admit_slow`]). `false`: the other side is gone.
+    /// The writer's check before a send: passes with three loads and two compares
+    /// unless a reader end was dropped since the last look, a look is due
+    /// ([`Spsc::look_due`], every [`LOOK_BYTES`]), or the other side is known to be
+    /// gone ([`SendGate::admit_slow`]). `false`: the other side is gone.
     #[inline(always)]
-    pub(super) fn admit(&self, tx: &Spsc, sends: u32, presence: &Presence) -> bool {
-        let credit = self.credit.load(Ordering::Relaxed);
-        if self.seen_drops.load(Ordering::Relaxed) == u64::from(tx.reader_drops()) {
-            if let Some(left) = credit.checked_sub(sends) {
-                self.credit.store(left, Ordering::Relaxed);
-                return true;
-            }
+    pub(super) fn admit(&self, tx: &Spsc, presence: &Presence) -> bool {
+        if self.seen_drops.load(Ordering::Relaxed) == u64::from(tx.reader_drops()) && !tx.look_due()
+        {
+            return true;
         }
-        self.admit_slow(tx, sends, presence)
+        self.admit_slow(tx, presence)
     }
 
     /// The writer's check before a tiny message of `len` bytes, on the fast path
-    /// ([`Spsc::try_send_tiny`]): a compare and a decrement. `false` sends the message
-    /// down the general path, whose [`SendGate::admit`] looks at the reader: when the
-    /// message is not tiny, when the credit is used up, or when the other side is known
-    /// to be gone (`tiny_lim` is 0 then). A reader end dropped since the last look is
-    /// not compared here: the drop poisons the writer's cached `head`
-    /// ([`Spsc::note_reader_drop`]), so the fast path finds the ring "full" and goes
-    /// the general way.
+    /// ([`Spsc::try_send_tiny`]): one compare. `false` sends the message down the
+    /// general path, whose [`SendGate::admit`] looks at the reader: when the message
+    /// is not tiny, or when the other side is known to be gone (`tiny_lim` is 0 then).
+    /// The rest of `admit` is the ring's: its fast path stops at the position where a
+    /// look is due, and at a reader end dropped since the last look, which poisons its
+    /// limit ([`Spsc::note_reader_drop`]).
     #[inline(always)]
     pub(super) fn admit_tiny(&self, len: u64) -> bool {
-        if len >= self.tiny_lim.load(Ordering::Relaxed) {
-            return false;
-        }
-        let credit = self.credit.load(Ordering::Relaxed);
-        if credit == 0 {
-            return false;
-        }
-        self.credit.store(credit - 1, Ordering::Relaxed);
-        true
+        len < self.tiny_lim.load(Ordering::Relaxed)
     }
 
     /// [`SendGate::admit`]'s look at the reader: `false` when the other side is known
     /// to be gone; otherwise asks the kernel when a reader end was dropped since the
     /// last look, or when the reader's `head` has not moved since then (a reader
-    /// handing space back is alive), and renews the credit.
+    /// handing space back is alive), and puts the next look [`LOOK_BYTES`] on.
     #[cold]
     #[inline(never)]
-    fn admit_slow(&self, tx: &Spsc, sends: u32, presence: &Presence) -> bool {
+    fn admit_slow(&self, tx: &Spsc, presence: &Presence) -> bool {
         let gate = self.seen_drops.load(Ordering::Relaxed);
         if gate == PEER_GONE {
             return false;
@@ -180,8 +171,7 @@ impl SendGate {
                 return false;
             }
         }
-        self.credit
-            .store(SENDS_PER_CHECK.saturating_sub(sends), Ordering::Relaxed);
+        tx.renew_look(LOOK_BYTES);
         true
     }
 

@@ -46,7 +46,7 @@ impl End {
                 max: self.max_message,
             });
         }
-        if !self.admit(tx, 1) {
+        if !self.admit(tx) {
             return Err(SendError::Disconnected);
         }
         let wait = Deadline::FOREVER;

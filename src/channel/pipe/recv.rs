@@ -343,7 +343,9 @@ pub struct Receiver<T> {
     /// half assembled or being skipped, no count of empty polls. The tiny fast path of
     /// [`Receiver::recv_core`] runs only then, without borrowing `state`; every other
     /// use of `state` goes through [`Receiver::state_mut`], which clears it, and the
-    /// general path of `recv_core` sets it again.
+    /// general path of `recv_core` sets it again. Never set in a process that cannot
+    /// rely on `membarrier` (the fast path's wake-up takes that for granted,
+    /// [`Spsc::take_tiny_light`]).
     fast: Cell<bool>,
     /// Why the last general receive failed, from [`Receiver::recv_rest`] to its caller.
     failed: Cell<Option<RecvFail>>,
@@ -353,10 +355,11 @@ pub struct Receiver<T> {
 impl<T> Receiver<T> {
     /// A receiver on `end`, which the caller registered.
     pub(super) fn from_end(end: Arc<End>) -> Self {
+        let fast = end.rx.as_ref().is_some_and(Spsc::light);
         Receiver {
             end,
             state: RefCell::default(),
-            fast: Cell::new(true),
+            fast: Cell::new(fast),
             failed: Cell::new(None),
             _t: PhantomData,
         }
@@ -377,7 +380,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
             None
         };
         let got = match fast_rx {
-            Some(rx) => match rx.take_tiny(self.end.tiny_max) {
+            Some(rx) => match rx.take_tiny_light(self.end.tiny_max) {
                 Some((word, n)) => match codec::decode_word(word, n) {
                     Ok(v) => Some(v),
                     Err(e) => self.undecodable_word(word, n, e),
@@ -415,8 +418,12 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     fn recv_rest(&self, wait: Deadline) -> Option<T> {
         let mut st = self.state_mut();
         let r = self.recv_small_or_general::<RecvFail>(&mut st, wait);
-        self.fast
-            .set(st.partial.is_none() && !st.skipping && st.empty_polls == 0);
+        self.fast.set(
+            st.partial.is_none()
+                && !st.skipping
+                && st.empty_polls == 0
+                && self.end.rx.as_ref().is_some_and(Spsc::light),
+        );
         match r {
             Ok(v) => Some(v),
             Err(f) => {

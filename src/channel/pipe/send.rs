@@ -83,6 +83,10 @@ fn try_send_max(tx: &Spsc) -> u64 {
     (tx.capacity() / max_rec - 1) * (max_rec - REC_HDR) - 8
 }
 
+/// The length [`End::send_value`] hands on for a message that did not encode into one
+/// word.
+const NOT_A_WORD: usize = usize::MAX;
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -131,30 +135,39 @@ impl End {
     ) -> std::result::Result<(), SendFail> {
         // Fastest path, the seed's message: at most 6 bytes of encoding, held in a
         // register, sent by this thread's biased writer role with one store
-        // (`Spsc::try_send_tiny`). Anything else (an encoding error included, which the
-        // next path reports) goes on below, with the encoding already done.
-        let word = codec::encode_word(msg);
-        if let Ok(Some((bytes, n))) = word {
-            let tx = self.tx();
-            if self.gate.admit_tiny(n as u64) && tx.try_send_tiny(bytes, n as u64, !wait.is_now()) {
-                return Ok(());
+        // (`Spsc::try_send_tiny`). Anything else goes on below, with the encoding in
+        // two registers if it fits one word (an encoding error is met again, and
+        // reported, by the next encode there).
+        let (bytes, n) = match codec::encode_word(msg) {
+            Ok(Some((bytes, n))) => {
+                let tx = self.tx();
+                if self.gate.admit_tiny(n as u64)
+                    && tx.try_send_tiny(bytes, n as u64, !wait.is_now())
+                {
+                    return Ok(());
+                }
+                (bytes, n)
             }
-        }
-        self.send_value_rest(msg, word, wait)
+            _ => (0, NOT_A_WORD),
+        };
+        self.send_value_rest(msg, bytes, n, wait)
     }
 
-    /// [`End::send_value`] past its tiny fast path; `word` is what
-    /// [`codec::encode_word`] made of `msg` there.
+    /// [`End::send_value`] past its tiny fast path: `msg` encoded as the low `n` bytes
+    /// of `bytes` there, or `n` = [`NOT_A_WORD`] when it does not fit one word or did
+    /// not encode. Scalars rather than the encoder's `Result`, which the fast path
+    /// would otherwise build on the stack for every message.
     #[inline(never)]
     fn send_value_rest<T: Serialize + ?Sized>(
         &self,
         msg: &T,
-        word: std::result::Result<Option<(u64, usize)>, String>,
+        bytes: u64,
+        n: usize,
         wait: Deadline,
     ) -> std::result::Result<(), SendFail> {
         let tx = self.tx();
         let deadline = wait.instant();
-        if !self.admit(tx, 1) {
+        if !self.admit(tx) {
             return Err(SendFail::Disconnected);
         }
         let g = tx
@@ -162,14 +175,8 @@ impl End {
             .map_err(|w| self.wait_fail(w, wait))?;
         // A message of at most 6 bytes, encoded in a register, written with one store (a
         // tiny record) under the role taken the general way.
-        match word {
-            Ok(Some((bytes, n))) if n as u64 <= self.tiny_max => {
-                if tx.try_write_tiny(&g, bytes, n as u64) {
-                    return Ok(());
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return Err(SendFail::Codec(e)),
+        if n as u64 <= self.tiny_max && tx.try_write_tiny(&g, bytes, n as u64) {
+            return Ok(());
         }
         // Small messages: encode on the stack, then one copy into the ring.
         let mut small = [0u8; SMALL];
@@ -241,7 +248,7 @@ impl End {
         if msgs.is_empty() {
             return Ok(());
         }
-        if !self.admit(tx, u32::try_from(msgs.len()).unwrap_or(u32::MAX)) {
+        if !self.admit(tx) {
             return Err(SendFail::Disconnected);
         }
         let wait = Deadline::FOREVER;
@@ -341,7 +348,7 @@ impl End {
     /// Sends raw bytes as one message, waiting as `wait` says.
     fn send_bytes(&self, bytes: &[u8], wait: Deadline) -> std::result::Result<(), SendFail> {
         let tx = self.tx();
-        if !self.admit(tx, 1) {
+        if !self.admit(tx) {
             return Err(SendFail::Disconnected);
         }
         let g = tx

@@ -61,7 +61,7 @@ impl End {
         if items.is_empty() {
             return Ok(());
         }
-        if !self.admit(tx, 1) {
+        if !self.admit(tx) {
             return Err(SendFail::Disconnected);
         }
         let wait = Deadline::FOREVER;

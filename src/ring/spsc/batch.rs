@@ -115,7 +115,7 @@ impl Spsc {
         // ring's, with room for k * elem bytes.
         unsafe {
             let src = self
-                .data
+                .data()
                 .as_ptr()
                 .add((rec.off + REC_HDR + BATCH_HDR + head.taken * elem) as usize);
             std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), (k * elem) as usize);

@@ -56,7 +56,7 @@ impl Spsc {
         // sound for the duration of `read`.
         let slice = unsafe {
             std::slice::from_raw_parts(
-                self.data.as_ptr().add((rec.off + REC_HDR) as usize),
+                self.data().as_ptr().add((rec.off + REC_HDR) as usize),
                 rec.len as usize,
             )
         };

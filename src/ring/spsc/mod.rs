@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! ```text
-//! [ writer line: tail, cached_head ][ reader line: head ]
+//! [ writer line: tail, cached_head, limit, look_at ][ reader line: head ]
 //! [ readable waiter ][ writable waiter ][ ownership: owner, in_send, reader_drops, lock ]
 //! [ data: capacity bytes (a power of two) ]
 //! ```
@@ -12,7 +12,9 @@
 //! `tail` and `head` are monotonic byte counters; a position in `data` is the counter
 //! modulo the capacity. `tail` is where the writer writes next, `head` where the reader
 //! reads next (everything before it is handed back to the writer). The writer keeps a
-//! cached copy of `head` on its own line and reloads it only when the cache says full.
+//! cached copy of `head` on its own line and reloads it only when the cache says full;
+//! its tiny fast path compares with one precomputed `limit` instead (`head` plus the
+//! capacity, or less when a look at the reader is due first).
 //!
 //! # Publishing by header: the reader never polls `tail`
 //!
@@ -103,8 +105,24 @@ pub(crate) use sink::{write_varint, RawSink};
 #[derive(Default)]
 struct WriterLine {
     tail: AtomicU64,
+    /// The reader's `head` as the general paths last loaded it.
     cached_head: AtomicU64,
+    /// The tiny fast path's one compare (`Spsc::try_send_tiny`): it may publish while
+    /// its record and the word after it end at or below this position. The least of
+    /// the last `head` it loaded plus the capacity and [`WriterLine::look_at`];
+    /// [`NO_ROOM`] when poisoned by a dropped reader end; 0 (below every record's end)
+    /// in a new ring, whose first tiny send computes it.
+    limit: AtomicU64,
+    /// Where the writer's next look at its reader is due (`Spsc::look_due`); 0 when no
+    /// look was ever asked for (a ring used without a channel's send gate).
+    look_at: AtomicU64,
 }
+
+/// [`WriterLine::limit`] that sends the tiny fast path down the general path: set when
+/// a reader end is dropped (`Spsc::note_reader_drop`), cleared by the next look
+/// (`Spsc::renew_look`).
+/// 1: below every record's end, and no value a computed limit takes.
+const NO_ROOM: u64 = 1;
 
 #[repr(C)]
 #[derive(Default)]
@@ -152,8 +170,10 @@ const _: () = assert!(CONTROL_SIZE % 128 == 0);
 
 /// Handle to a ring in memory that outlives it (a mapped region, or the heap in tests).
 pub(crate) struct Spsc {
+    /// The control block; the data area follows it ([`CONTROL_SIZE`] bytes on), so its
+    /// address is not kept apart: the fast paths address a data word from `hdr` with
+    /// one load fewer.
     hdr: NonNull<SpscHeader>,
-    data: NonNull<u8>,
     cap: u64,
     /// `cap - 8`: masks a position to the offset of its word.
     mask: u64,
@@ -213,11 +233,8 @@ impl Spsc {
     pub(crate) unsafe fn from_raw(base: NonNull<u8>, cap: u64) -> Spsc {
         debug_assert!(Self::valid_capacity(cap));
         debug_assert_eq!(base.as_ptr() as usize % 128, 0);
-        // SAFETY: the caller guarantees CONTROL_SIZE + cap bytes at `base`.
-        let data = unsafe { base.add(CONTROL_SIZE) };
         Spsc {
             hdr: base.cast(),
-            data,
             cap,
             mask: cap - 8,
             light: crate::sync::waiter::membarrier_ready(),
@@ -246,8 +263,23 @@ impl Spsc {
         // the word at `head` (published or zero) through here, and the writer writes
         // payload non-atomically only in free space, where the reader does not look.
         unsafe {
-            AtomicU64::from_ptr(self.data.as_ptr().add(off as usize).cast::<u64>())
+            AtomicU64::from_ptr(self.data().as_ptr().add(off as usize).cast::<u64>())
         }
+    }
+
+    /// Whether this process could rely on `membarrier` when the handle was made: its
+    /// wake-ups after a publish or a release need only a compiler fence.
+    #[inline(always)]
+    pub(crate) fn light(&self) -> bool {
+        self.light
+    }
+
+    /// The data area: `cap` bytes right after the control block.
+    #[inline(always)]
+    fn data(&self) -> NonNull<u8> {
+        // SAFETY: `from_raw`'s contract: CONTROL_SIZE + cap bytes are mapped at `hdr`, so
+        // the data area starts inside (or, for no data, one past) that mapping.
+        unsafe { self.hdr.cast::<u8>().add(CONTROL_SIZE) }
     }
 
     #[inline(always)]

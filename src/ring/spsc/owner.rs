@@ -3,17 +3,18 @@
 
 use std::time::Instant;
 
+use super::record::NEXT_SLOT;
 use super::record::{parse_header, record_size, tiny_len, RecKind, REC_HDR};
-use super::{Spsc, SHARED};
+use super::{Spsc, NO_ROOM, SHARED};
 use crate::sync::atomic::{light_fence, Ordering};
 use crate::sync::owner::{me, Owner};
 use crate::sync::raw::Got;
 use crate::sync::waiter::Wait;
 
-/// Added to `head` to poison the writer's cached copy ([`Spsc::note_reader_drop`]): far
-/// ahead of any `tail` (which is at most a ring ahead of `head`), so that `tail` minus
-/// it is negative as an `i64`.
-pub(super) const POISONED_HEAD: u64 = 1 << 62;
+/// [`WriterLine::limit`](super::WriterLine) after a look, as in a new ring: below any
+/// record's end, not [`NO_ROOM`], so the fast path's next send reloads `head` and
+/// computes it again.
+const RELOAD: u64 = 0;
 
 /// Which writer path a [`WriteGuard`] took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +87,16 @@ impl Spsc {
         loop {
             let o = own.owner.load(Ordering::Acquire);
             if o == 0 {
+                // The bias only for a thread of a process that can rely on `membarrier`:
+                // the biased send's fence is a compiler fence, which the revoker's
+                // `membarrier` completes, and so are its wake-ups
+                // (`Spsc::try_send_tiny`). Elsewhere every writer takes the lock.
+                let mode = if self.light { tag } else { SHARED };
                 if own
                     .owner
-                    .compare_exchange(0, tag, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(0, mode, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
+                    && mode == tag
                 {
                     if let Some(g) = self.enter_biased(tag) {
                         return Ok(g);
@@ -195,19 +202,40 @@ impl Spsc {
         }
     }
 
-    /// Counts a dropped reader end (see `reader_drops`), and poisons the writer's cached
-    /// `head` (a value ahead of any `tail`), so that a writer on the tiny fast path
-    /// ([`Spsc::try_send_tiny`], which does not compare the drop counter) finds the ring
-    /// "full" and takes the general path, whose send gate looks at the reader. The
-    /// writer's next reload of `head` clears the poison; a reload racing with this store
-    /// may clear it first, and the drop is then noticed by the gate's periodic look.
+    /// Counts a dropped reader end (see `reader_drops`), and poisons the tiny fast
+    /// path's `limit` ([`NO_ROOM`]), so that a writer on that path
+    /// ([`Spsc::try_send_tiny`], which does not compare the drop counter) takes the
+    /// general path, whose send gate looks at the reader and then clears the poison
+    /// ([`Spsc::renew_look`]). A look racing with this store may clear it first; the
+    /// drop is then noticed by the gate's next periodic look.
     pub(crate) fn note_reader_drop(&self) {
         self.hdr().own.reader_drops.fetch_add(1, Ordering::Release);
-        let head = self.hdr().r.head.load(Ordering::Relaxed);
-        self.hdr()
-            .w
-            .cached_head
-            .store(head.wrapping_add(POISONED_HEAD), Ordering::Relaxed);
+        self.hdr().w.limit.store(NO_ROOM, Ordering::Relaxed);
+    }
+
+    /// Whether the writer's next look at its reader is due before the next record at
+    /// the published `tail` (or none was ever asked for): the general send path's
+    /// question to its gate, the same one the tiny fast path's `limit` asks (for a
+    /// tiny record, the least there is).
+    #[inline]
+    pub(crate) fn look_due(&self) -> bool {
+        let w = &self.hdr().w;
+        let look_at = w.look_at.load(Ordering::Relaxed);
+        let tail = w.tail.load(Ordering::Relaxed);
+        look_at == 0 || tail.wrapping_add(REC_HDR + NEXT_SLOT) > look_at
+    }
+
+    /// After a look at the reader: the next is due once `bytes` more are sent. Clears
+    /// the fast path's poison ([`Spsc::note_reader_drop`]), which the look handled; its
+    /// next send reloads `head` and the limit. Called without the writer role: the
+    /// values stored are only ever too low (a reload too many), never room that is not
+    /// there.
+    pub(crate) fn renew_look(&self, bytes: u64) {
+        let w = &self.hdr().w;
+        let tail = w.tail.load(Ordering::Relaxed);
+        w.look_at
+            .store(tail.wrapping_add(bytes).max(1), Ordering::Relaxed);
+        w.limit.store(RELOAD, Ordering::Relaxed);
     }
 
     /// The reader-drop counter.

@@ -149,7 +149,7 @@ impl Spsc {
         // align8(len) <= N because N is a multiple of 8; `out` is a local array that
         // cannot overlap shared memory.
         unsafe {
-            let src = self.data.as_ptr().add((off + REC_HDR) as usize);
+            let src = self.data().as_ptr().add((off + REC_HDR) as usize);
             copy_bytes(src, out.as_mut_ptr(), align8(len) as usize);
         }
         self.release(pos.wrapping_add(size));
@@ -165,15 +165,29 @@ impl Spsc {
     /// Not written as [`Spsc::peek_tiny`] then [`Spsc::take_peeked_tiny`]: that form
     /// loads the ring's header pointer twice on the seed's receive path (one more
     /// instruction per message, measured).
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn take_tiny(&self, max: u64) -> Option<(u64, usize)> {
+        self.take_tiny_with(max, self.light)
+    }
+
+    /// [`Spsc::take_tiny`] in a process that can rely on `membarrier` ([`Spsc::light`]),
+    /// which the caller checked once for many receives: the wake-up check after it
+    /// then tests nothing more per message.
+    #[inline(always)]
+    pub(crate) fn take_tiny_light(&self, max: u64) -> Option<(u64, usize)> {
+        debug_assert!(self.light);
+        self.take_tiny_with(max, true)
+    }
+
+    #[inline(always)]
+    fn take_tiny_with(&self, max: u64, light: bool) -> Option<(u64, usize)> {
         let pos = self.hdr().r.head.load(Ordering::Relaxed);
         // Masked, as in `head_word`, whatever a peer stored in `head`.
         let off = pos & self.mask;
         // Pairs with the writer's Release store of the record's word.
         let word = self.word(off).load(Ordering::Acquire);
         let len = tiny_payload(word, max)?;
-        self.release(pos.wrapping_add(REC_HDR));
+        self.release_with(pos.wrapping_add(REC_HDR), light);
         Some((word, len))
     }
 
@@ -224,9 +238,17 @@ impl Spsc {
     /// both cores write the data lines in turn, which cost every lap of the ring).
     #[inline(always)]
     fn release(&self, end: u64) {
+        self.release_with(end, self.light);
+    }
+
+    /// [`Spsc::release`], its wake-up's fence as `light` says ([`Waiter::wake_all_with`]).
+    ///
+    /// [`Waiter::wake_all_with`]: crate::sync::waiter::Waiter::wake_all_with
+    #[inline(always)]
+    fn release_with(&self, end: u64, light: bool) {
         // Pairs with the writer's Acquire load of `head` when its cache says full.
         self.hdr().r.head.store(end, Ordering::Release);
-        self.hdr().writable.wake_all_with(self.light);
+        self.hdr().writable.wake_all_with(light);
     }
 
     /// Whether a record of `size` bytes (header included) at offset `off` lies inside
@@ -252,7 +274,10 @@ impl Spsc {
         // data area, and it is published: the reader owns it until `consume`. The
         // destination has `n` bytes of spare capacity (reserved above).
         unsafe {
-            let src = self.data.as_ptr().add((rec.off + REC_HDR + from) as usize);
+            let src = self
+                .data()
+                .as_ptr()
+                .add((rec.off + REC_HDR + from) as usize);
             copy_bytes(src, out.as_mut_ptr().add(dst_len), n as usize);
             out.set_len(dst_len + n as usize);
         }
@@ -265,7 +290,7 @@ impl Spsc {
         }
         // SAFETY: validated record with at least 8 payload bytes, 8-aligned.
         Some(unsafe {
-            self.data
+            self.data()
                 .as_ptr()
                 .add((rec.off + REC_HDR) as usize)
                 .cast::<u64>()

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::copy_bytes;
 use super::owner::WriteGuard;
 use super::record::{header_word, record_size, tiny_word, RecKind, NEXT_SLOT, REC_HDR, TINY_MAX};
-use super::Spsc;
+use super::{Spsc, NO_ROOM};
 use crate::sync::atomic::{light_fence, Ordering};
 use crate::sync::owner::cached_tag;
 use crate::sync::waiter::Wait;
@@ -181,7 +181,7 @@ impl Spsc {
     pub(crate) fn data_ptr(&self, _g: &WriteGuard<'_>, off: u64) -> *mut u8 {
         debug_assert!(off <= self.cap);
         // SAFETY: off <= cap, so the pointer is within (or one past) the data area.
-        unsafe { self.data.as_ptr().add(off as usize) }
+        unsafe { self.data().as_ptr().add(off as usize) }
     }
 
     /// Publishes the record of `kind` whose payload (`len` bytes) is written at
@@ -196,7 +196,7 @@ impl Spsc {
             // SAFETY: the window holds at least MIN_WINDOW >= 16 bytes from `off`, all
             // the writer's; `off + 8` is 8-aligned (the data area is 128-aligned).
             let payload = unsafe {
-                self.data
+                self.data()
                     .as_ptr()
                     .add((off + REC_HDR) as usize)
                     .cast::<u64>()
@@ -264,7 +264,11 @@ impl Spsc {
         // Pairs with the revoker's Acquire load of `in_send`.
         own.in_send.store(0, Ordering::Release);
         if sent {
-            h.readable.wake_all_with(self.light);
+            // Light: the role is biased only to a thread of a process that can rely on
+            // `membarrier` (`Spsc::take_writer_role`), which the `light` test would say
+            // again here, per message.
+            debug_assert!(self.light);
+            h.readable.wake_all_with(true);
         }
         sent
     }
@@ -275,10 +279,10 @@ impl Spsc {
         let w = &self.hdr().w;
         let tail = w.tail.load(Ordering::Relaxed);
         let end = tail.wrapping_add(REC_HDR);
-        // Room for the record and the word after it (`publish_at`).
-        if (end + NEXT_SLOT).wrapping_sub(w.cached_head.load(Ordering::Relaxed)) > self.cap
-            && !self.room_after_reload(end + NEXT_SLOT, patient)
-        {
+        // Room for the record and the word after it (`publish_at`), and no look at the
+        // reader due: one compare with the precomputed limit.
+        let need = end.wrapping_add(NEXT_SLOT);
+        if need > w.limit.load(Ordering::Relaxed) && !self.room_after_reload(need, patient) {
             return false;
         }
         // Masked to a word, as in `reserve_at`; 8 bytes at an 8-aligned offset below
@@ -288,22 +292,32 @@ impl Spsc {
         true
     }
 
-    /// The cached `head` says the ring is full up to `end`: reloads the reader's `head`
-    /// (caching it) and says whether there is room after all.
+    /// The tiny fast path's `limit` says no to a record ending at `end` (the word after
+    /// it included): `false` (take the general path) when the limit is poisoned
+    /// ([`Spsc::note_reader_drop`]) or a look at the reader is due by `end`
+    /// ([`Spsc::look_due`]; the general path's send gate looks); otherwise reloads the
+    /// reader's `head` (caching it and the new limit) and says whether there is room
+    /// after all.
     #[cold]
     #[inline(never)]
     fn room_after_reload(&self, end: u64, patient: bool) -> bool {
         let w = &self.hdr().w;
-        // A poisoned cache (a reader end was dropped, `Spsc::note_reader_drop`) says
-        // "take the general path" this once, whose send gate looks at the reader.
-        let poisoned = (end.wrapping_sub(w.cached_head.load(Ordering::Relaxed)) as i64) < 0;
+        let look_at = w.look_at.load(Ordering::Relaxed);
+        if w.limit.load(Ordering::Relaxed) == NO_ROOM || (look_at != 0 && end > look_at) {
+            return false;
+        }
         // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
         let mut head = self.hdr().r.head.load(Ordering::Acquire);
-        if patient && !poisoned {
+        if patient && end.wrapping_sub(head) > self.cap {
             head = self.await_resume_room(end, head);
         }
         w.cached_head.store(head, Ordering::Relaxed);
-        !poisoned && end.wrapping_sub(head) <= self.cap
+        let mut limit = head.wrapping_add(self.cap);
+        if look_at != 0 {
+            limit = limit.min(look_at);
+        }
+        w.limit.store(limit, Ordering::Relaxed);
+        end.wrapping_sub(head) <= self.cap
     }
 
     /// A writer that found the ring full (its cached `head` said so) and may wait: gives
@@ -368,7 +382,7 @@ impl Spsc {
         unsafe {
             copy_bytes(
                 bytes.as_ptr(),
-                self.data.as_ptr().add((off + REC_HDR) as usize),
+                self.data().as_ptr().add((off + REC_HDR) as usize),
                 bytes.len(),
             )
         };
