@@ -24,6 +24,7 @@ use crate::ring::spsc::RawSink;
 mod de;
 mod ser;
 
+pub(crate) use ser::WORD_MAX;
 use ser::{Out, Ser, SerError, SliceOut, WordOut};
 
 impl Out for &mut RawSink<'_> {
@@ -67,9 +68,9 @@ pub(crate) fn encode_in_place<T: Serialize + ?Sized>(
     encode_fitting(value, &mut *sink).map(|fit| fit.map(|s| s.written()))
 }
 
-/// Encodes `value` into a register if it takes at most 8 bytes: `Some((bytes, len))`
-/// with the encoding in the low `len` bytes of `bytes` (little-endian; the other bytes
-/// zero), `None` when it is longer.
+/// Encodes `value` into a register if it takes at most [`WORD_MAX`] (6) bytes:
+/// `Some((bytes, len))` with the encoding in the low `len` bytes of `bytes`
+/// (little-endian; the other bytes zero), `None` when it is longer.
 #[inline(always)]
 pub(crate) fn encode_word<T: Serialize + ?Sized>(
     value: &T,
@@ -341,7 +342,7 @@ mod tests {
     }
 
     /// The register and stack-buffer encoders give postcard's bytes `want`, or say the
-    /// value does not fit (more than 8 or 64 bytes).
+    /// value does not fit (more than `WORD_MAX` or 64 bytes).
     fn check_word_and_small<T: serde::Serialize>(
         v: &T,
         want: &[u8],
@@ -353,7 +354,7 @@ mod tests {
                     proptest::prop_assert_eq!(word >> (8 * n), 0, "bytes beyond the encoding");
                 }
             }
-            None => proptest::prop_assert!(want.len() > 8),
+            None => proptest::prop_assert!(want.len() > WORD_MAX as usize),
         }
         let mut buf = [0u8; 64];
         match encode_to_slice(v, &mut buf).unwrap() {

@@ -92,9 +92,14 @@ impl Out for SliceOut<'_> {
     }
 }
 
-/// The first 8 bytes of an encoding, kept in a register: a message of up to 8 bytes is
-/// encoded without touching memory (writing bytes one by one and then loading them as
-/// a word stalls the store-to-load forwarding of the CPU for a dozen cycles).
+/// The most bytes [`WordOut`] holds: a tiny ring record's payload (the other two bytes
+/// of its word are the record's length and tag), so that a caller that got an
+/// encoding from it needs no length check of its own.
+pub(crate) const WORD_MAX: u32 = 6;
+
+/// The first [`WORD_MAX`] bytes of an encoding, kept in a register: a message that
+/// short is encoded without touching memory (writing bytes one by one and then loading
+/// them as a word stalls the store-to-load forwarding of the CPU for a dozen cycles).
 #[derive(Default)]
 pub(crate) struct WordOut {
     pub(crate) word: u64,
@@ -104,7 +109,7 @@ pub(crate) struct WordOut {
 impl Out for WordOut {
     #[inline(always)]
     fn byte(&mut self, b: u8) -> bool {
-        if self.len >= 8 {
+        if self.len >= WORD_MAX {
             return false;
         }
         self.word |= u64::from(b) << (8 * self.len);
@@ -114,7 +119,7 @@ impl Out for WordOut {
 
     #[inline(always)]
     fn bytes(&mut self, b: &[u8]) -> bool {
-        if self.len as usize + b.len() > 8 {
+        if self.len as usize + b.len() > WORD_MAX as usize {
             return false;
         }
         for &x in b {
@@ -150,7 +155,7 @@ impl Out for WordOut {
             }
             (enc & !(0x80 << (8 * (n - 1))), n)
         };
-        if self.len + n > 8 {
+        if self.len + n > WORD_MAX {
             return false;
         }
         self.word |= enc << (8 * self.len);

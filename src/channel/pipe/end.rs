@@ -129,7 +129,7 @@ impl End {
     /// forked child was not handed) counts as gone. Sticky: once it has said so, it says
     /// so at once, and every send through this end fails (see [`SendGate::admit`]).
     pub(in crate::channel) fn peer_gone(&self) -> bool {
-        self.gate.peer_gone(&self.presence)
+        self.gate.peer_gone(&self.presence, self.tx.as_ref())
     }
 
     /// The writer's check before a send ([`SendGate::admit`]); `false`: the
@@ -143,7 +143,7 @@ impl End {
     /// ([`SendGate::full_and_gone`]).
     #[cold]
     pub(super) fn full_and_gone(&self) -> bool {
-        self.gate.full_and_gone(&self.presence)
+        self.gate.full_and_gone(&self.presence, self.tx.as_ref())
     }
 
     /// The descriptor that reports POLLHUP once every end of the other side is gone

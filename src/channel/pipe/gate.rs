@@ -21,6 +21,7 @@
 use std::time::{Duration, Instant};
 
 use crate::ring::spsc::Spsc;
+use crate::ring::spsc::TINY_MAX;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::presence::Presence;
 
@@ -71,10 +72,6 @@ pub(super) struct SendGate {
     seen_head: AtomicU64,
     /// Writer: when a full `try_send` last asked the kernel ([`clock_ns`]), or [`NEVER`].
     full_checked: AtomicU64,
-    /// Writer: one more than the longest message the tiny fast path may send
-    /// ([`SendGate::admit_tiny`]); 0 once the other side is known to be gone (stored
-    /// with `PEER_GONE`, never raised again), so that path is closed for good then.
-    tiny_lim: AtomicU64,
 }
 
 impl SendGate {
@@ -86,12 +83,16 @@ impl SendGate {
             // The first look, which the fast path waits for: a ring nobody asked to look
             // never stops it.
             t.renew_look(LOOK_BYTES);
+            // A pipe whose messages may be shorter than a tiny record's payload sends
+            // every message down the general path, which compares its length.
+            if tiny_max < TINY_MAX {
+                t.close_fast_path();
+            }
         }
         SendGate {
             seen_drops: AtomicU64::new(u64::from(seen)),
             seen_head: AtomicU64::new(head),
             full_checked: AtomicU64::new(NEVER),
-            tiny_lim: AtomicU64::new(tiny_max + 1),
         }
     }
 
@@ -104,7 +105,7 @@ impl SendGate {
     /// Whether every end of the other side is gone: known already, or asked of the
     /// kernel through `presence`. Sticky: once it has said so, it says so at once, and
     /// every send through this end fails (see [`SendGate::admit`]).
-    pub(super) fn peer_gone(&self, presence: &Presence) -> bool {
+    pub(super) fn peer_gone(&self, presence: &Presence, tx: Option<&Spsc>) -> bool {
         if self.known_gone() {
             return true;
         }
@@ -113,7 +114,11 @@ impl SendGate {
             // No end of the other side exists in any process (the kernel closed its last
             // token), so none can come back: this never needs undoing.
             self.seen_drops.store(PEER_GONE, Ordering::Relaxed);
-            self.tiny_lim.store(0, Ordering::Relaxed);
+            // And the ring's tiny fast path, which does not look at this gate, is
+            // closed for every writer (the reader side is gone for all of them).
+            if let Some(tx) = tx {
+                tx.close_fast_path();
+            }
         }
         gone
     }
@@ -131,18 +136,6 @@ impl SendGate {
         self.admit_slow(tx, presence)
     }
 
-    /// The writer's check before a tiny message of `len` bytes, on the fast path
-    /// ([`Spsc::try_send_tiny`]): one compare. `false` sends the message down the
-    /// general path, whose [`SendGate::admit`] looks at the reader: when the message
-    /// is not tiny, or when the other side is known to be gone (`tiny_lim` is 0 then).
-    /// The rest of `admit` is the ring's: its fast path stops at the position where a
-    /// look is due, and at a reader end dropped since the last look, which poisons its
-    /// limit ([`Spsc::note_reader_drop`]).
-    #[inline(always)]
-    pub(super) fn admit_tiny(&self, len: u64) -> bool {
-        len < self.tiny_lim.load(Ordering::Relaxed)
-    }
-
     /// [`SendGate::admit`]'s look at the reader: `false` when the other side is known
     /// to be gone; otherwise asks the kernel when a reader end was dropped since the
     /// last look, or when the reader's `head` has not moved since then (a reader
@@ -158,7 +151,7 @@ impl SendGate {
         let head = tx.reader_head();
         let idle = head == self.seen_head.load(Ordering::Relaxed);
         self.seen_head.store(head, Ordering::Relaxed);
-        if (drops != gate || idle) && self.peer_gone(presence) {
+        if (drops != gate || idle) && self.peer_gone(presence, Some(tx)) {
             return false;
         }
         // Fails when someone stored PEER_GONE meanwhile, or when another thread's look
@@ -180,12 +173,12 @@ impl SendGate {
     /// every [`FULL_CHECK_EVERY`] (a `try_send` spinning on a full ring makes no system
     /// call per call); in between, only what this end already knows counts.
     #[cold]
-    pub(super) fn full_and_gone(&self, presence: &Presence) -> bool {
+    pub(super) fn full_and_gone(&self, presence: &Presence, tx: Option<&Spsc>) -> bool {
         let now = clock_ns();
         let last = self.full_checked.load(Ordering::Relaxed);
         if last == NEVER || now.wrapping_sub(last) >= FULL_CHECK_EVERY.as_nanos() as u64 {
             self.full_checked.store(now, Ordering::Relaxed);
-            self.peer_gone(presence)
+            self.peer_gone(presence, tx)
         } else {
             self.known_gone()
         }

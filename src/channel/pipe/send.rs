@@ -83,7 +83,7 @@ fn try_send_max(tx: &Spsc) -> u64 {
     (tx.capacity() / max_rec - 1) * (max_rec - REC_HDR) - 8
 }
 
-/// The length [`End::send_value`] hands on for a message that did not encode into one
+/// The length [`End::send_tiny`] hands on for a message that did not encode into one
 /// word.
 const NOT_A_WORD: usize = usize::MAX;
 
@@ -124,40 +124,58 @@ impl End {
         }
     }
 
-    /// Sends one message, waiting as `wait` says: the one core of `send`, `try_send`
-    /// and `send_timeout`. The tiny fast path inline, the rest out of line in
-    /// [`End::send_value_rest`].
+    /// The tiny fast path of `send`, `try_send` and `send_timeout`, inline: `Ok` when
+    /// `msg` went; otherwise what [`End::send_rest`] takes on with, out of line.
     #[inline(always)]
-    fn send_value<T: Serialize + ?Sized>(
+    fn send_tiny<T: Serialize + ?Sized>(
         &self,
         msg: &T,
         wait: Deadline,
-    ) -> std::result::Result<(), SendFail> {
+    ) -> std::result::Result<(), (u64, usize)> {
         // Fastest path, the seed's message: at most 6 bytes of encoding, held in a
         // register, sent by this thread's biased writer role with one store
         // (`Spsc::try_send_tiny`). Anything else goes on below, with the encoding in
         // two registers if it fits one word (an encoding error is met again, and
         // reported, by the next encode there).
-        let (bytes, n) = match codec::encode_word(msg) {
+        match codec::encode_word(msg) {
             Ok(Some((bytes, n))) => {
+                // At most `WORD_MAX == TINY_MAX` bytes: a tiny record's payload.
+                const { assert!(codec::WORD_MAX as u64 == TINY_MAX) };
                 let tx = self.tx();
-                if self.gate.admit_tiny(n as u64)
-                    && tx.try_send_tiny(bytes, n as u64, !wait.is_now())
-                {
+                // The send gate's checks are the ring's here: its fast path stops where
+                // a look at the reader is due, after a reader end was dropped, and for
+                // good once the reader side is known to be gone (`SendGate`).
+                if tx.try_send_tiny(bytes, n as u64, !wait.is_now()) {
                     return Ok(());
                 }
-                (bytes, n)
+                Err((bytes, n))
             }
-            _ => (0, NOT_A_WORD),
-        };
-        self.send_value_rest(msg, bytes, n, wait)
+            _ => Err((0, NOT_A_WORD)),
+        }
     }
 
-    /// [`End::send_value`] past its tiny fast path: `msg` encoded as the low `n` bytes
+    /// Sends one message, waiting as `wait` says, past [`End::send_tiny`]: the one core
+    /// of `send`, `try_send` and `send_timeout`, its failure as the caller's error. A
+    /// caller's `Result` is built from a unit `Ok` and this, so the fast path stores
+    /// nothing for it (a shared `Result` of both paths was built in memory, as this
+    /// one's is).
+    #[inline(never)]
+    fn send_rest<T: Serialize + ?Sized, E: From<SendFail>>(
+        &self,
+        msg: &T,
+        (bytes, n): (u64, usize),
+        wait: Deadline,
+    ) -> std::result::Result<(), E> {
+        self.send_value_rest(msg, bytes, n, wait)
+            .or_else(|f| self.send_failed(msg, wait, f))
+            .map_err(From::from)
+    }
+
+    /// [`End::send_rest`]'s sending: `msg` encoded as the low `n` bytes
     /// of `bytes` there, or `n` = [`NOT_A_WORD`] when it does not fit one word or did
     /// not encode. Scalars rather than the encoder's `Result`, which the fast path
     /// would otherwise build on the stack for every message.
-    #[inline(never)]
+    #[inline(always)]
     fn send_value_rest<T: Serialize + ?Sized>(
         &self,
         msg: &T,
@@ -481,10 +499,10 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     #[inline(always)]
     pub fn send(&self, msg: &T) -> std::result::Result<(), SendError> {
         let wait = Deadline::FOREVER;
-        self.end
-            .send_value(msg, wait)
-            .or_else(|f| self.end.send_failed(msg, wait, f))
-            .map_err(From::from)
+        match self.end.send_tiny(msg, wait) {
+            Ok(()) => Ok(()),
+            Err(word) => self.end.send_rest(msg, word, wait),
+        }
     }
 
     /// Sends a message if the ring has room now.
@@ -496,10 +514,10 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// about three quarters of it), which `send` streams; or as [`send`](Self::send).
     pub fn try_send(&self, msg: &T) -> std::result::Result<(), TrySendError> {
         let wait = Deadline::Now;
-        self.end
-            .send_value(msg, wait)
-            .or_else(|f| self.end.send_failed(msg, wait, f))
-            .map_err(From::from)
+        match self.end.send_tiny(msg, wait) {
+            Ok(()) => Ok(()),
+            Err(word) => self.end.send_rest(msg, word, wait),
+        }
     }
 
     /// Sends a message, waiting at most `timeout` for room.
@@ -512,10 +530,10 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
         timeout: Duration,
     ) -> std::result::Result<(), SendTimeoutError> {
         let wait = Deadline::after(timeout);
-        self.end
-            .send_value(msg, wait)
-            .or_else(|f| self.end.send_failed(msg, wait, f))
-            .map_err(From::from)
+        match self.end.send_tiny(msg, wait) {
+            Ok(()) => Ok(()),
+            Err(word) => self.end.send_rest(msg, word, wait),
+        }
     }
 
     /// Sends every message of `msgs`, in order, as [`send`](Self::send) would one by

@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! ```text
-//! [ writer line: tail, cached_head, limit, look_at ][ reader line: head ]
+//! [ writer line: tail, cached_head, limit, look_at, closed ][ reader line: head ]
 //! [ readable waiter ][ writable waiter ][ ownership: owner, in_send, reader_drops, lock ]
 //! [ data: capacity bytes (a power of two) ]
 //! ```
@@ -116,11 +116,15 @@ struct WriterLine {
     /// Where the writer's next look at its reader is due (`Spsc::look_due`); 0 when no
     /// look was ever asked for (a ring used without a channel's send gate).
     look_at: AtomicU64,
+    /// Nonzero once the tiny fast path is closed for good (`Spsc::close_fast_path`):
+    /// `limit` then stays [`NO_ROOM`].
+    closed: AtomicU64,
 }
 
 /// [`WriterLine::limit`] that sends the tiny fast path down the general path: set when
 /// a reader end is dropped (`Spsc::note_reader_drop`), cleared by the next look
-/// (`Spsc::renew_look`).
+/// (`Spsc::renew_look`), unless the fast path is closed for good
+/// (`Spsc::close_fast_path`).
 /// 1: below every record's end, and no value a computed limit takes.
 const NO_ROOM: u64 = 1;
 
@@ -167,6 +171,10 @@ pub(crate) struct SpscHeader {
 /// Size of the control block; the data follows it.
 pub(crate) const CONTROL_SIZE: usize = std::mem::size_of::<SpscHeader>();
 const _: () = assert!(CONTROL_SIZE % 128 == 0);
+
+/// A copy of a ring's base address ([`Spsc::base`]), made only from the ring's own.
+#[derive(Clone, Copy)]
+struct Base(NonNull<SpscHeader>);
 
 /// Handle to a ring in memory that outlives it (a mapped region, or the heap in tests).
 pub(crate) struct Spsc {
@@ -250,21 +258,44 @@ impl Spsc {
     /// header words and on `head` hand ranges over).
     #[inline(always)]
     fn word(&self, off: u64) -> &AtomicU64 {
+        self.word_at(self.base(), off)
+    }
+
+    /// [`Spsc::word`] addressed from `base`, a copy of [`Spsc::base`] (which a hot
+    /// path keeps in a register across a compiler fence, where `self.hdr` would be
+    /// loaded again).
+    #[inline(always)]
+    fn word_at(&self, base: Base, off: u64) -> &AtomicU64 {
         debug_assert!(off % 8 == 0 && off < self.cap);
         #[cfg(loom)]
         {
+            let _ = base;
             &self.words[(off / 8) as usize]
         }
         #[cfg(not(loom))]
-        // SAFETY: every caller passes an 8-aligned offset below `cap` (a position masked
-        // with `cap - 8`, or a checked record offset), and the data area is 128-aligned,
-        // so this is an aligned u64 inside the mapping, which outlives `self`. Accesses
-        // to a header word that may be concurrent are all atomic: the reader reads only
-        // the word at `head` (published or zero) through here, and the writer writes
+        // SAFETY: `base` is `self.hdr` (the only way to make a `Base`), so by
+        // `from_raw`'s contract the data area follows it at CONTROL_SIZE, mapped for
+        // our lifetime. Every caller passes an 8-aligned offset below `cap` (a position
+        // masked with `cap - 8`, or a checked record offset), and the data area is
+        // 128-aligned, so this is an aligned u64 inside the mapping. Accesses to a
+        // header word that may be concurrent are all atomic: the reader reads only the
+        // word at `head` (published or zero) through here, and the writer writes
         // payload non-atomically only in free space, where the reader does not look.
         unsafe {
-            AtomicU64::from_ptr(self.data().as_ptr().add(off as usize).cast::<u64>())
+            AtomicU64::from_ptr(
+                base.0
+                    .cast::<u8>()
+                    .as_ptr()
+                    .add(CONTROL_SIZE + off as usize)
+                    .cast::<u64>(),
+            )
         }
+    }
+
+    /// The ring's base address, for [`Spsc::word_at`] and [`Spsc::hdr_at`].
+    #[inline(always)]
+    fn base(&self) -> Base {
+        Base(self.hdr)
     }
 
     /// Whether this process could rely on `membarrier` when the handle was made: its
@@ -284,10 +315,16 @@ impl Spsc {
 
     #[inline(always)]
     fn hdr(&self) -> &SpscHeader {
-        // SAFETY: `from_raw`'s contract: the control block is mapped for our lifetime and
-        // consists of atomics only, so shared references to it are sound even while
-        // other processes modify it.
-        unsafe { self.hdr.as_ref() }
+        self.hdr_at(self.base())
+    }
+
+    /// [`Spsc::hdr`] from `base`, a copy of [`Spsc::base`].
+    #[inline(always)]
+    fn hdr_at(&self, base: Base) -> &SpscHeader {
+        // SAFETY: `base` is `self.hdr`. `from_raw`'s contract: the control block is
+        // mapped for our lifetime and consists of atomics only, so shared references to
+        // it are sound even while other processes modify it.
+        unsafe { base.0.as_ref() }
     }
 
     /// Data capacity in bytes.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::record::NEXT_SLOT;
 use super::record::{parse_header, record_size, tiny_len, RecKind, REC_HDR};
 use super::{Spsc, NO_ROOM, SHARED};
-use crate::sync::atomic::{light_fence, Ordering};
+use crate::sync::atomic::{fence, light_fence, Ordering};
 use crate::sync::owner::{me, Owner};
 use crate::sync::raw::Got;
 use crate::sync::waiter::Wait;
@@ -235,7 +235,34 @@ impl Spsc {
         let tail = w.tail.load(Ordering::Relaxed);
         w.look_at
             .store(tail.wrapping_add(bytes).max(1), Ordering::Relaxed);
-        w.limit.store(RELOAD, Ordering::Relaxed);
+        self.set_limit(RELOAD);
+    }
+
+    /// Stores the tiny fast path's `limit`, unless that path is closed for good
+    /// ([`Spsc::close_fast_path`]); returns whether it is open. Every store of a limit
+    /// other than [`NO_ROOM`] goes through here: with the fences, either this sees
+    /// `closed`, or the closer's `NO_ROOM` comes after this store (a Dekker pair; a
+    /// full fence per look or reload, never per message).
+    pub(super) fn set_limit(&self, limit: u64) -> bool {
+        let w = &self.hdr().w;
+        w.limit.store(limit, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if w.closed.load(Ordering::Relaxed) != 0 {
+            w.limit.store(NO_ROOM, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Closes the tiny fast path ([`Spsc::try_send_tiny`]) for good, for every writer:
+    /// every message takes the general path from now on. For a pipe whose messages may
+    /// be shorter than a tiny record, and once the reader side is known to be gone (a
+    /// fact for every writer, which the fast path, looking at no gate, must not miss).
+    pub(crate) fn close_fast_path(&self) {
+        let w = &self.hdr().w;
+        w.closed.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        w.limit.store(NO_ROOM, Ordering::Relaxed);
     }
 
     /// The reader-drop counter.

@@ -487,7 +487,7 @@ fn the_tiny_fast_paths_send_and_take_in_order_and_step_aside_for_anything_else()
 }
 
 #[test]
-fn the_tiny_fast_path_stops_where_a_look_is_due_and_after_a_dropped_reader() {
+fn the_tiny_fast_path_stops_where_a_look_is_due_after_a_dropped_reader_and_once_closed() {
     let Some((_m, r)) = biased_ring() else {
         return;
     };
@@ -521,6 +521,18 @@ fn the_tiny_fast_path_stops_where_a_look_is_due_and_after_a_dropped_reader() {
     assert!(!send_take(2) && !send_take(3));
     r.renew_look(80);
     assert!(send_take(4));
+    // Closed for good: no look, reload or room opens it again.
+    r.close_fast_path();
+    assert!(!send_take(5));
+    r.renew_look(800);
+    assert!(!send_take(6) && !send_take(7));
+    assert!(!r.set_limit(1 << 20));
+    assert!(!send_take(8));
+    // The general path still writes.
+    let g = r.acquire_writer(None, || false).unwrap();
+    assert!(r.try_write_tiny(&g, 9, 1));
+    drop(g);
+    assert_eq!(r.take_tiny(TINY_MAX).map(|(w, _)| w & 0xFF), Some(9));
 }
 
 #[test]

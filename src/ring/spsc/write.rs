@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::copy_bytes;
 use super::owner::WriteGuard;
 use super::record::{header_word, record_size, tiny_word, RecKind, NEXT_SLOT, REC_HDR, TINY_MAX};
-use super::{Spsc, NO_ROOM};
+use super::{Base, Spsc, NO_ROOM};
 use crate::sync::atomic::{light_fence, Ordering};
 use crate::sync::owner::cached_tag;
 use crate::sync::waiter::Wait;
@@ -170,9 +170,15 @@ impl Spsc {
     /// it is writing anyway.
     #[inline(always)]
     fn publish_at(&self, off: u64, size: u64, header: u64) {
-        self.word(off.wrapping_add(size) & self.mask)
+        self.publish_from(self.base(), off, size, header);
+    }
+
+    /// [`Spsc::publish_at`] addressed from `base`.
+    #[inline(always)]
+    fn publish_from(&self, base: Base, off: u64, size: u64, header: u64) {
+        self.word_at(base, off.wrapping_add(size) & self.mask)
             .store(0, Ordering::Relaxed);
-        self.word(off).store(header, Ordering::Release);
+        self.word_at(base, off).store(header, Ordering::Release);
     }
 
     /// Raw pointer to data offset `off`, for an encoder writing a record's payload at
@@ -251,7 +257,9 @@ impl Spsc {
     /// and `tail` are touched once each.
     #[inline(always)]
     pub(crate) fn try_send_tiny(&self, payload: u64, len: u64, patient: bool) -> bool {
-        let h = self.hdr();
+        // The base address once, in a register across the compiler fence below.
+        let base = self.base();
+        let h = self.hdr_at(base);
         let own = &h.own;
         let tag = cached_tag();
         if own.owner.load(Ordering::Relaxed) != tag {
@@ -260,7 +268,8 @@ impl Spsc {
         // The biased entry, as `enter_biased`: announce, then re-check the owner.
         own.in_send.store(1, Ordering::Relaxed);
         light_fence();
-        let sent = own.owner.load(Ordering::Acquire) == tag && self.put_tiny(payload, len, patient);
+        let sent =
+            own.owner.load(Ordering::Acquire) == tag && self.put_tiny(base, payload, len, patient);
         // Pairs with the revoker's Acquire load of `in_send`.
         own.in_send.store(0, Ordering::Release);
         if sent {
@@ -273,10 +282,12 @@ impl Spsc {
         sent
     }
 
-    /// [`Spsc::try_send_tiny`] once the role is held: the record and `tail`.
+    /// [`Spsc::try_send_tiny`] once the role is held: the record and `tail`. `base` is
+    /// the caller's copy of [`Spsc::base`], taken before its compiler fence, which
+    /// would otherwise have the address loaded again.
     #[inline(always)]
-    fn put_tiny(&self, payload: u64, len: u64, patient: bool) -> bool {
-        let w = &self.hdr().w;
+    fn put_tiny(&self, base: Base, payload: u64, len: u64, patient: bool) -> bool {
+        let w = &self.hdr_at(base).w;
         let tail = w.tail.load(Ordering::Relaxed);
         let end = tail.wrapping_add(REC_HDR);
         // Room for the record and the word after it (`publish_at`), and no look at the
@@ -287,7 +298,7 @@ impl Spsc {
         }
         // Masked to a word, as in `reserve_at`; 8 bytes at an 8-aligned offset below
         // `cap` always fit before the end (the word after may be the one at 0).
-        self.publish_at(tail & self.mask, REC_HDR, tiny_word(payload, len));
+        self.publish_from(base, tail & self.mask, REC_HDR, tiny_word(payload, len));
         w.tail.store(end, Ordering::Release);
         true
     }
@@ -316,8 +327,7 @@ impl Spsc {
         if look_at != 0 {
             limit = limit.min(look_at);
         }
-        w.limit.store(limit, Ordering::Relaxed);
-        end.wrapping_sub(head) <= self.cap
+        self.set_limit(limit) && end.wrapping_sub(head) <= self.cap
     }
 
     /// A writer that found the ring full (its cached `head` said so) and may wait: gives
