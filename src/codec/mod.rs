@@ -25,7 +25,7 @@ mod de;
 mod ser;
 
 pub(crate) use ser::WORD_MAX;
-use ser::{Out, Ser, SerError, SliceOut, WordOut};
+use ser::{Out, Ser, SerError, SliceOut, WordOut, LEN_SHIFT};
 
 impl Out for &mut RawSink<'_> {
     #[inline(always)]
@@ -75,7 +75,27 @@ pub(crate) fn encode_in_place<T: Serialize + ?Sized>(
 pub(crate) fn encode_word<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Option<(u64, usize)>, String> {
-    encode_fitting(value, WordOut::default()).map(|fit| fit.map(|w| (w.word, w.len as usize)))
+    encode_fitting(value, WordOut::with_high(0)).map(|fit| fit.map(|w| (w.word, w.len() as usize)))
+}
+
+/// [`encode_word`] as one word: the encoding in the low bytes, its length in byte 6,
+/// and `high` (zero below byte 7) ORed in: a tiny ring record's word, when `high` is
+/// its tag. [`word_parts`] takes it apart again.
+#[inline(always)]
+pub(crate) fn encode_word_tagged<T: Serialize + ?Sized>(
+    value: &T,
+    high: u64,
+) -> Result<Option<u64>, String> {
+    encode_fitting(value, WordOut::with_high(high)).map(|fit| fit.map(|w| w.word | w.top))
+}
+
+/// The encoding and its length in a word from [`encode_word_tagged`].
+#[inline(always)]
+pub(crate) fn word_parts(tagged: u64) -> (u64, usize) {
+    (
+        tagged & ((1 << LEN_SHIFT) - 1),
+        (tagged >> LEN_SHIFT) as usize & 0xFF,
+    )
 }
 
 /// Encodes `value` into `buf` if it fits: `Some(len)`, `None` when it does not (encode
@@ -353,8 +373,16 @@ mod tests {
                 if n < 8 {
                     proptest::prop_assert_eq!(word >> (8 * n), 0, "bytes beyond the encoding");
                 }
+                // The same as one word: length in byte 6, the caller's byte 7 kept.
+                let high = 0xA7 << 56;
+                let tagged = encode_word_tagged(v, high).unwrap();
+                proptest::prop_assert_eq!(tagged, Some(word | (n as u64) << 48 | high));
+                proptest::prop_assert_eq!(word_parts(tagged.unwrap()), (word, n));
             }
-            None => proptest::prop_assert!(want.len() > WORD_MAX as usize),
+            None => {
+                proptest::prop_assert!(want.len() > WORD_MAX as usize);
+                proptest::prop_assert_eq!(encode_word_tagged(v, 0).unwrap(), None);
+            }
         }
         let mut buf = [0u8; 64];
         match encode_to_slice(v, &mut buf).unwrap() {

@@ -100,44 +100,73 @@ pub(crate) const WORD_MAX: u32 = 6;
 /// The first [`WORD_MAX`] bytes of an encoding, kept in a register: a message that
 /// short is encoded without touching memory (writing bytes one by one and then loading
 /// them as a word stalls the store-to-load forwarding of the CPU for a dozen cycles).
-#[derive(Default)]
+///
+/// The length is kept in byte 6 of `top` ([`LEN_SHIFT`]), above whatever the caller
+/// put in its byte 7: where a tiny ring record keeps its length and tag. On a path
+/// whose writes are all of known lengths (the seed's enum), `top` is a constant on
+/// each branch, and the record's word is one `or` away.
 pub(crate) struct WordOut {
     pub(crate) word: u64,
-    pub(crate) len: u32,
+    pub(crate) top: u64,
+}
+
+/// Where [`WordOut::top`] keeps the length.
+pub(crate) const LEN_SHIFT: u32 = 48;
+
+impl WordOut {
+    /// An empty encoding whose `top` starts as `high` (its bytes 6 and below zero).
+    #[inline(always)]
+    pub(crate) fn with_high(high: u64) -> WordOut {
+        debug_assert_eq!(high & ((0xFF << LEN_SHIFT) | ((1 << LEN_SHIFT) - 1)), 0);
+        WordOut { word: 0, top: high }
+    }
+
+    /// The bytes written so far.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> u32 {
+        (self.top >> LEN_SHIFT) as u32 & 0xFF
+    }
+
+    #[inline(always)]
+    fn advance(&mut self, n: u32) {
+        self.top += u64::from(n) << LEN_SHIFT;
+    }
 }
 
 impl Out for WordOut {
     #[inline(always)]
     fn byte(&mut self, b: u8) -> bool {
-        if self.len >= WORD_MAX {
+        let len = self.len();
+        if len >= WORD_MAX {
             return false;
         }
-        self.word |= u64::from(b) << (8 * self.len);
-        self.len += 1;
+        self.word |= u64::from(b) << (8 * len);
+        self.advance(1);
         true
     }
 
     #[inline(always)]
     fn bytes(&mut self, b: &[u8]) -> bool {
-        if self.len as usize + b.len() > WORD_MAX as usize {
+        if self.len() as usize + b.len() > WORD_MAX as usize {
             return false;
         }
         for &x in b {
-            self.word |= u64::from(x) << (8 * self.len);
-            self.len += 1;
+            self.word |= u64::from(x) << (8 * self.len());
+            self.advance(1);
         }
         true
     }
 
     #[inline(always)]
     fn varint(&mut self, v: u64) -> bool {
-        // The common short varints without a loop; the rest 7 bits at a time.
-        let (enc, n) = if v < 1 << 7 {
-            (v, 1)
+        // The common short varints without a loop, each placed on its own branch (where
+        // its length, and so the word's `top`, is a constant); the rest 7 bits at a time.
+        if v < 1 << 7 {
+            self.put(v, 1)
         } else if v < 1 << 14 {
-            ((v & 0x7f) | 0x80 | (v >> 7) << 8, 2)
+            self.put((v & 0x7f) | 0x80 | (v >> 7) << 8, 2)
         } else if v < 1 << 21 {
-            (
+            self.put(
                 (v & 0x7f) | 0x80 | ((v >> 7) & 0x7f | 0x80) << 8 | (v >> 14) << 16,
                 3,
             )
@@ -153,13 +182,21 @@ impl Out for WordOut {
                 enc |= ((x & 0x7f) | 0x80) << (8 * i);
                 x >>= 7;
             }
-            (enc & !(0x80 << (8 * (n - 1))), n)
-        };
-        if self.len + n > WORD_MAX {
+            self.put(enc & !(0x80 << (8 * (n - 1))), n)
+        }
+    }
+}
+
+impl WordOut {
+    /// Appends the `n` low bytes of `enc` (the others zero), if they fit.
+    #[inline(always)]
+    fn put(&mut self, enc: u64, n: u32) -> bool {
+        let len = self.len();
+        if len + n > WORD_MAX {
             return false;
         }
-        self.word |= enc << (8 * self.len);
-        self.len += n;
+        self.word |= enc << (8 * len);
+        self.advance(n);
         true
     }
 }

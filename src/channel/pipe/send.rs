@@ -14,7 +14,9 @@ use super::recv::SMALL;
 use crate::codec;
 use crate::error::{Error, SendError, SendTimeoutError, TrySendError};
 use crate::region::Kind;
-use crate::ring::spsc::{record_size, RecKind, Spsc, WriteGuard, MIN_WINDOW, REC_HDR, TINY_MAX};
+use crate::ring::spsc::{
+    record_size, RecKind, Spsc, WriteGuard, MIN_WINDOW, REC_HDR, TINY_HIGH, TINY_MAX,
+};
 use crate::sync::handoff;
 use crate::sync::waiter::Wait;
 use crate::sync::Deadline;
@@ -137,18 +139,19 @@ impl End {
         // (`Spsc::try_send_tiny`). Anything else goes on below, with the encoding in
         // two registers if it fits one word (an encoding error is met again, and
         // reported, by the next encode there).
-        match codec::encode_word(msg) {
-            Ok(Some((bytes, n))) => {
-                // At most `WORD_MAX == TINY_MAX` bytes: a tiny record's payload.
+        match codec::encode_word_tagged(msg, TINY_HIGH) {
+            Ok(Some(word)) => {
+                // At most `WORD_MAX == TINY_MAX` bytes: a tiny record's payload, and
+                // `word` the record's whole word.
                 const { assert!(codec::WORD_MAX as u64 == TINY_MAX) };
                 let tx = self.tx();
                 // The send gate's checks are the ring's here: its fast path stops where
                 // a look at the reader is due, after a reader end was dropped, and for
                 // good once the reader side is known to be gone (`SendGate`).
-                if tx.try_send_tiny(bytes, n as u64, !wait.is_now()) {
+                if tx.try_send_tiny_word(word, !wait.is_now()) {
                     return Ok(());
                 }
-                Err((bytes, n))
+                Err(codec::word_parts(word))
             }
             _ => Err((0, NOT_A_WORD)),
         }

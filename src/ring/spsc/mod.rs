@@ -98,7 +98,7 @@ pub(crate) use image::HeapRing;
 pub(crate) use image::{decode_image, ring_in_region};
 pub(crate) use owner::WriteGuard;
 pub(crate) use read::Pace;
-pub(crate) use record::{record_size, RecKind, MIN_WINDOW, REC_HDR, TINY_MAX};
+pub(crate) use record::{record_size, RecKind, MIN_WINDOW, REC_HDR, TINY_HIGH, TINY_MAX};
 pub(crate) use sink::{write_varint, RawSink};
 
 #[repr(C)]

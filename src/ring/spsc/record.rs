@@ -12,6 +12,9 @@ const TAG_MAGIC: u32 = 0x00A5_C300;
 const TAG_MASK: u32 = 0xFFFF_FF00;
 /// Byte 7 of a tiny record (byte 7 of every other header is 0).
 pub(crate) const TINY_TAG: u64 = 0xA7;
+/// A tiny record's tag in its place, byte 7 of the word (its length goes in byte 6,
+/// its payload below).
+pub(crate) const TINY_HIGH: u64 = TINY_TAG << 56;
 /// The largest message held in a tiny record (bytes 0-5 of its word).
 pub(crate) const TINY_MAX: u64 = 6;
 
@@ -88,7 +91,7 @@ pub(super) fn tiny_len(word: u64) -> Option<u64> {
 #[inline(always)]
 pub(super) fn tiny_word(payload: u64, len: u64) -> u64 {
     debug_assert!(len <= TINY_MAX && payload >> (8 * len) == 0);
-    (TINY_TAG << 56) | (len << 48) | payload
+    TINY_HIGH | (len << 48) | payload
 }
 
 #[inline(always)]

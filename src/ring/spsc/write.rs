@@ -255,8 +255,18 @@ impl Spsc {
     /// compare uses the thread's cached tag without a branch for "not computed yet", a
     /// tiny record always fits before the end of the ring (no padding), and the role
     /// and `tail` are touched once each.
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn try_send_tiny(&self, payload: u64, len: u64, patient: bool) -> bool {
+        self.try_send_tiny_word(tiny_word(payload, len), patient)
+    }
+
+    /// [`Spsc::try_send_tiny`] of a tiny record's whole `word` (tag, length and payload,
+    /// as `codec::encode_word_tagged` makes it with [`TINY_HIGH`]).
+    ///
+    /// [`TINY_HIGH`]: super::TINY_HIGH
+    #[inline(always)]
+    pub(crate) fn try_send_tiny_word(&self, word: u64, patient: bool) -> bool {
+        debug_assert!(super::record::tiny_len(word).is_some());
         // The base address once, in a register across the compiler fence below.
         let base = self.base();
         let h = self.hdr_at(base);
@@ -268,8 +278,7 @@ impl Spsc {
         // The biased entry, as `enter_biased`: announce, then re-check the owner.
         own.in_send.store(1, Ordering::Relaxed);
         light_fence();
-        let sent =
-            own.owner.load(Ordering::Acquire) == tag && self.put_tiny(base, payload, len, patient);
+        let sent = own.owner.load(Ordering::Acquire) == tag && self.put_tiny(base, word, patient);
         // Pairs with the revoker's Acquire load of `in_send`.
         own.in_send.store(0, Ordering::Release);
         if sent {
@@ -286,7 +295,7 @@ impl Spsc {
     /// the caller's copy of [`Spsc::base`], taken before its compiler fence, which
     /// would otherwise have the address loaded again.
     #[inline(always)]
-    fn put_tiny(&self, base: Base, payload: u64, len: u64, patient: bool) -> bool {
+    fn put_tiny(&self, base: Base, word: u64, patient: bool) -> bool {
         let w = &self.hdr_at(base).w;
         let tail = w.tail.load(Ordering::Relaxed);
         let end = tail.wrapping_add(REC_HDR);
@@ -298,7 +307,7 @@ impl Spsc {
         }
         // Masked to a word, as in `reserve_at`; 8 bytes at an 8-aligned offset below
         // `cap` always fit before the end (the word after may be the one at 0).
-        self.publish_from(base, tail & self.mask, REC_HDR, tiny_word(payload, len));
+        self.publish_from(base, tail & self.mask, REC_HDR, word);
         w.tail.store(end, Ordering::Release);
         true
     }
