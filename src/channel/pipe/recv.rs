@@ -13,7 +13,7 @@ use super::end::{deserialize_end, serialize_end, End};
 use crate::codec;
 use crate::error::{Error, ProtocolError, RecvError, RecvTimeoutError, TryRecvError};
 use crate::region::Kind;
-use crate::ring::spsc::{Pace, RecKind, Spsc};
+use crate::ring::spsc::{Pace, RecKind, Spsc, TINY_MAX};
 use crate::sync::handoff;
 use crate::sync::waiter::Wait;
 use crate::sync::Deadline;
@@ -338,6 +338,9 @@ impl End {
 /// ```
 pub struct Receiver<T> {
     pub(super) end: Arc<End>,
+    /// The ring `end` reads, a second handle to it held here: the tiny fast path
+    /// reaches it without loading `end` or testing its `Option`.
+    rx: Spsc,
     pub(super) state: RefCell<RecvState>,
     /// Whether `state` needs nothing done when a whole message is received: no stream
     /// half assembled or being skipped, no count of empty polls. The tiny fast path of
@@ -355,14 +358,25 @@ pub struct Receiver<T> {
 impl<T> Receiver<T> {
     /// A receiver on `end`, which the caller registered.
     pub(super) fn from_end(end: Arc<End>) -> Self {
-        let fast = end.rx.as_ref().is_some_and(Spsc::light);
+        let rx = end.rx.as_ref().expect("a receiving end").handle();
+        let fast = Self::fast_possible(&end, &rx);
         Receiver {
             end,
+            rx,
             state: RefCell::default(),
             fast: Cell::new(fast),
             failed: Cell::new(None),
             _t: PhantomData,
         }
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Whether the tiny fast path may ever run on `rx`, the ring of `end`: in a process
+    /// that can rely on `membarrier` ([`Spsc::take_tiny_light`]), for a pipe whose tiny
+    /// records may be of every tiny length (the fast path compares with [`TINY_MAX`]).
+    fn fast_possible(end: &End, rx: &Spsc) -> bool {
+        rx.light() && end.tiny_max == TINY_MAX
     }
 }
 
@@ -374,20 +388,16 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
         // Fastest path, the seed's message: a tiny record, its payload in one word.
         // Every way out gives an `Option<T>`, and the one `Result` is made from it below:
         // a small `T` then stays in registers up to the caller's `match`.
-        let fast_rx = if self.fast.get() {
-            self.end.rx.as_ref()
-        } else {
-            None
-        };
-        let got = match fast_rx {
-            Some(rx) => match rx.take_tiny_light(self.end.tiny_max) {
+        let got = if self.fast.get() {
+            match self.rx.take_tiny_light(TINY_MAX) {
                 Some((word, n)) => match codec::decode_word(word, n) {
                     Ok(v) => Some(v),
                     Err(e) => self.undecodable_word(word, n, e),
                 },
                 None => self.recv_rest(wait),
-            },
-            None => self.recv_rest(wait),
+            }
+        } else {
+            self.recv_rest(wait)
         };
         match got {
             Some(v) => Ok(v),
@@ -422,7 +432,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
             st.partial.is_none()
                 && !st.skipping
                 && st.empty_polls == 0
-                && self.end.rx.as_ref().is_some_and(Spsc::light),
+                && Self::fast_possible(&self.end, &self.rx),
         );
         match r {
             Ok(v) => Some(v),

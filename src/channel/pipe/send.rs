@@ -130,7 +130,7 @@ impl End {
     /// `msg` went; otherwise what [`End::send_rest`] takes on with, out of line.
     #[inline(always)]
     fn send_tiny<T: Serialize + ?Sized>(
-        &self,
+        tx: &Spsc,
         msg: &T,
         wait: Deadline,
     ) -> std::result::Result<(), (u64, usize)> {
@@ -144,7 +144,6 @@ impl End {
                 // At most `WORD_MAX == TINY_MAX` bytes: a tiny record's payload, and
                 // `word` the record's whole word.
                 const { assert!(codec::WORD_MAX as u64 == TINY_MAX) };
-                let tx = self.tx();
                 // The send gate's checks are the ring's here: its fast path stops where
                 // a look at the reader is due, after a reader end was dropped, and for
                 // good once the reader side is known to be gone (`SendGate`).
@@ -460,14 +459,19 @@ impl End {
 /// ```
 pub struct Sender<T> {
     pub(super) end: Arc<End>,
+    /// The ring `end` writes, a second handle to it held here: the tiny fast path
+    /// reaches it without loading `end` or testing its `Option`.
+    tx: Spsc,
     _t: PhantomData<fn(&T)>,
 }
 
 impl<T> Sender<T> {
     /// A sender on `end`, which the caller registered.
     pub(super) fn from_end(end: Arc<End>) -> Self {
+        let tx = end.tx().handle();
         Sender {
             end,
+            tx,
             _t: PhantomData,
         }
     }
@@ -502,7 +506,7 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     #[inline(always)]
     pub fn send(&self, msg: &T) -> std::result::Result<(), SendError> {
         let wait = Deadline::FOREVER;
-        match self.end.send_tiny(msg, wait) {
+        match End::send_tiny(&self.tx, msg, wait) {
             Ok(()) => Ok(()),
             Err(word) => self.end.send_rest(msg, word, wait),
         }
@@ -517,7 +521,7 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// about three quarters of it), which `send` streams; or as [`send`](Self::send).
     pub fn try_send(&self, msg: &T) -> std::result::Result<(), TrySendError> {
         let wait = Deadline::Now;
-        match self.end.send_tiny(msg, wait) {
+        match End::send_tiny(&self.tx, msg, wait) {
             Ok(()) => Ok(()),
             Err(word) => self.end.send_rest(msg, word, wait),
         }
@@ -533,7 +537,7 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
         timeout: Duration,
     ) -> std::result::Result<(), SendTimeoutError> {
         let wait = Deadline::after(timeout);
-        match self.end.send_tiny(msg, wait) {
+        match End::send_tiny(&self.tx, msg, wait) {
             Ok(()) => Ok(()),
             Err(word) => self.end.send_rest(msg, word, wait),
         }

@@ -193,7 +193,7 @@ pub(crate) struct Spsc {
     /// table of loom atomics, one per 8 data bytes, so that their publication is
     /// model-checked; payload bytes stay in `data`.
     #[cfg(loom)]
-    words: Box<[AtomicU64]>,
+    words: std::sync::Arc<[AtomicU64]>,
 }
 
 // SAFETY: the ring is designed for concurrent use from many threads and processes: all
@@ -248,6 +248,21 @@ impl Spsc {
             light: crate::sync::waiter::membarrier_ready(),
             #[cfg(loom)]
             words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Another handle to the same ring, valid while the memory is (which whoever holds
+    /// it ensures as for this one: a pipe's `Sender` and `Receiver` keep one beside the
+    /// end that holds the mapping, so their fast paths reach the ring without going
+    /// through the end).
+    pub(crate) fn handle(&self) -> Spsc {
+        Spsc {
+            hdr: self.hdr,
+            cap: self.cap,
+            mask: self.mask,
+            light: self.light,
+            #[cfg(loom)]
+            words: self.words.clone(),
         }
     }
 
