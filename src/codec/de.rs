@@ -45,6 +45,23 @@ fn end() -> DeError {
     DeError::new("unexpected end of input")
 }
 
+/// Not an error of the input: [`from_word`]'s fast decode met something it leaves to
+/// the slice decoder (an enum variant index of two bytes or more), which decodes the
+/// same bytes again. An empty message: any error with one (a visitor's `custom("")`)
+/// only has the input decoded again, to the same result.
+#[cold]
+#[inline(never)]
+fn again() -> DeError {
+    DeError::new("")
+}
+
+impl DeError {
+    /// Whether this is [`again`]'s.
+    fn is_again(&self) -> bool {
+        self.0 .0.is_empty()
+    }
+}
+
 /// A varint longer than its type allows, or with bits beyond its width.
 #[cold]
 #[inline(never)]
@@ -379,11 +396,19 @@ impl<'de, const N: usize> Src<'de, N> {
     /// serde-derived code (before this function, `u64::deserialize` in the seed's
     /// `Msg` cost 330 against a threshold of 325 and stayed a call: 179 instructions
     /// per message, 163 with it).
+    ///
+    /// Reading past the input (`len` bytes) is not checked here: [`from_word`] checks
+    /// once, at the end, that the decode ended within it (one compare for the whole
+    /// message, not one per field; the bytes past it are in the word, and what a decode
+    /// makes of them is discarded).
     #[inline(always)]
     fn word_varint<const BITS: u32>(&mut self, p: usize) -> Res<u64> {
-        // Past the word (`p` is then the input's end) a zero: a 1-byte varint, which
-        // ends past the input.
-        let w = if p < 8 { self.word >> (8 * p) } else { 0 };
+        // Past the word: past the input too. An error at once, so that a decode that
+        // ran past the input (a sequence of a garbage length, say) stops within 8 reads.
+        if p >= 8 {
+            return Err(end());
+        }
+        let w = self.word >> (8 * p);
         let (v, n) = if w & 0x80 == 0 {
             (w & 0x7f, 1)
         } else if w & 0x8000 == 0 {
@@ -394,12 +419,29 @@ impl<'de, const N: usize> Src<'de, N> {
             // 3 bytes or more; 0 when it does not end in `w` or is too long for `BITS`.
             word_varint_long::<BITS>(w)
         };
-        let np = p + n;
-        if n == 0 || np > self.bytes.len() {
+        if n == 0 {
             return Err(word_varint_error::<BITS>(self.word, self.bytes.len(), p));
         }
-        self.pos = np;
+        self.pos = p + n;
         Ok(v)
+    }
+
+    /// An enum's variant index in a word's copy (`N == WORD`): a one-byte varint
+    /// inline; a longer one (an enum of 128 variants or more) has [`from_word`] decode
+    /// the message again the slice's way ([`again`]). So the position after it is a
+    /// constant on the inline path, and the next field is read with constant shifts.
+    #[inline(always)]
+    fn word_variant(&mut self) -> Res<u32> {
+        let p = self.pos;
+        if p >= 8 {
+            return Err(end());
+        }
+        let w = self.word >> (8 * p);
+        if w & 0x80 != 0 {
+            return Err(again());
+        }
+        self.pos = p + 1;
+        Ok((w & 0x7f) as u32)
     }
 
     /// [`varint_long`] at `p`, the cursor moved past it. Only values cross the call,
@@ -456,10 +498,11 @@ impl<'de, const N: usize> Src<'de, N> {
         }
     }
 
-    /// How many bytes are left.
+    /// How many bytes are left (none when a word's decode read past the input, which
+    /// [`from_word`] reports at the end).
     #[inline]
     fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
+        self.bytes.len().saturating_sub(self.pos)
     }
 }
 
@@ -796,7 +839,11 @@ impl<'de, const N: usize> de::EnumAccess<'de> for &mut De<'de, N> {
 
     #[inline]
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Res<(V::Value, Self)> {
-        let index = self.u32()?;
+        let index = if N == WORD {
+            self.src.word_variant()?
+        } else {
+            self.u32()?
+        };
         let v = seed.deserialize(IntoDeserializer::<DeError>::into_deserializer(index))?;
         Ok((v, self))
     }
@@ -852,12 +899,27 @@ pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T
     }
     let mut buf = [0u8; WORD];
     buf[..8].copy_from_slice(&word.to_le_bytes());
-    match Src::within(&buf, len) {
-        Some(src) => T::deserialize(&mut De {
-            src: Src { word, ..src },
-        }),
-        None => Err(end()),
+    let Some(src) = Src::within(&buf, len) else {
+        return Err(end());
+    };
+    let mut de = De {
+        src: Src { word, ..src },
+    };
+    match T::deserialize(&mut de) {
+        // Varints are read without a bounds check each (`Src::word_varint`): the one
+        // check, whether the decode ended within the input.
+        Ok(v) if de.src.pos <= len => Ok(v),
+        Ok(_) => Err(end()),
+        Err(e) if e.is_again() => from_word_again(word, len),
+        Err(e) => Err(e),
     }
+}
+
+/// [`from_word`] the slice's way, for what its fast decode leaves to it ([`again`]).
+#[cold]
+#[inline(never)]
+fn from_word_again<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T> {
+    from_slice(&word.to_le_bytes()[..len])
 }
 
 /// Decodes a `T` from the first `len` bytes of `buf`: as [`from_slice`] of
