@@ -441,7 +441,9 @@ impl<'de, const N: usize> Src<'de, N> {
             return Err(again());
         }
         self.pos = p + 1;
-        Ok((w & 0x7f) as u32)
+        // The byte as it is (its top bit is clear): the compiler then tests the byte
+        // it already tested for that bit.
+        Ok((w & 0xff) as u32)
     }
 
     /// [`varint_long`] at `p`, the cursor moved past it. Only values cross the call,
