@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! ```text
-//! [ writer line: tail, cached_head, limit, look_at, closed ][ reader line: head ]
+//! [ writer line: tail, cached_head, limit, look_at, closed, poisoned ][ reader line: head ]
 //! [ readable waiter ][ writable waiter ][ ownership: owner, in_send, reader_drops, lock ]
 //! [ data: capacity bytes (a power of two) ]
 //! ```
@@ -107,11 +107,13 @@ struct WriterLine {
     tail: AtomicU64,
     /// The reader's `head` as the general paths last loaded it.
     cached_head: AtomicU64,
-    /// The tiny fast path's one compare (`Spsc::try_send_tiny`): it may publish while
-    /// its record and the word after it end at or below this position. The least of
-    /// the last `head` it loaded plus the capacity and [`WriterLine::look_at`];
-    /// [`NO_ROOM`] when poisoned by a dropped reader end; 0 (below every record's end)
-    /// in a new ring, whose first tiny send computes it.
+    /// The tiny fast path's one compare (`Spsc::try_send_tiny`): it may publish a
+    /// record at a `tail` below this position, that is while the record and the word
+    /// after it end at or below the least of the last `head` it loaded plus the
+    /// capacity and [`WriterLine::look_at`] (minus 15 stored: `tail < limit` is then
+    /// the whole test). [`NO_ROOM`] (no `tail` is below it) in a new ring, whose first
+    /// tiny send computes it, and whenever the fast path must stop: a dropped reader
+    /// end, a closed fast path.
     limit: AtomicU64,
     /// Where the writer's next look at its reader is due (`Spsc::look_due`); 0 when no
     /// look was ever asked for (a ring used without a channel's send gate).
@@ -119,14 +121,16 @@ struct WriterLine {
     /// Nonzero once the tiny fast path is closed for good (`Spsc::close_fast_path`):
     /// `limit` then stays [`NO_ROOM`].
     closed: AtomicU64,
+    /// Nonzero from a dropped reader end (`Spsc::note_reader_drop`) to the send
+    /// gate's next look (`Spsc::renew_look`): the fast path takes the general path,
+    /// whose gate compares the drop counter, rather than compute a limit.
+    poisoned: AtomicU64,
 }
 
-/// [`WriterLine::limit`] that sends the tiny fast path down the general path: set when
-/// a reader end is dropped (`Spsc::note_reader_drop`), cleared by the next look
-/// (`Spsc::renew_look`), unless the fast path is closed for good
-/// (`Spsc::close_fast_path`).
-/// 1: below every record's end, and no value a computed limit takes.
-const NO_ROOM: u64 = 1;
+/// [`WriterLine::limit`] below every `tail`: the tiny fast path's next send goes to its
+/// cold path, which computes the limit again, or, when the ring is
+/// [`poisoned`](WriterLine::poisoned) or closed, sends the message down the general path.
+const NO_ROOM: u64 = 0;
 
 #[repr(C)]
 #[derive(Default)]

@@ -11,11 +11,6 @@ use crate::sync::owner::{me, Owner};
 use crate::sync::raw::Got;
 use crate::sync::waiter::Wait;
 
-/// [`WriterLine::limit`](super::WriterLine) after a look, as in a new ring: below any
-/// record's end, not [`NO_ROOM`], so the fast path's next send reloads `head` and
-/// computes it again.
-const RELOAD: u64 = 0;
-
 /// Which writer path a [`WriteGuard`] took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -202,15 +197,19 @@ impl Spsc {
         }
     }
 
-    /// Counts a dropped reader end (see `reader_drops`), and poisons the tiny fast
-    /// path's `limit` ([`NO_ROOM`]), so that a writer on that path
+    /// Counts a dropped reader end (see `reader_drops`), and poisons the tiny fast path
+    /// (`poisoned`, and its `limit` set to [`NO_ROOM`]), so that a writer on that path
     /// ([`Spsc::try_send_tiny`], which does not compare the drop counter) takes the
     /// general path, whose send gate looks at the reader and then clears the poison
-    /// ([`Spsc::renew_look`]). A look racing with this store may clear it first; the
-    /// drop is then noticed by the gate's next periodic look.
+    /// ([`Spsc::renew_look`]). A fast send computing its limit meanwhile may store it
+    /// over `NO_ROOM`; `poisoned` then stops the fast path at its next reload (its
+    /// next look at the latest). A look racing with this may clear the poison first;
+    /// the drop is then noticed by the gate's next periodic look.
     pub(crate) fn note_reader_drop(&self) {
         self.hdr().own.reader_drops.fetch_add(1, Ordering::Release);
-        self.hdr().w.limit.store(NO_ROOM, Ordering::Relaxed);
+        let w = &self.hdr().w;
+        w.poisoned.store(1, Ordering::Relaxed);
+        w.limit.store(NO_ROOM, Ordering::Relaxed);
     }
 
     /// Whether the writer's next look at its reader is due before the next record at
@@ -227,15 +226,16 @@ impl Spsc {
 
     /// After a look at the reader: the next is due once `bytes` more are sent. Clears
     /// the fast path's poison ([`Spsc::note_reader_drop`]), which the look handled; its
-    /// next send reloads `head` and the limit. Called without the writer role: the
-    /// values stored are only ever too low (a reload too many), never room that is not
-    /// there.
+    /// next send computes the limit again. Called without the writer role: the limit
+    /// stored is [`NO_ROOM`], only ever too low (a reload too many), never room that
+    /// is not there.
     pub(crate) fn renew_look(&self, bytes: u64) {
         let w = &self.hdr().w;
         let tail = w.tail.load(Ordering::Relaxed);
         w.look_at
             .store(tail.wrapping_add(bytes).max(1), Ordering::Relaxed);
-        self.set_limit(RELOAD);
+        w.poisoned.store(0, Ordering::Relaxed);
+        self.set_limit(NO_ROOM);
     }
 
     /// Stores the tiny fast path's `limit`, unless that path is closed for good

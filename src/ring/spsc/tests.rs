@@ -533,6 +533,14 @@ fn the_tiny_fast_path_stops_where_a_look_is_due_after_a_dropped_reader_and_once_
     assert!(r.try_write_tiny(&g, 9, 1));
     drop(g);
     assert_eq!(r.take_tiny(TINY_MAX).map(|(w, _)| w & 0xFF), Some(9));
+    // A reader end dropped before the first send stops that one too (`tail` 0).
+    let Some((_m2, r2)) = biased_ring() else {
+        return;
+    };
+    r2.note_reader_drop();
+    assert!(!r2.try_send_tiny(1, 1, false));
+    r2.renew_look(80);
+    assert!(r2.try_send_tiny(1, 1, false));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::copy_bytes;
 use super::owner::WriteGuard;
 use super::record::{header_word, record_size, tiny_word, RecKind, NEXT_SLOT, REC_HDR, TINY_MAX};
-use super::{Base, Spsc, NO_ROOM};
+use super::{Base, Spsc};
 use crate::sync::atomic::{light_fence, Ordering};
 use crate::sync::owner::cached_tag;
 use crate::sync::waiter::Wait;
@@ -301,8 +301,9 @@ impl Spsc {
         let end = tail.wrapping_add(REC_HDR);
         // Room for the record and the word after it (`publish_at`), and no look at the
         // reader due: one compare with the precomputed limit.
-        let need = end.wrapping_add(NEXT_SLOT);
-        if need > w.limit.load(Ordering::Relaxed) && !self.room_after_reload(need, patient) {
+        if tail >= w.limit.load(Ordering::Relaxed)
+            && !self.room_after_reload(end.wrapping_add(NEXT_SLOT), patient)
+        {
             return false;
         }
         // Masked to a word, as in `reserve_at`; 8 bytes at an 8-aligned offset below
@@ -313,8 +314,9 @@ impl Spsc {
     }
 
     /// The tiny fast path's `limit` says no to a record ending at `end` (the word after
-    /// it included): `false` (take the general path) when the limit is poisoned
-    /// ([`Spsc::note_reader_drop`]) or a look at the reader is due by `end`
+    /// it included): `false` (take the general path) when the ring is poisoned
+    /// ([`Spsc::note_reader_drop`]) or closed ([`Spsc::close_fast_path`]), or a look at
+    /// the reader is due by `end`
     /// ([`Spsc::look_due`]; the general path's send gate looks); otherwise reloads the
     /// reader's `head` (caching it and the new limit) and says whether there is room
     /// after all.
@@ -323,7 +325,7 @@ impl Spsc {
     fn room_after_reload(&self, end: u64, patient: bool) -> bool {
         let w = &self.hdr().w;
         let look_at = w.look_at.load(Ordering::Relaxed);
-        if w.limit.load(Ordering::Relaxed) == NO_ROOM || (look_at != 0 && end > look_at) {
+        if w.poisoned.load(Ordering::Relaxed) != 0 || (look_at != 0 && end > look_at) {
             return false;
         }
         // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
@@ -336,7 +338,10 @@ impl Spsc {
         if look_at != 0 {
             limit = limit.min(look_at);
         }
-        self.set_limit(limit) && end.wrapping_sub(head) <= self.cap
+        // Stored as the first `tail` whose record (and the word after it) would end past
+        // it (0, `NO_ROOM`, when none fits).
+        let first_past = limit.saturating_sub(REC_HDR + NEXT_SLOT - 1);
+        self.set_limit(first_past) && end.wrapping_sub(head) <= self.cap
     }
 
     /// A writer that found the ring full (its cached `head` said so) and may wait: gives
