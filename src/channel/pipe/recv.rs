@@ -342,14 +342,16 @@ pub struct Receiver<T> {
     /// reaches it without loading `end` or testing its `Option`.
     rx: Spsc,
     pub(super) state: RefCell<RecvState>,
-    /// Whether `state` needs nothing done when a whole message is received: no stream
-    /// half assembled or being skipped, no count of empty polls. The tiny fast path of
-    /// [`Receiver::recv_core`] runs only then, without borrowing `state`; every other
-    /// use of `state` goes through [`Receiver::state_mut`], which clears it, and the
-    /// general path of `recv_core` sets it again. Never set in a process that cannot
-    /// rely on `membarrier` (the fast path's wake-up takes that for granted,
-    /// [`Spsc::take_tiny_light`]).
-    fast: Cell<bool>,
+    /// The ring the tiny fast path of [`Receiver::recv_core`] reads: `rx` while `state`
+    /// needs nothing done when a whole message is received (no stream half assembled
+    /// or being skipped, no count of empty polls), otherwise an always-empty ring
+    /// ([`Spsc::empty`]), where that path finds nothing and goes the general way: no
+    /// flag to test per message. The fast path does not borrow `state`; every other
+    /// use of it goes through [`Receiver::state_mut`], which installs the empty ring,
+    /// and the general path of `recv_core` installs `rx` again when it can. Never `rx`
+    /// in a process that cannot rely on `membarrier` (the fast path's wake-up takes
+    /// that for granted, [`Spsc::take_tiny_light`]).
+    fast_rx: Cell<Spsc>,
     /// Why the last general receive failed, from [`Receiver::recv_rest`] to its caller.
     failed: Cell<Option<RecvFail>>,
     _t: PhantomData<fn() -> T>,
@@ -359,12 +361,16 @@ impl<T> Receiver<T> {
     /// A receiver on `end`, which the caller registered.
     pub(super) fn from_end(end: Arc<End>) -> Self {
         let rx = end.rx.as_ref().expect("a receiving end").handle();
-        let fast = Self::fast_possible(&end, &rx);
+        let fast_rx = if Self::fast_possible(&end, &rx) {
+            rx
+        } else {
+            Spsc::empty()
+        };
         Receiver {
             end,
             rx,
             state: RefCell::default(),
-            fast: Cell::new(fast),
+            fast_rx: Cell::new(fast_rx),
             failed: Cell::new(None),
             _t: PhantomData,
         }
@@ -388,16 +394,12 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
         // Fastest path, the seed's message: a tiny record, its payload in one word.
         // Every way out gives an `Option<T>`, and the one `Result` is made from it below:
         // a small `T` then stays in registers up to the caller's `match`.
-        let got = if self.fast.get() {
-            match self.rx.take_tiny_light(TINY_MAX) {
-                Some((word, n)) => match codec::decode_word(word, n) {
-                    Ok(v) => Some(v),
-                    Err(e) => self.undecodable_word(word, n, e),
-                },
-                None => self.recv_rest(wait),
-            }
-        } else {
-            self.recv_rest(wait)
+        let got = match self.fast_rx.get().take_tiny_light(TINY_MAX) {
+            Some((word, n)) => match codec::decode_word(word, n) {
+                Ok(v) => Some(v),
+                Err(e) => self.undecodable_word(word, n, e),
+            },
+            None => self.recv_rest(wait),
         };
         match got {
             Some(v) => Ok(v),
@@ -428,12 +430,13 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     fn recv_rest(&self, wait: Deadline) -> Option<T> {
         let mut st = self.state_mut();
         let r = self.recv_small_or_general::<RecvFail>(&mut st, wait);
-        self.fast.set(
-            st.partial.is_none()
-                && !st.skipping
-                && st.empty_polls == 0
-                && Self::fast_possible(&self.end, &self.rx),
-        );
+        if st.partial.is_none()
+            && !st.skipping
+            && st.empty_polls == 0
+            && Self::fast_possible(&self.end, &self.rx)
+        {
+            self.fast_rx.set(self.rx);
+        }
         match r {
             Ok(v) => Some(v),
             Err(f) => {
@@ -458,7 +461,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// The receiver's state, for anything but the tiny fast path (which then waits for
     /// the next general receive to find the state clean again).
     pub(super) fn state_mut(&self) -> RefMut<'_, RecvState> {
-        self.fast.set(false);
+        self.fast_rx.set(Spsc::empty());
         self.state.borrow_mut()
     }
 

@@ -181,6 +181,9 @@ const _: () = assert!(CONTROL_SIZE % 128 == 0);
 struct Base(NonNull<SpscHeader>);
 
 /// Handle to a ring in memory that outlives it (a mapped region, or the heap in tests).
+/// `Copy`: its holder keeps the memory alive (a pipe's end holds the mapping; its
+/// `Sender` and `Receiver` hold a copy beside the end).
+#[derive(Clone, Copy)]
 pub(crate) struct Spsc {
     /// The control block; the data area follows it ([`CONTROL_SIZE`] bytes on), so its
     /// address is not kept apart: the fast paths address a data word from `hdr` with
@@ -197,8 +200,19 @@ pub(crate) struct Spsc {
     /// table of loom atomics, one per 8 data bytes, so that their publication is
     /// model-checked; payload bytes stay in `data`.
     #[cfg(loom)]
-    words: std::sync::Arc<[AtomicU64]>,
+    words: &'static [AtomicU64],
 }
+
+/// Memory of a ring of [`EMPTY_CAP`] bytes that stays empty: [`Spsc::empty`]'s.
+#[cfg(not(loom))]
+#[repr(C, align(128))]
+struct EmptyRing([AtomicU64; (CONTROL_SIZE + EMPTY_CAP as usize) / 8]);
+
+/// [`Spsc::empty`]'s capacity, the least there is.
+const EMPTY_CAP: u64 = 64;
+
+#[cfg(not(loom))]
+static EMPTY_RING: EmptyRing = EmptyRing([const { AtomicU64::new(0) }; _]);
 
 // SAFETY: the ring is designed for concurrent use from many threads and processes: all
 // shared state is atomics, and data bytes are accessed only inside the ranges the
@@ -250,8 +264,9 @@ impl Spsc {
             cap,
             mask: cap - 8,
             light: crate::sync::waiter::membarrier_ready(),
+            // Leaked: a handle is `Copy` (loom models are small and short).
             #[cfg(loom)]
-            words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+            words: Box::leak((0..cap / 8).map(|_| AtomicU64::new(0)).collect()),
         }
     }
 
@@ -260,14 +275,31 @@ impl Spsc {
     /// end that holds the mapping, so their fast paths reach the ring without going
     /// through the end).
     pub(crate) fn handle(&self) -> Spsc {
-        Spsc {
-            hdr: self.hdr,
-            cap: self.cap,
-            mask: self.mask,
-            light: self.light,
-            #[cfg(loom)]
-            words: self.words.clone(),
-        }
+        *self
+    }
+
+    /// A handle to a ring that stays empty: nothing ever writes it (no writer role is
+    /// ever taken on it), so every read finds nothing. For a fast path that must not
+    /// run, in place of a flag tested per message: a receiver installs it while its
+    /// tiny fast path may not take a record ([`Spsc::take_tiny_light`] then finds none
+    /// and the caller takes its general path).
+    pub(crate) fn empty() -> Spsc {
+        #[cfg(not(loom))]
+        let base = NonNull::from(&EMPTY_RING).cast::<u8>();
+        #[cfg(loom)]
+        let base = {
+            let layout = std::alloc::Layout::from_size_align(Self::memory_size(EMPTY_CAP), 128)
+                .expect("layout");
+            // SAFETY: the layout has a nonzero size. Leaked, as `words` are.
+            NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).expect("memory")
+        };
+        // SAFETY: 128-aligned, `memory_size(EMPTY_CAP)` zeroed bytes (a valid empty ring)
+        // that live for ever: the static's (atomics, so writable memory), or a leaked
+        // allocation under loom.
+        let mut ring = unsafe { Spsc::from_raw(base, EMPTY_CAP) };
+        // Never woken through: nothing is ever taken from it.
+        ring.light = true;
+        ring
     }
 
     /// The data word at `off` (8-aligned, below `cap`): a record's header (or a whole

@@ -175,7 +175,6 @@ impl Spsc {
     /// then tests nothing more per message.
     #[inline(always)]
     pub(crate) fn take_tiny_light(&self, max: u64) -> Option<(u64, usize)> {
-        debug_assert!(self.light);
         self.take_tiny_with(max, true)
     }
 
@@ -187,6 +186,7 @@ impl Spsc {
         // Pairs with the writer's Release store of the record's word.
         let word = self.word(off).load(Ordering::Acquire);
         let len = tiny_payload(word, max)?;
+        debug_assert!(self.light || !light, "a light wake-up without membarrier");
         self.release_with(pos.wrapping_add(REC_HDR), light);
         Some((word, len))
     }
