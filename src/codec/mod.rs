@@ -75,7 +75,8 @@ pub(crate) fn encode_in_place<T: Serialize + ?Sized>(
 pub(crate) fn encode_word<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Option<(u64, usize)>, String> {
-    encode_fitting(value, WordOut::with_high(0)).map(|fit| fit.map(|w| (w.word, w.len() as usize)))
+    encode_fitting(value, WordOut::with_high(0))
+        .map(|fit| fit.map(|w| (w.bytes(), w.len() as usize)))
 }
 
 /// [`encode_word`] as one word: the encoding in the low bytes, its length in byte 6,
@@ -86,7 +87,7 @@ pub(crate) fn encode_word_tagged<T: Serialize + ?Sized>(
     value: &T,
     high: u64,
 ) -> Result<Option<u64>, String> {
-    encode_fitting(value, WordOut::with_high(high)).map(|fit| fit.map(|w| w.word | w.top))
+    encode_fitting(value, WordOut::with_high(high)).map(|fit| fit.map(|w| w.tagged()))
 }
 
 /// The encoding and its length in a word from [`encode_word_tagged`].

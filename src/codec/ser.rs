@@ -101,35 +101,48 @@ pub(crate) const WORD_MAX: u32 = 6;
 /// short is encoded without touching memory (writing bytes one by one and then loading
 /// them as a word stalls the store-to-load forwarding of the CPU for a dozen cycles).
 ///
-/// The length is kept in byte 6 of `top` ([`LEN_SHIFT`]), above whatever the caller
-/// put in its byte 7: where a tiny ring record keeps its length and tag. On a path
-/// whose writes are all of known lengths (the seed's enum), `top` is a constant on
-/// each branch, and the record's word is one `or` away.
+/// One word holds it all: the bytes in bytes 0 to 5, their count in byte 6
+/// ([`LEN_SHIFT`]), and whatever the caller put in byte 7: where a tiny ring record
+/// keeps its payload, length and tag. On a path whose writes are all of known lengths
+/// (the seed's enum), each write is an `or` of the bytes and a constant.
 pub(crate) struct WordOut {
-    pub(crate) word: u64,
-    pub(crate) top: u64,
+    word: u64,
 }
 
-/// Where [`WordOut::top`] keeps the length.
+/// Where [`WordOut`] keeps the length.
 pub(crate) const LEN_SHIFT: u32 = 48;
 
 impl WordOut {
-    /// An empty encoding whose `top` starts as `high` (its bytes 6 and below zero).
+    /// An empty encoding whose byte 7 is `high`'s (its bytes 6 and below zero).
     #[inline(always)]
     pub(crate) fn with_high(high: u64) -> WordOut {
         debug_assert_eq!(high & ((0xFF << LEN_SHIFT) | ((1 << LEN_SHIFT) - 1)), 0);
-        WordOut { word: 0, top: high }
+        WordOut { word: high }
     }
 
     /// The bytes written so far.
     #[inline(always)]
     pub(crate) fn len(&self) -> u32 {
-        (self.top >> LEN_SHIFT) as u32 & 0xFF
+        (self.word >> LEN_SHIFT) as u32 & 0xFF
     }
 
+    /// The encoding alone (bytes 6 and 7 zero).
     #[inline(always)]
-    fn advance(&mut self, n: u32) {
-        self.top += u64::from(n) << LEN_SHIFT;
+    pub(crate) fn bytes(&self) -> u64 {
+        self.word & ((1 << LEN_SHIFT) - 1)
+    }
+
+    /// The whole word: the encoding, its length and the caller's byte 7.
+    #[inline(always)]
+    pub(crate) fn tagged(&self) -> u64 {
+        self.word
+    }
+
+    /// Appends the low byte or bytes of `enc` (at most `WORD_MAX - len` of them, the
+    /// others zero) and counts `n` of them.
+    #[inline(always)]
+    fn push(&mut self, enc: u64, len: u32, n: u32) {
+        self.word = (self.word | enc << (8 * len)) + (u64::from(n) << LEN_SHIFT);
     }
 }
 
@@ -140,8 +153,7 @@ impl Out for WordOut {
         if len >= WORD_MAX {
             return false;
         }
-        self.word |= u64::from(b) << (8 * len);
-        self.advance(1);
+        self.push(u64::from(b), len, 1);
         true
     }
 
@@ -151,8 +163,7 @@ impl Out for WordOut {
             return false;
         }
         for &x in b {
-            self.word |= u64::from(x) << (8 * self.len());
-            self.advance(1);
+            self.push(u64::from(x), self.len(), 1);
         }
         true
     }
@@ -195,8 +206,7 @@ impl WordOut {
         if len + n > WORD_MAX {
             return false;
         }
-        self.word |= enc << (8 * len);
-        self.advance(n);
+        self.push(enc, len, n);
         true
     }
 }
