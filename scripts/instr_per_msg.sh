@@ -41,10 +41,7 @@ count() {
 }
 for mode in "${MODES[@]}"; do
   a=$(count "$N" "$mode"); b=$(count $((2 * N)) "$mode")
-  case $mode in
-    # Fractions of an instruction per element: two decimals.
-    *_slice) per=$(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }') ;;
-    *) per=$(( (b - a) / N )) ;;
-  esac
+  # Two decimals: a truncated whole number would hide up to one instruction.
+  per=$(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }')
   echo "instructions per message ($(label "$mode"), default release profile): $per  [N=$N: $a, 2N: $b]"
 done

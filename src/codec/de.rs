@@ -409,20 +409,21 @@ impl<'de, const N: usize> Src<'de, N> {
             return Err(end());
         }
         let w = self.word >> (8 * p);
-        let (v, n) = if w & 0x80 == 0 {
-            (w & 0x7f, 1)
+        // The position after it on each branch (a constant there when `p` is).
+        let (v, np) = if w & 0x80 == 0 {
+            (w & 0x7f, p + 1)
         } else if w & 0x8000 == 0 {
-            ((w & 0x7f) | (w >> 1 & 0x3f80), 2)
+            ((w & 0x7f) | (w >> 1 & 0x3f80), p + 2)
         } else if w & 0x80_0000 == 0 && BITS >= 21 {
-            ((w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1f_c000), 3)
+            ((w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1f_c000), p + 3)
         } else {
             // 3 bytes or more; 0 when it does not end in `w` or is too long for `BITS`.
-            word_varint_long::<BITS>(w)
+            match word_varint_long::<BITS>(w) {
+                (_, 0) => return Err(word_varint_error::<BITS>(self.word, self.bytes.len(), p)),
+                (v, n) => (v, p + n),
+            }
         };
-        if n == 0 {
-            return Err(word_varint_error::<BITS>(self.word, self.bytes.len(), p));
-        }
-        self.pos = p + n;
+        self.pos = np;
         Ok(v)
     }
 
