@@ -47,19 +47,11 @@ fn end() -> DeError {
 
 /// Not an error of the input: [`from_word`]'s fast decode met something it leaves to
 /// the slice decoder (an enum variant index of two bytes or more), which decodes the
-/// same bytes again. An empty message: any error with one (a visitor's `custom("")`)
-/// only has the input decoded again, to the same result.
+/// same bytes again ([`AGAIN`] marks it).
 #[cold]
 #[inline(never)]
 fn again() -> DeError {
     DeError::new("")
-}
-
-impl DeError {
-    /// Whether this is [`again`]'s.
-    fn is_again(&self) -> bool {
-        self.0 .0.is_empty()
-    }
 }
 
 /// A varint longer than its type allows, or with bits beyond its width.
@@ -287,6 +279,12 @@ pub(crate) struct Src<'de, const N: usize> {
     word: u64,
 }
 
+/// [`Src::pos`] once a word's decode met something it leaves to the slice decoder
+/// ([`again`]): past any input, so every later read fails and the position stays,
+/// and [`from_word`] decodes the message again that way whatever the `Deserialize` made
+/// of the error (one that swallows it must not leave a different value).
+const AGAIN: usize = usize::MAX;
+
 impl<'de> Src<'de, 0> {
     /// Reads `bytes` (with no wider buffer: 8-byte loads from `bytes` itself).
     #[inline]
@@ -439,6 +437,7 @@ impl<'de, const N: usize> Src<'de, N> {
         }
         let w = self.word >> (8 * p);
         if w & 0x80 != 0 {
+            self.pos = AGAIN;
             return Err(again());
         }
         self.pos = p + 1;
@@ -537,7 +536,14 @@ impl<const N: usize> De<'_, N> {
     /// A length, a `usize` varint (as wide as postcard reads it on this target).
     #[inline]
     fn usize(&mut self) -> Res<usize> {
-        Ok(self.src.varint::<{ usize::BITS }>()? as usize)
+        let n = self.src.varint::<{ usize::BITS }>()? as usize;
+        // A length read past a word's input (which a word's varints do not check,
+        // `Src::word_varint`) is an error now, not at the end: a garbage length of
+        // elements that read nothing would otherwise loop that many times first.
+        if N == WORD && self.src.pos > self.src.bytes.len() {
+            return Err(end());
+        }
+        Ok(n)
     }
 }
 
@@ -912,8 +918,8 @@ pub(crate) fn from_word<T: de::DeserializeOwned>(word: u64, len: usize) -> Res<T
         // Varints are read without a bounds check each (`Src::word_varint`): the one
         // check, whether the decode ended within the input.
         Ok(v) if de.src.pos <= len => Ok(v),
+        _ if de.src.pos == AGAIN => from_word_again(word, len),
         Ok(_) => Err(end()),
-        Err(e) if e.is_again() => from_word_again(word, len),
         Err(e) => Err(e),
     }
 }

@@ -525,3 +525,89 @@ fn edges_match_postcard() {
     assert_eq!(decode_word::<Msg>(0x0180_8100, 4).unwrap(), Msg::Int(16385));
     assert_eq!(decode_word::<Msg>(0xff01, 1).unwrap(), Msg::Done);
 }
+
+/// Any enum variant index, as a unit variant: an enum of as many variants as it takes.
+#[derive(Debug, PartialEq)]
+struct Idx(u32);
+
+impl<'de> Deserialize<'de> for Idx {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Idx;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a unit variant")
+            }
+            fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<Idx, A::Error> {
+                use serde::de::VariantAccess;
+                let (i, v) = a.variant::<u32>()?;
+                v.unit_variant()?;
+                Ok(Idx(i))
+            }
+        }
+        d.deserialize_enum("Idx", &[], V)
+    }
+}
+
+/// A `T`, or `None` where it did not decode: a `Deserialize` that swallows errors.
+#[derive(Debug, PartialEq)]
+struct Swallow<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Swallow<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Swallow(T::deserialize(d).ok()))
+    }
+}
+
+#[test]
+fn a_word_with_a_long_variant_index_decodes_as_the_slice_does_even_when_the_error_is_swallowed() {
+    // Index 128 takes two bytes: the word's decode leaves it to the slice decoder.
+    let bytes = [0x80, 0x01];
+    let word = u64::from(u16::from_le_bytes(bytes));
+    assert_eq!(decode::<Idx>(&bytes).unwrap(), Idx(128));
+    assert_eq!(decode_word::<Idx>(word, 2).unwrap(), Idx(128));
+    assert_eq!(
+        decode_word::<Swallow<Idx>>(word, 2).unwrap(),
+        Swallow(Some(Idx(128)))
+    );
+    assert_eq!(decode_word::<Idx>(0x05, 1).unwrap(), Idx(5));
+    // Cut short: an error on both paths.
+    assert!(decode::<Idx>(&bytes[..1]).is_err());
+    assert!(decode_word::<Idx>(word, 1).is_err());
+}
+
+thread_local! {
+    static READ: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// An element that reads nothing, counted (in `READ`), and an error after 1000 reads.
+struct Counted;
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        let n = READ.with(|r| {
+            r.set(r.get() + 1);
+            r.get()
+        });
+        if n > 1000 {
+            return Err(serde::de::Error::custom("looped"));
+        }
+        Ok(Counted)
+    }
+}
+
+#[test]
+fn a_garbage_length_in_a_word_is_an_error_at_once_not_a_long_loop() {
+    // Six bytes of continuation: the length varint runs into the word's bytes past the
+    // input; a sequence of elements that read nothing must not loop over that length.
+    let word = 0xA706_FFFF_FFFF_FFFF;
+    READ.with(|r| r.set(0));
+    assert!(decode_word::<Vec<Counted>>(word, 6).is_err());
+    assert_eq!(
+        READ.with(|r| r.get()),
+        0,
+        "elements read after a length past the input"
+    );
+    assert!(decode::<Vec<()>>(&word.to_le_bytes()[..6]).is_err());
+}

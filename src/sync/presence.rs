@@ -56,6 +56,12 @@ impl Presence {
             .is_none_or(|fd| sys::peer_state(fd) == PeerState::Gone)
     }
 
+    /// Whether this presence was released (a forked child that was not handed the end):
+    /// then [`Presence::peer_gone`] says gone for this process only.
+    pub(crate) fn released(&self) -> bool {
+        self.watch.get().is_none()
+    }
+
     /// The token and the watch, to hand to a spawned child; `None` once released.
     pub(crate) fn fds(&self) -> Option<(BorrowedFd<'_>, BorrowedFd<'_>)> {
         Some((self.token.get()?, self.watch.get()?))

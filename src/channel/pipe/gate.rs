@@ -81,8 +81,10 @@ impl SendGate {
         let head = tx.map_or(0, |t| t.reader_head());
         if let Some(t) = tx {
             // The first look, which the fast path waits for: a ring nobody asked to look
-            // never stops it.
-            t.renew_look(LOOK_BYTES);
+            // never stops it. Only where none is set yet: an end made later, in this
+            // process or another, neither puts a due look off nor clears the poison of a
+            // dropped reader end.
+            t.arm_look(LOOK_BYTES);
             // A pipe whose messages may be shorter than a tiny record's payload sends
             // every message down the general path, which compares its length.
             if tiny_max < TINY_MAX {
@@ -115,8 +117,10 @@ impl SendGate {
             // token), so none can come back: this never needs undoing.
             self.seen_drops.store(PEER_GONE, Ordering::Relaxed);
             // And the ring's tiny fast path, which does not look at this gate, is
-            // closed for every writer (the reader side is gone for all of them).
-            if let Some(tx) = tx {
+            // closed for every writer (the reader side is gone for all of them), unless
+            // "gone" is this process's alone (a forked child not handed the end, whose
+            // parent still sends).
+            if let Some(tx) = tx.filter(|_| !presence.released()) {
                 tx.close_fast_path();
             }
         }

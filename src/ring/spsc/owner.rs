@@ -238,6 +238,22 @@ impl Spsc {
         self.set_limit(NO_ROOM);
     }
 
+    /// Asks for looks at the reader every `bytes` (see [`Spsc::renew_look`]) if nobody
+    /// has yet: the first due `bytes` from now. A ring already armed is left as it is
+    /// (its due look, its poison).
+    pub(crate) fn arm_look(&self, bytes: u64) {
+        let w = &self.hdr().w;
+        let tail = w.tail.load(Ordering::Relaxed);
+        let first = tail.wrapping_add(bytes).max(1);
+        if w.look_at
+            .compare_exchange(0, first, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            // A limit computed while no look was asked for may run past `first`.
+            self.set_limit(NO_ROOM);
+        }
+    }
+
     /// Stores the tiny fast path's `limit`, unless that path is closed for good
     /// ([`Spsc::close_fast_path`]); returns whether it is open. Every store of a limit
     /// other than [`NO_ROOM`] goes through here: with the fences, either this sees

@@ -539,8 +539,26 @@ fn the_tiny_fast_path_stops_where_a_look_is_due_after_a_dropped_reader_and_once_
     };
     r2.note_reader_drop();
     assert!(!r2.try_send_tiny(1, 1, false));
+    // An end made meanwhile (`arm_look`) neither clears that nor puts a look off.
+    r2.arm_look(1 << 20);
+    assert!(!r2.try_send_tiny(1, 1, false));
     r2.renew_look(80);
     assert!(r2.try_send_tiny(1, 1, false));
+    r2.arm_look(1 << 20);
+    let mut n = 1;
+    while r2.try_send_tiny(1, 1, false) {
+        n += 1;
+        assert!(r2.take_tiny(TINY_MAX).is_some());
+        assert!(n < 100, "arm_look put the due look off");
+    }
+    assert_eq!(n, 9);
+    // A `head` a peer scribbled ahead of `tail`: no room, now or at the next send.
+    let Some((_m3, r3)) = biased_ring() else {
+        return;
+    };
+    r3.hdr().r.head.store(1 << 30, Ordering::Relaxed);
+    assert!(!r3.try_send_tiny(1, 1, false));
+    assert!(!r3.try_send_tiny(1, 1, false));
 }
 
 #[test]

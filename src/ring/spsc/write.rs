@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::copy_bytes;
 use super::owner::WriteGuard;
 use super::record::{header_word, record_size, tiny_word, RecKind, NEXT_SLOT, REC_HDR, TINY_MAX};
-use super::{Base, Spsc};
+use super::{Base, Spsc, NO_ROOM};
 use crate::sync::atomic::{light_fence, Ordering};
 use crate::sync::owner::cached_tag;
 use crate::sync::waiter::Wait;
@@ -325,7 +325,10 @@ impl Spsc {
     fn room_after_reload(&self, end: u64, patient: bool) -> bool {
         let w = &self.hdr().w;
         let look_at = w.look_at.load(Ordering::Relaxed);
-        if w.poisoned.load(Ordering::Relaxed) != 0 || (look_at != 0 && end > look_at) {
+        if w.poisoned.load(Ordering::Relaxed) != 0
+            || w.closed.load(Ordering::Relaxed) != 0
+            || (look_at != 0 && end > look_at)
+        {
             return false;
         }
         // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
@@ -334,14 +337,20 @@ impl Spsc {
             head = self.await_resume_room(end, head);
         }
         w.cached_head.store(head, Ordering::Relaxed);
+        let room = end.wrapping_sub(head) <= self.cap;
         let mut limit = head.wrapping_add(self.cap);
         if look_at != 0 {
             limit = limit.min(look_at);
         }
         // Stored as the first `tail` whose record (and the word after it) would end past
-        // it (0, `NO_ROOM`, when none fits).
-        let first_past = limit.saturating_sub(REC_HDR + NEXT_SLOT - 1);
-        self.set_limit(first_past) && end.wrapping_sub(head) <= self.cap
+        // it (0, `NO_ROOM`, when none fits); `NO_ROOM` too when this record does not
+        // fit (a `head` a peer scribbled past `tail` must not open the fast path).
+        let first_past = if room {
+            limit.saturating_sub(REC_HDR + NEXT_SLOT - 1)
+        } else {
+            NO_ROOM
+        };
+        self.set_limit(first_past) && room
     }
 
     /// A writer that found the ring full (its cached `head` said so) and may wait: gives
