@@ -87,3 +87,29 @@ fn publish_consume_and_wake_across_the_wrap() {
         assert_eq!(got, expect);
     });
 }
+
+/// The tiny fast path's stops (`Spsc::set_limit`'s Dekker pair): a limit a writer
+/// computes while another process closes the fast path, or drops a reader end, never
+/// outlives the flag: once both are done, the fast path sends nothing.
+#[test]
+fn a_closed_or_poisoned_fast_path_stays_shut_whatever_limit_a_writer_stores() {
+    for close in [true, false] {
+        loom::model(move || {
+            let s = new();
+            drop(s.ring.acquire_writer(None, || false).expect("writer"));
+            let s2 = s.clone();
+            let other = loom::thread::spawn(move || {
+                if close {
+                    s2.ring.close_fast_path();
+                } else {
+                    s2.ring.note_reader_drop();
+                }
+            });
+            // A send whose cold path computes a limit, racing with the other thread.
+            let _ = s.ring.try_send_tiny(1, 1, false);
+            other.join().unwrap();
+            assert_eq!(s.ring.hdr().w.limit.load(Ordering::Relaxed), NO_ROOM);
+            assert!(!s.ring.try_send_tiny(2, 1, false));
+        });
+    }
+}

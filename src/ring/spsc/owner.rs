@@ -201,14 +201,15 @@ impl Spsc {
     /// (`poisoned`, and its `limit` set to [`NO_ROOM`]), so that a writer on that path
     /// ([`Spsc::try_send_tiny`], which does not compare the drop counter) takes the
     /// general path, whose send gate looks at the reader and then clears the poison
-    /// ([`Spsc::renew_look`]). A fast send computing its limit meanwhile may store it
-    /// over `NO_ROOM`; `poisoned` then stops the fast path at its next reload (its
-    /// next look at the latest). A look racing with this may clear the poison first;
-    /// the drop is then noticed by the gate's next periodic look.
+    /// ([`Spsc::renew_look`]). A fast send computing its limit meanwhile cannot undo it:
+    /// the same Dekker pair as [`Spsc::close_fast_path`]'s ([`Spsc::set_limit`]). A look
+    /// racing with this may clear the poison first; the drop is then noticed by the
+    /// gate's next periodic look.
     pub(crate) fn note_reader_drop(&self) {
         self.hdr().own.reader_drops.fetch_add(1, Ordering::Release);
         let w = &self.hdr().w;
         w.poisoned.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
         w.limit.store(NO_ROOM, Ordering::Relaxed);
     }
 
@@ -255,15 +256,16 @@ impl Spsc {
     }
 
     /// Stores the tiny fast path's `limit`, unless that path is closed for good
-    /// ([`Spsc::close_fast_path`]); returns whether it is open. Every store of a limit
-    /// other than [`NO_ROOM`] goes through here: with the fences, either this sees
-    /// `closed`, or the closer's `NO_ROOM` comes after this store (a Dekker pair; a
-    /// full fence per look or reload, never per message).
+    /// ([`Spsc::close_fast_path`]) or poisoned ([`Spsc::note_reader_drop`]); returns
+    /// whether it is open. Every store of a limit other than [`NO_ROOM`] goes through
+    /// here: with the fences, either this sees the flag, or the flag setter's
+    /// `NO_ROOM` comes after this store in `limit`'s order (a Dekker pair; a full fence
+    /// per look or reload, never per message).
     pub(super) fn set_limit(&self, limit: u64) -> bool {
         let w = &self.hdr().w;
         w.limit.store(limit, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        if w.closed.load(Ordering::Relaxed) != 0 {
+        if w.closed.load(Ordering::Relaxed) != 0 || w.poisoned.load(Ordering::Relaxed) != 0 {
             w.limit.store(NO_ROOM, Ordering::Relaxed);
             return false;
         }
