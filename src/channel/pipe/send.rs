@@ -136,7 +136,7 @@ impl End {
     ) -> std::result::Result<(), (u64, usize)> {
         // Fastest path, the seed's message: at most 6 bytes of encoding, held in a
         // register, sent by this thread's biased writer role with one store
-        // (`Spsc::try_send_tiny`). Anything else goes on below, with the encoding in
+        // (`Spsc::try_send_tiny_word`). Anything else goes on below, with the encoding in
         // two registers if it fits one word (an encoding error is met again, and
         // reported, by the next encode there).
         match codec::encode_word_tagged(msg, TINY_HIGH) {

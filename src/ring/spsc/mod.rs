@@ -107,7 +107,7 @@ struct WriterLine {
     tail: AtomicU64,
     /// The reader's `head` as the general paths last loaded it.
     cached_head: AtomicU64,
-    /// The tiny fast path's one compare (`Spsc::try_send_tiny`): it may publish a
+    /// The tiny fast path's one compare (`Spsc::try_send_tiny_word`): it may publish a
     /// record at a `tail` below this position, that is while the record and the word
     /// after it end at or below the least of the last `head` it loaded plus the
     /// capacity and [`WriterLine::look_at`] (minus 15 stored: `tail < limit` is then

@@ -85,7 +85,7 @@ impl Spsc {
                 // The bias only for a thread of a process that can rely on `membarrier`:
                 // the biased send's fence is a compiler fence, which the revoker's
                 // `membarrier` completes, and so are its wake-ups
-                // (`Spsc::try_send_tiny`). Elsewhere every writer takes the lock.
+                // (`Spsc::try_send_tiny_word`). Elsewhere every writer takes the lock.
                 let mode = if self.light { tag } else { SHARED };
                 if own
                     .owner
@@ -199,7 +199,7 @@ impl Spsc {
 
     /// Counts a dropped reader end (see `reader_drops`), and poisons the tiny fast path
     /// (`poisoned`, and its `limit` set to [`NO_ROOM`]), so that a writer on that path
-    /// ([`Spsc::try_send_tiny`], which does not compare the drop counter) takes the
+    /// ([`Spsc::try_send_tiny_word`], which does not compare the drop counter) takes the
     /// general path, whose send gate looks at the reader and then clears the poison
     /// ([`Spsc::renew_look`]). A fast send computing its limit meanwhile cannot undo it:
     /// the same Dekker pair as [`Spsc::close_fast_path`]'s ([`Spsc::set_limit`]). A look
@@ -272,7 +272,7 @@ impl Spsc {
         true
     }
 
-    /// Closes the tiny fast path ([`Spsc::try_send_tiny`]) for good, for every writer:
+    /// Closes the tiny fast path ([`Spsc::try_send_tiny_word`]) for good, for every writer:
     /// every message takes the general path from now on. For a pipe whose messages may
     /// be shorter than a tiny record, and once the reader side is known to be gone (a
     /// fact for every writer, which the fast path, looking at no gate, must not miss).

@@ -156,23 +156,25 @@ impl Spsc {
         Some(len as usize)
     }
 
-    /// The reader's fast path for the seed's message: a tiny record at the head. Takes
-    /// it (handed back at once, as [`Spsc::take_small`] does) and returns its word (the
-    /// payload in the low bytes, the tag and length above it) and the payload length.
-    /// `None` when the ring is empty or the head holds anything else (a tiny record
-    /// longer than `max` too), which the general path handles or reports.
-    ///
-    /// Not written as [`Spsc::peek_tiny`] then [`Spsc::take_peeked_tiny`]: that form
-    /// loads the ring's header pointer twice on the seed's receive path (one more
-    /// instruction per message, measured).
+    /// [`Spsc::take_tiny_light`] with the wake-up's fence as this handle's `light` says,
+    /// for the unit tests.
     #[cfg(test)]
     pub(crate) fn take_tiny(&self, max: u64) -> Option<(u64, usize)> {
         self.take_tiny_with(max, self.light)
     }
 
-    /// [`Spsc::take_tiny`] in a process that can rely on `membarrier` ([`Spsc::light`]),
-    /// which the caller checked once for many receives: the wake-up check after it
-    /// then tests nothing more per message.
+    /// The reader's fast path for the seed's message: a tiny record at the head. Takes
+    /// it (handed back at once, as [`Spsc::take_small`] does) and returns its word (the
+    /// payload in the low bytes, the tag and length above it) and the payload length.
+    /// `None` when the ring is empty or the head holds anything else (a tiny record
+    /// longer than `max` too), which the general path handles or reports. Only in a
+    /// process that can rely on `membarrier` ([`Spsc::light`]), which the caller checked
+    /// once for many receives: the wake-up check after it then tests nothing more per
+    /// message.
+    ///
+    /// Not written as [`Spsc::peek_tiny`] then [`Spsc::take_peeked_tiny`]: that form
+    /// loads the ring's header pointer twice on the seed's receive path (one more
+    /// instruction per message, measured).
     #[inline(always)]
     pub(crate) fn take_tiny_light(&self, max: u64) -> Option<(u64, usize)> {
         self.take_tiny_with(max, true)
@@ -191,7 +193,7 @@ impl Spsc {
         Some((word, len))
     }
 
-    /// [`Spsc::take_tiny`] without taking: the tiny record at the head, left there
+    /// [`Spsc::take_tiny_light`] without taking: the tiny record at the head, left there
     /// until [`Spsc::take_peeked_tiny`] (for a caller that may have to leave it, such
     /// as `recv_slice` when the message does not decode as an element).
     #[inline(always)]

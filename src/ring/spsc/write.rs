@@ -241,27 +241,29 @@ impl Spsc {
         true
     }
 
+    /// [`Spsc::try_send_tiny_word`] of the low `len <= TINY_MAX` bytes of `payload`
+    /// (whose other bytes are zero), for the unit tests.
+    #[cfg(test)]
+    pub(crate) fn try_send_tiny(&self, payload: u64, len: u64, patient: bool) -> bool {
+        self.try_send_tiny_word(tiny_word(payload, len), patient)
+    }
+
     /// The whole send of a tiny message, when this thread holds the biased writer role
-    /// and the ring has room: takes the role ([`Spsc::acquire_writer`]'s biased path),
-    /// publishes the low `len <= TINY_MAX` bytes of `payload` (whose other bytes are
-    /// zero) as a tiny record with one store, counts it in `tail`, gives the role back,
-    /// and wakes the reader if it sleeps. `false`, with nothing written, when another
-    /// thread or process holds the role or the bias is revoked or unknown yet, or when
-    /// the ring is full: the caller then takes the general path, which waits, takes the
-    /// role the slow way and repairs what a dead writer left.
+    /// and the fast path's limit lets it: takes the role ([`Spsc::acquire_writer`]'s
+    /// biased path), publishes `word` (the record's whole word: tag, length and
+    /// payload, as `codec::encode_word_tagged` makes it with [`TINY_HIGH`]) with one
+    /// store, counts it in `tail`, gives the role back, and wakes the reader if it
+    /// sleeps. `false`, with nothing written, when another thread or process holds the
+    /// role or the bias is revoked or unknown yet, when the ring is full, when a look at
+    /// the reader is due, or when the fast path is poisoned or closed: the caller then
+    /// takes the general path, which waits, looks at the reader, takes the role the
+    /// slow way and repairs what a dead writer left.
     ///
     /// This is the seed's message (a few bytes of serde output) end to end, so it is
     /// written out once here rather than assembled from the general pieces: the owner
     /// compare uses the thread's cached tag without a branch for "not computed yet", a
     /// tiny record always fits before the end of the ring (no padding), and the role
     /// and `tail` are touched once each.
-    #[cfg(test)]
-    pub(crate) fn try_send_tiny(&self, payload: u64, len: u64, patient: bool) -> bool {
-        self.try_send_tiny_word(tiny_word(payload, len), patient)
-    }
-
-    /// [`Spsc::try_send_tiny`] of a tiny record's whole `word` (tag, length and payload,
-    /// as `codec::encode_word_tagged` makes it with [`TINY_HIGH`]).
     ///
     /// [`TINY_HIGH`]: super::TINY_HIGH
     #[inline(always)]
@@ -291,7 +293,7 @@ impl Spsc {
         sent
     }
 
-    /// [`Spsc::try_send_tiny`] once the role is held: the record and `tail`. `base` is
+    /// [`Spsc::try_send_tiny_word`] once the role is held: the record and `tail`. `base` is
     /// the caller's copy of [`Spsc::base`], taken before its compiler fence, which
     /// would otherwise have the address loaded again.
     #[inline(always)]
