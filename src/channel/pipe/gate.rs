@@ -4,15 +4,16 @@
 //! # A writer notices a reader that is gone
 //!
 //! Before each send the writer compares the ring's reader-drop counter with the count it
-//! last saw (one cached load), and looks at its reader once every [`LOOK_BYTES`] bytes
-//! of records (the ring keeps the position of the next look, `Spsc::look_due`; the tiny
-//! fast path's one compare covers it, and the general path asks it). It asks the kernel
-//! when a reader end was dropped, when the ring is full (a `try_send` at most every
-//! 100 µs), and at a look when the reader's `head` has not moved since the last one (a
-//! reader that hands space back is alive, so a pipe whose reader keeps up makes no
-//! system call). Every record takes at least 8 bytes, so a reader that dies without
-//! dropping its end (SIGKILL) is noticed within [`DEAD_READER_SENDS`] (1024) sends, or
-//! as soon as the ring is full.
+//! last saw (one cached load), and looks at its reader once every 512 records (the ring
+//! keeps the position of the next look, `Spsc::look_due`, in bytes of tiny records,
+//! [`LOOK_BYTES`]; a larger record counts as a tiny one; the tiny fast path's one compare
+//! covers it, and the general path asks it). It asks the kernel when a reader end was
+//! dropped, when the ring is full (a `try_send` at most every 100 µs), and at a look
+//! when the reader's `head` has not moved since the last one (a reader that hands space
+//! back is alive, so a pipe whose reader keeps up makes no system call). Every send
+//! publishes at least one record, so a reader that dies without dropping its end
+//! (SIGKILL) is noticed within [`DEAD_READER_SENDS`] (1024) sends, or as soon as the
+//! ring is full.
 //!
 //! Once an end knows the other side is gone (a send, a receive or a poll saw it), it
 //! stays so: every later send through it, and through its clones in this process, fails
@@ -25,8 +26,9 @@ use crate::ring::spsc::TINY_MAX;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::presence::Presence;
 
-/// Bytes of records (8 or more each) between two looks of a writer at its reader
-/// ([`SendGate::admit`]): at most 512 sends.
+/// Bytes of tiny records between two looks of a writer at its reader
+/// ([`SendGate::admit`]), a record of any size counting as a tiny one's 8 bytes
+/// (`Spsc::count_toward_look`): 512 records, so at most 512 sends.
 const LOOK_BYTES: u64 = 4096;
 
 /// A reader that dies without dropping its end (SIGKILL) is noticed by a writer within
@@ -159,14 +161,19 @@ impl SendGate {
             return false;
         }
         // Fails when someone stored PEER_GONE meanwhile, or when another thread's look
-        // stored a newer count first.
-        if let Err(now) =
-            self.seen_drops
-                .compare_exchange(gate, drops, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            if now == PEER_GONE {
-                return false;
+        // stored a newer count first. Only when the count moved: a locked instruction
+        // per look otherwise.
+        if drops != gate {
+            if let Err(now) =
+                self.seen_drops
+                    .compare_exchange(gate, drops, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                if now == PEER_GONE {
+                    return false;
+                }
             }
+        } else if self.known_gone() {
+            return false;
         }
         tx.renew_look(LOOK_BYTES);
         true

@@ -236,7 +236,8 @@ impl Spsc {
         w.look_at
             .store(tail.wrapping_add(bytes).max(1), Ordering::Relaxed);
         w.poisoned.store(0, Ordering::Relaxed);
-        self.set_limit(NO_ROOM);
+        // No room is never more than there is: no fence needed (`set_limit`).
+        w.limit.store(NO_ROOM, Ordering::Relaxed);
     }
 
     /// Asks for looks at the reader every `bytes` (see [`Spsc::renew_look`]) if nobody
@@ -250,8 +251,9 @@ impl Spsc {
             .compare_exchange(0, first, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            // A limit computed while no look was asked for may run past `first`.
-            self.set_limit(NO_ROOM);
+            // A limit computed while no look was asked for may run past `first`. No
+            // room is never more than there is: no fence needed (`set_limit`).
+            w.limit.store(NO_ROOM, Ordering::Relaxed);
         }
     }
 

@@ -516,6 +516,21 @@ fn the_tiny_fast_path_stops_where_a_look_is_due_after_a_dropped_reader_and_once_
     assert!(r.look_due());
     r.renew_look(80);
     assert!(!r.look_due() && send_take(1));
+    // A general-path record of any size counts as one tiny record toward the look.
+    r.renew_look(80);
+    let g = r.acquire_writer(None, || false).unwrap();
+    r.write_record(&g, RecKind::Msg, &[&[7u8; 200]], None, || false)
+        .unwrap();
+    drop(g);
+    assert_eq!(recv_all(&r), vec![vec![7u8; 200]]);
+    assert!(!r.look_due());
+    let mut n = 0;
+    while send_take(n) {
+        n += 1;
+        assert!(n < 100, "the fast path never stopped");
+    }
+    assert_eq!(n, 8, "nine records in all, as nine tiny ones");
+    r.renew_look(80);
     // A dropped reader end stops it at once, whatever room there is, until a look.
     r.note_reader_drop();
     assert!(!send_take(2) && !send_take(3));

@@ -171,6 +171,26 @@ impl Spsc {
     #[inline(always)]
     fn publish_at(&self, off: u64, size: u64, header: u64) {
         self.publish_from(self.base(), off, size, header);
+        self.count_toward_look(size);
+    }
+
+    /// A record of `size` bytes published by a general path counts as one tiny record
+    /// toward the next look at the reader (`look_at`, which the tiny fast path's limit
+    /// keeps in bytes): looks come every so many records, whatever their size, not
+    /// every so many bytes (a look on every 4 KiB send cost it a tenth of its time).
+    /// Under the writer role, like every store of `look_at` but the gate's
+    /// (`Spsc::renew_look`, which a race may make one look early or late).
+    #[inline(always)]
+    fn count_toward_look(&self, size: u64) {
+        if size > REC_HDR {
+            let w = &self.hdr().w;
+            let at = w.look_at.load(Ordering::Relaxed);
+            // 0: no looks asked for (a ring without a channel's gate).
+            if at != 0 {
+                w.look_at
+                    .store(at.wrapping_add(size - REC_HDR), Ordering::Relaxed);
+            }
+        }
     }
 
     /// [`Spsc::publish_at`] addressed from `base`.
