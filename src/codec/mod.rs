@@ -25,7 +25,7 @@ mod de;
 mod ser;
 
 pub(crate) use ser::WORD_MAX;
-use ser::{Out, Ser, SerError, SliceOut, WordOut, LEN_SHIFT};
+use ser::{Out, Ser, SerError, SliceOut, WordOut};
 
 impl Out for &mut RawSink<'_> {
     #[inline(always)]
@@ -93,10 +93,8 @@ pub(crate) fn encode_word_tagged<T: Serialize + ?Sized>(
 /// The encoding and its length in a word from [`encode_word_tagged`].
 #[inline(always)]
 pub(crate) fn word_parts(tagged: u64) -> (u64, usize) {
-    (
-        tagged & ((1 << LEN_SHIFT) - 1),
-        (tagged >> LEN_SHIFT) as usize & 0xFF,
-    )
+    let w = WordOut::from_tagged(tagged);
+    (w.bytes(), w.len() as usize)
 }
 
 /// Encodes `value` into `buf` if it fits: `Some(len)`, `None` when it does not (encode

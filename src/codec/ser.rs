@@ -120,6 +120,12 @@ impl WordOut {
         WordOut { word: high }
     }
 
+    /// The encoding a [`WordOut::tagged`] word holds, to take apart again.
+    #[inline(always)]
+    pub(crate) fn from_tagged(word: u64) -> WordOut {
+        WordOut { word }
+    }
+
     /// The bytes written so far.
     #[inline(always)]
     pub(crate) fn len(&self) -> u32 {
@@ -138,23 +144,22 @@ impl WordOut {
         self.word
     }
 
-    /// Appends the low byte or bytes of `enc` (at most `WORD_MAX - len` of them, the
-    /// others zero) and counts `n` of them.
+    /// Appends the `n` low bytes of `enc` (the others zero), if they fit.
     #[inline(always)]
-    fn push(&mut self, enc: u64, len: u32, n: u32) {
+    fn put(&mut self, enc: u64, n: u32) -> bool {
+        let len = self.len();
+        if len + n > WORD_MAX {
+            return false;
+        }
         self.word = (self.word | enc << (8 * len)) + (u64::from(n) << LEN_SHIFT);
+        true
     }
 }
 
 impl Out for WordOut {
     #[inline(always)]
     fn byte(&mut self, b: u8) -> bool {
-        let len = self.len();
-        if len >= WORD_MAX {
-            return false;
-        }
-        self.push(u64::from(b), len, 1);
-        true
+        self.put(u64::from(b), 1)
     }
 
     #[inline(always)]
@@ -163,7 +168,8 @@ impl Out for WordOut {
             return false;
         }
         for &x in b {
-            self.push(u64::from(x), self.len(), 1);
+            // Fits: checked for all of them above.
+            self.put(u64::from(x), 1);
         }
         true
     }
@@ -171,7 +177,8 @@ impl Out for WordOut {
     #[inline(always)]
     fn varint(&mut self, v: u64) -> bool {
         // The common short varints without a loop, each placed on its own branch (where
-        // its length, and so the word's `top`, is a constant); the rest 7 bits at a time.
+        // its length, and so the word's length byte, is a constant); the rest 7 bits at
+        // a time.
         if v < 1 << 7 {
             self.put(v, 1)
         } else if v < 1 << 14 {
@@ -195,19 +202,6 @@ impl Out for WordOut {
             }
             self.put(enc & !(0x80 << (8 * (n - 1))), n)
         }
-    }
-}
-
-impl WordOut {
-    /// Appends the `n` low bytes of `enc` (the others zero), if they fit.
-    #[inline(always)]
-    fn put(&mut self, enc: u64, n: u32) -> bool {
-        let len = self.len();
-        if len + n > WORD_MAX {
-            return false;
-        }
-        self.push(enc, len, n);
-        true
     }
 }
 

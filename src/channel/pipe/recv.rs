@@ -338,19 +338,21 @@ impl End {
 /// ```
 pub struct Receiver<T> {
     pub(super) end: Arc<End>,
-    /// The ring `end` reads, a second handle to it held here: the tiny fast path
-    /// reaches it without loading `end` or testing its `Option`.
-    rx: Spsc,
+    /// The ring the tiny fast path reads whenever `state` lets it: the one `end` reads
+    /// (a copy of its handle, which `end` keeps mapped: the fast path neither loads
+    /// `end` nor tests its `Option`), or an always-empty ring ([`Spsc::empty`]) where
+    /// that path may never run: in a process that cannot rely on `membarrier` (its
+    /// wake-up takes that for granted, [`Spsc::take_tiny_light`]), or for a pipe whose
+    /// tiny records may not be of every tiny length (it compares with [`TINY_MAX`]).
+    ready_rx: Spsc,
     pub(super) state: RefCell<RecvState>,
-    /// The ring the tiny fast path of [`Receiver::recv_core`] reads: `rx` while `state`
-    /// needs nothing done when a whole message is received (no stream half assembled
-    /// or being skipped, no count of empty polls), otherwise an always-empty ring
-    /// ([`Spsc::empty`]), where that path finds nothing and goes the general way: no
-    /// flag to test per message. The fast path does not borrow `state`; every other
+    /// The ring the tiny fast path of [`Receiver::recv_core`] reads: `ready_rx` while
+    /// `state` needs nothing done when a whole message is received (no stream half
+    /// assembled or being skipped, no count of empty polls), otherwise an always-empty
+    /// ring ([`Spsc::empty`]), where that path finds nothing and goes the general way:
+    /// no flag to test per message. The fast path does not borrow `state`; every other
     /// use of it goes through [`Receiver::state_mut`], which installs the empty ring,
-    /// and the general path of `recv_core` installs `rx` again when it can. Never `rx`
-    /// in a process that cannot rely on `membarrier` (the fast path's wake-up takes
-    /// that for granted, [`Spsc::take_tiny_light`]).
+    /// and the general path of `recv_core` installs `ready_rx` again when it can.
     fast_rx: Cell<Spsc>,
     /// Why the last general receive failed, from [`Receiver::recv_rest`] to its caller.
     failed: Cell<Option<RecvFail>>,
@@ -360,29 +362,20 @@ pub struct Receiver<T> {
 impl<T> Receiver<T> {
     /// A receiver on `end`, which the caller registered.
     pub(super) fn from_end(end: Arc<End>) -> Self {
-        let rx = end.rx.as_ref().expect("a receiving end").handle();
-        let fast_rx = if Self::fast_possible(&end, &rx) {
+        let rx = *end.rx.as_ref().expect("a receiving end");
+        let ready_rx = if rx.light() && end.tiny_max == TINY_MAX {
             rx
         } else {
             Spsc::empty()
         };
         Receiver {
             end,
-            rx,
+            ready_rx,
             state: RefCell::default(),
-            fast_rx: Cell::new(fast_rx),
+            fast_rx: Cell::new(ready_rx),
             failed: Cell::new(None),
             _t: PhantomData,
         }
-    }
-}
-
-impl<T> Receiver<T> {
-    /// Whether the tiny fast path may ever run on `rx`, the ring of `end`: in a process
-    /// that can rely on `membarrier` ([`Spsc::take_tiny_light`]), for a pipe whose tiny
-    /// records may be of every tiny length (the fast path compares with [`TINY_MAX`]).
-    fn fast_possible(end: &End, rx: &Spsc) -> bool {
-        rx.light() && end.tiny_max == TINY_MAX
     }
 }
 
@@ -430,12 +423,8 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     fn recv_rest(&self, wait: Deadline) -> Option<T> {
         let mut st = self.state_mut();
         let r = self.recv_small_or_general::<RecvFail>(&mut st, wait);
-        if st.partial.is_none()
-            && !st.skipping
-            && st.empty_polls == 0
-            && Self::fast_possible(&self.end, &self.rx)
-        {
-            self.fast_rx.set(self.rx);
+        if st.partial.is_none() && !st.skipping && st.empty_polls == 0 {
+            self.fast_rx.set(self.ready_rx);
         }
         match r {
             Ok(v) => Some(v),

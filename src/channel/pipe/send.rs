@@ -459,8 +459,8 @@ impl End {
 /// ```
 pub struct Sender<T> {
     pub(super) end: Arc<End>,
-    /// The ring `end` writes, a second handle to it held here: the tiny fast path
-    /// reaches it without loading `end` or testing its `Option`.
+    /// The ring `end` writes, a copy of its handle held here (`end` keeps the mapping):
+    /// the tiny fast path reaches it without loading `end` or testing its `Option`.
     tx: Spsc,
     _t: PhantomData<fn(&T)>,
 }
@@ -468,7 +468,7 @@ pub struct Sender<T> {
 impl<T> Sender<T> {
     /// A sender on `end`, which the caller registered.
     pub(super) fn from_end(end: Arc<End>) -> Self {
-        let tx = end.tx().handle();
+        let tx = *end.tx();
         Sender {
             end,
             tx,

@@ -270,14 +270,6 @@ impl Spsc {
         }
     }
 
-    /// Another handle to the same ring, valid while the memory is (which whoever holds
-    /// it ensures as for this one: a pipe's `Sender` and `Receiver` keep one beside the
-    /// end that holds the mapping, so their fast paths reach the ring without going
-    /// through the end).
-    pub(crate) fn handle(&self) -> Spsc {
-        *self
-    }
-
     /// A handle to a ring that stays empty: nothing ever writes it (no writer role is
     /// ever taken on it), so every read finds nothing. For a fast path that must not
     /// run, in place of a flag tested per message: a receiver installs it while its
@@ -325,21 +317,15 @@ impl Spsc {
         }
         #[cfg(not(loom))]
         // SAFETY: `base` is `self.hdr` (the only way to make a `Base`), so by
-        // `from_raw`'s contract the data area follows it at CONTROL_SIZE, mapped for
-        // our lifetime. Every caller passes an 8-aligned offset below `cap` (a position
+        // `from_raw`'s contract the data area (`data_at`) is mapped for our lifetime.
+        // Every caller passes an 8-aligned offset below `cap` (a position
         // masked with `cap - 8`, or a checked record offset), and the data area is
         // 128-aligned, so this is an aligned u64 inside the mapping. Accesses to a
         // header word that may be concurrent are all atomic: the reader reads only the
         // word at `head` (published or zero) through here, and the writer writes
         // payload non-atomically only in free space, where the reader does not look.
         unsafe {
-            AtomicU64::from_ptr(
-                base.0
-                    .cast::<u8>()
-                    .as_ptr()
-                    .add(CONTROL_SIZE + off as usize)
-                    .cast::<u64>(),
-            )
+            AtomicU64::from_ptr(self.data_at(base).as_ptr().add(off as usize).cast::<u64>())
         }
     }
 
@@ -359,9 +345,16 @@ impl Spsc {
     /// The data area: `cap` bytes right after the control block.
     #[inline(always)]
     fn data(&self) -> NonNull<u8> {
-        // SAFETY: `from_raw`'s contract: CONTROL_SIZE + cap bytes are mapped at `hdr`, so
-        // the data area starts inside (or, for no data, one past) that mapping.
-        unsafe { self.hdr.cast::<u8>().add(CONTROL_SIZE) }
+        self.data_at(self.base())
+    }
+
+    /// [`Spsc::data`] from `base`, a copy of [`Spsc::base`].
+    #[inline(always)]
+    fn data_at(&self, base: Base) -> NonNull<u8> {
+        // SAFETY: `base` is `self.hdr`. `from_raw`'s contract: CONTROL_SIZE + cap bytes
+        // are mapped there, so the data area starts inside (or, for no data, one past)
+        // that mapping.
+        unsafe { base.0.cast::<u8>().add(CONTROL_SIZE) }
     }
 
     #[inline(always)]

@@ -232,9 +232,7 @@ impl Spsc {
     /// is not there.
     pub(crate) fn renew_look(&self, bytes: u64) {
         let w = &self.hdr().w;
-        let tail = w.tail.load(Ordering::Relaxed);
-        w.look_at
-            .store(tail.wrapping_add(bytes).max(1), Ordering::Relaxed);
+        w.look_at.store(self.look_after(bytes), Ordering::Relaxed);
         w.poisoned.store(0, Ordering::Relaxed);
         // No room is never more than there is: no fence needed (`set_limit`).
         w.limit.store(NO_ROOM, Ordering::Relaxed);
@@ -245,8 +243,7 @@ impl Spsc {
     /// (its due look, its poison).
     pub(crate) fn arm_look(&self, bytes: u64) {
         let w = &self.hdr().w;
-        let tail = w.tail.load(Ordering::Relaxed);
-        let first = tail.wrapping_add(bytes).max(1);
+        let first = self.look_after(bytes);
         if w.look_at
             .compare_exchange(0, first, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
@@ -255,6 +252,21 @@ impl Spsc {
             // room is never more than there is: no fence needed (`set_limit`).
             w.limit.store(NO_ROOM, Ordering::Relaxed);
         }
+    }
+
+    /// The position of a look due `bytes` past the published `tail` (never 0, which
+    /// says no look was asked for).
+    fn look_after(&self, bytes: u64) -> u64 {
+        let tail = self.hdr().w.tail.load(Ordering::Relaxed);
+        tail.wrapping_add(bytes).max(1)
+    }
+
+    /// Whether the tiny fast path is stopped until the general path's gate acts:
+    /// closed for good ([`Spsc::close_fast_path`]) or poisoned by a dropped reader end
+    /// ([`Spsc::note_reader_drop`]).
+    pub(super) fn fast_path_stopped(&self) -> bool {
+        let w = &self.hdr().w;
+        w.closed.load(Ordering::Relaxed) != 0 || w.poisoned.load(Ordering::Relaxed) != 0
     }
 
     /// Stores the tiny fast path's `limit`, unless that path is closed for good
@@ -267,7 +279,7 @@ impl Spsc {
         let w = &self.hdr().w;
         w.limit.store(limit, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        if w.closed.load(Ordering::Relaxed) != 0 || w.poisoned.load(Ordering::Relaxed) != 0 {
+        if self.fast_path_stopped() {
             w.limit.store(NO_ROOM, Ordering::Relaxed);
             return false;
         }

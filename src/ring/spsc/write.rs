@@ -347,10 +347,7 @@ impl Spsc {
     fn room_after_reload(&self, end: u64, patient: bool) -> bool {
         let w = &self.hdr().w;
         let look_at = w.look_at.load(Ordering::Relaxed);
-        if w.poisoned.load(Ordering::Relaxed) != 0
-            || w.closed.load(Ordering::Relaxed) != 0
-            || (look_at != 0 && end > look_at)
-        {
+        if self.fast_path_stopped() || (look_at != 0 && end > look_at) {
             return false;
         }
         // Pairs with the reader's Release store of `head`: the bytes it consumed are free.
